@@ -1,0 +1,188 @@
+"""`mlreg`: run the local service, and manage projects and tokens."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+DEFAULT_PORT = 5005
+DEFAULT_PROJECT = "default"
+
+
+class StartupError(Exception):
+    """A problem the user can fix; reported as one line, without a traceback."""
+
+
+def _prepare_data_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(f"cannot use data directory {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the gateway binds; ignores TIME_WAIT
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise StartupError(f"port {port} on {host} is already in use (choose another with --port)") from None
+
+
+def _secret(data_dir: Path, name: str) -> str:
+    """A per-installation secret kept in the data directory (created on first start)."""
+    path = data_dir / name
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _configure(args) -> None:
+    os.environ.setdefault("AWS_DEFAULT_REGION", args.region)
+    os.environ["MLREG_TABLE"] = args.table
+    os.environ["MLREG_BUCKET"] = args.bucket
+    os.environ["MLREG_ENV"] = "local"
+    os.environ["MLREG_PAGE_TOKEN_KEY"] = _secret(args.data_dir, "page-token-key")
+    if args.dynamodb_endpoint:
+        os.environ["MLREG_DYNAMODB_ENDPOINT"] = args.dynamodb_endpoint
+    if args.s3_endpoint:
+        os.environ["MLREG_S3_ENDPOINT"] = args.s3_endpoint
+
+
+def _ensure_aws_resources(args) -> None:
+    """With real endpoints (DynamoDB Local, AWS), create the table and bucket if they are missing."""
+    import boto3
+
+    from shared import db
+    from shared import table as table_def
+
+    ddb = db.client()
+    if args.table not in ddb.list_tables()["TableNames"]:
+        ddb.create_table(**table_def.create_table_kwargs(args.table))
+        ddb.get_waiter("table_exists").wait(TableName=args.table)
+    s3 = boto3.client("s3", endpoint_url=args.s3_endpoint or None)
+    if args.bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=args.bucket)
+
+
+def _bootstrap(data_dir: Path) -> str:
+    """First start: project `default` and an admin token (kept in the data dir for local use)."""
+    from shared import projects
+    from shared.routes import Role
+
+    token_file = data_dir / "admin-token"
+    if projects.get_project(DEFAULT_PROJECT) is None:
+        projects.create_project(DEFAULT_PROJECT, "Created by mlreg serve")
+        token_file.write_text(projects.create_token(DEFAULT_PROJECT, Role.ADMIN, name="local admin"))
+        token_file.chmod(0o600)
+    if not token_file.exists():
+        raise StartupError(f"{token_file} is missing: create a token with `mlreg token create`")
+    return token_file.read_text().strip()
+
+
+def start_service(args):
+    """Start emulator (unless real endpoints are given) and gateway. Returns (gateway, emulator, token)."""
+    from mlreg.gateway import Gateway
+
+    _prepare_data_dir(args.data_dir)
+    _check_port(args.host, args.port)
+    _configure(args)
+    emulator = None
+    if not args.dynamodb_endpoint:
+        from mlreg.emulator import Emulator
+        from shared import db
+
+        emulator = Emulator(args.data_dir, args.table, args.bucket, args.region)
+        emulator.start()
+        if not args.s3_endpoint:
+            os.environ["MLREG_S3_ENDPOINT"] = emulator.s3_endpoint
+        emulator.watch(db.client())
+    else:
+        _ensure_aws_resources(args)
+    token = _bootstrap(args.data_dir)
+    gateway = Gateway(args.host, args.port, verbose=args.verbose)
+    return gateway, emulator, token
+
+
+def _exports(args, token: str) -> str:
+    uri = f"http://{args.host}:{args.port}/projects/{DEFAULT_PROJECT}"
+    return "\n".join([
+        f"export MLFLOW_TRACKING_URI={uri}",
+        f"export MLFLOW_TRACKING_TOKEN={token}",
+        "# optional: send files over 5 MiB straight to S3 in presigned parts",
+        "export MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE=5242880",
+    ])
+
+
+def cmd_serve(args) -> int:
+    gateway, emulator, token = start_service(args)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
+    thread.start()
+    print(f"mlreg: serving on http://{args.host}:{args.port} (data in {args.data_dir})", flush=True)
+    print("Use it from your shell or code:\n" + _exports(args, token), flush=True)
+    if args.example:
+        _run_example(args, token)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    gateway.shutdown()
+    if emulator:
+        emulator.stop()
+    print("mlreg: stopped; data saved", flush=True)
+    return 0
+
+
+def _run_example(args, token: str) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://{args.host}:{args.port}/projects/{DEFAULT_PROJECT}",
+           "MLFLOW_TRACKING_TOKEN": token}
+    example = Path(__file__).resolve().parent.parent / "examples" / "train.py"
+    print(f"mlreg: running {example} against the local service", flush=True)
+    result = subprocess.run([sys.executable, str(example)], env=env)
+    print(f"mlreg: example finished with exit code {result.returncode}; the service keeps running (Ctrl-C stops it)",
+          flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlreg", description="MLflow-compatible tracking and registry")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API locally on emulated DynamoDB and S3")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--data-dir", type=Path, default=Path(".mlreg"))
+    serve.add_argument("--dynamodb-endpoint", help="use this DynamoDB (DynamoDB Local, or AWS) instead of the emulator")
+    serve.add_argument("--s3-endpoint", help="use this S3 endpoint instead of the emulator")
+    serve.add_argument("--table", default="mlreg")
+    serve.add_argument("--bucket", default="mlreg-local")
+    serve.add_argument("--region", default="us-east-1")
+    serve.add_argument("--example", action="store_true", help="run examples/train.py against the service")
+    serve.add_argument("--verbose", action="store_true", help="log every request")
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StartupError as err:
+        print(f"mlreg: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Emulated DynamoDB and S3 (moto) inside this process, persisted to a data directory.
+
+Handlers call moto in-process (fast); an HTTP moto server in the same process shares that state so
+clients can follow presigned S3 URLs. Every couple of seconds changed state is written to the data
+directory with write-to-temp-then-rename, so a crash loses at most the last seconds, never the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import boto3
+
+from shared import table as table_def
+
+SNAPSHOT_SECONDS = 2.0
+WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Emulator:
+    """moto in-process plus a moto HTTP server for presigned URLs, with snapshots to `data_dir`."""
+
+    def __init__(self, data_dir: Path, table: str, bucket: str, region: str = "us-east-1"):
+        self.data_dir, self.table, self.bucket, self.region = data_dir, table, bucket, region
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.s3_endpoint = ""
+
+    # -- lifecycle --
+    def start(self) -> None:
+        from moto import mock_aws
+        from moto.server import ThreadedMotoServer
+
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            os.environ.setdefault(name, "local")
+        os.environ.setdefault("AWS_DEFAULT_REGION", self.region)
+        self._mock = mock_aws()
+        self._mock.start()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.s3_endpoint = f"http://{host}:{port}"
+        self.ddb = boto3.client("dynamodb", region_name=self.region)
+        self.s3 = boto3.client("s3", region_name=self.region)
+        self.ddb.create_table(**table_def.create_table_kwargs(self.table))
+        self.s3.create_bucket(Bucket=self.bucket)
+        self._restore()
+        self._thread = threading.Thread(target=self._snapshot_loop, name="snapshots", daemon=True)
+        self._thread.start()
+
+    def watch(self, client) -> None:
+        """Mark state dirty after every successful write through `client`."""
+
+        def after_call(event_name: str, **_):
+            if event_name.rsplit(".", 1)[-1] in WRITE_OPS:
+                self._dirty.set()
+
+        client.meta.events.register("after-call.dynamodb", after_call)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.snapshot()
+        self._server.stop()
+        self._mock.stop()
+
+    # -- persistence --
+    def _snapshot_loop(self) -> None:
+        while not self._stop.wait(SNAPSHOT_SECONDS):
+            try:
+                self.snapshot()
+            except Exception as exc:  # keep serving; the next round tries again
+                logging.getLogger("mlreg").warning("snapshot failed: %s", exc)
+
+    def snapshot(self) -> None:
+        with self._lock:
+            if self._dirty.is_set():
+                self._dirty.clear()
+                self._save_table()
+            self._sync_objects()
+
+    def _save_table(self) -> None:
+        # Scan is fine here: this is the local export path, never a request path.
+        items, kwargs = [], {"TableName": self.table}
+        while True:
+            page = self.ddb.scan(**kwargs)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        _atomic_write(self.data_dir / "table.json", json.dumps(items).encode())
+
+    def _sync_objects(self) -> None:
+        """Mirror changed objects to files; the manifest is written last, so it only names complete files."""
+        root = self.data_dir / "objects"
+        manifest_path = self.data_dir / "objects.json"
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        current = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            current.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
+        if current == manifest:
+            return
+        for key, etag in current.items():
+            if manifest.get(key) != etag:
+                path = root / key
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(path.name + ".tmp")
+                self.s3.download_file(self.bucket, key, str(tmp))
+                os.replace(tmp, path)
+        _atomic_write(manifest_path, json.dumps(current).encode())
+        for key in manifest.keys() - current.keys():
+            (root / key).unlink(missing_ok=True)
+
+    def _restore(self) -> None:
+        table_file = self.data_dir / "table.json"
+        if table_file.exists():
+            items = json.loads(table_file.read_text())
+            for i in range(0, len(items), 25):
+                self.ddb.batch_write_item(RequestItems={self.table: [{"PutRequest": {"Item": it}} for it in items[i:i + 25]]})
+        manifest_path = self.data_dir / "objects.json"
+        if manifest_path.exists():
+            for key in json.loads(manifest_path.read_text()):
+                path = self.data_dir / "objects" / key
+                if path.exists():
+                    self.s3.upload_file(str(path), self.bucket, key)
+            # Re-uploaded objects get new ETags: record them so the files are not copied back.
+            current = {}
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+                current.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
+            _atomic_write(manifest_path, json.dumps(current).encode())

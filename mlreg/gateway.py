@@ -1,0 +1,169 @@
+"""A local stand-in for API Gateway: turns each HTTP request into the REST proxy event the deployed
+API sends, runs the same authorizer, then the same Lambda handler, with the same payload limits."""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import importlib
+import json
+import socket
+import sys
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from shared import routes
+from shared.errors import MlflowError
+from shared.http import error_response
+
+API_GATEWAY_MAX_BODY = 10 * 1024 * 1024  # API Gateway refuses bodies above 10 MB
+LAMBDA_MAX_PAYLOAD = 6 * 1024 * 1024  # Lambda refuses invocation events and responses above 6 MB
+STAGE = "local"
+ACCOUNT = "000000000000"
+API_ID = "local"
+
+MULTIPART_HINT = ("Set MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true and MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE="
+                  "5242880 so large files go straight to S3 in presigned parts.")
+
+
+def _handler(function: str):
+    return importlib.import_module(f"functions.{function}").handler
+
+
+def build_event(method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+                route: routes.Route, params: dict[str, str], source_ip: str) -> dict:
+    """The REST API (v1) proxy event. With binary media type */* API Gateway base64-encodes bodies."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    multi: dict[str, list[str]] = {}
+    for k, v in pairs:
+        multi.setdefault(k, []).append(v)
+    request_id = str(uuid.uuid4())
+    return {
+        "resource": route.resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in multi.items()} or None,
+        "multiValueQueryStringParameters": multi or None,
+        "pathParameters": params or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": route.resource, "httpMethod": method, "path": f"/{STAGE}{path}", "stage": STAGE,
+            "requestId": request_id, "accountId": ACCOUNT, "apiId": API_ID, "protocol": "HTTP/1.1",
+            "requestTimeEpoch": int(time.time() * 1000), "identity": {"sourceIp": source_ip},
+        },
+        "body": base64.b64encode(body).decode() if body else None,
+        "isBase64Encoded": bool(body),
+    }
+
+
+def authorizer_event(event: dict) -> dict:
+    method, resource = event["httpMethod"], event["path"]
+    return {
+        "type": "REQUEST",
+        "methodArn": f"arn:aws:execute-api:local:{ACCOUNT}:{API_ID}/{STAGE}/{method}{resource}",
+        "resource": event["resource"], "path": event["path"], "httpMethod": method,
+        "headers": event["headers"], "queryStringParameters": event["queryStringParameters"],
+        "pathParameters": event["pathParameters"], "requestContext": event["requestContext"],
+    }
+
+
+def authorize(event: dict) -> dict:
+    """Run the authorizer as API Gateway does: an exception means 401, a policy that does not allow
+    this method ARN means 403; otherwise its context becomes requestContext.authorizer."""
+    auth_event = authorizer_event(event)
+    try:
+        result = _handler("authorizer")(auth_event, None)
+    except Exception:
+        raise MlflowError("Missing or invalid token for this project (MLFLOW_TRACKING_TOKEN)", "UNAUTHENTICATED")
+    statements = result.get("policyDocument", {}).get("Statement", [])
+    arn = auth_event["methodArn"]
+    allowed = [s for s in statements if fnmatch.fnmatchcase(arn, s["Resource"]) and s["Effect"] == "Allow"]
+    denied = [s for s in statements if fnmatch.fnmatchcase(arn, s["Resource"]) and s["Effect"] == "Deny"]
+    if denied or not allowed:
+        raise MlflowError("This token may not access this project", "PERMISSION_DENIED")
+    return {**result.get("context", {}), "principalId": result.get("principalId")}
+
+
+def handle(method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1") -> dict:
+    """One request through authorizer and handler; returns a proxy response dict."""
+    split = urlsplit(raw_path)
+    path = unquote(split.path)
+    try:
+        if len(body) > API_GATEWAY_MAX_BODY:
+            raise MlflowError(f"Request body is larger than API Gateway's 10 MB limit. {MULTIPART_HINT}",
+                              "PAYLOAD_TOO_LARGE")
+        route, params = routes.match(method, path)
+        if route is None:
+            raise MlflowError(f"No API route for {method} {path}", "ENDPOINT_NOT_FOUND")
+        event = build_event(method, path, split.query, headers, body, route, params, source_ip)
+        if len(json.dumps(event)) > LAMBDA_MAX_PAYLOAD:
+            raise MlflowError(f"Request is larger than Lambda's 6 MB payload limit. {MULTIPART_HINT}",
+                              "PAYLOAD_TOO_LARGE")
+        event["requestContext"]["authorizer"] = authorize(event)
+        response = _handler(route.function)(event, None)
+        if len(json.dumps(response)) > LAMBDA_MAX_PAYLOAD:
+            # What a deployed API does when a function's response is over Lambda's limit.
+            raise MlflowError("Response is larger than Lambda's 6 MB payload limit", "INTERNAL_ERROR", 502)
+        return response
+    except MlflowError as err:
+        return error_response(err)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as clients expect from API Gateway
+    server_version = "mlreg-local"
+    verbose = False
+
+    def setup(self) -> None:
+        super().setup()
+        # Without this, small keep-alive replies stall on Nagle + delayed ACK (about 40 ms each).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > API_GATEWAY_MAX_BODY:
+            self._send(error_response(MlflowError(
+                f"Request body is larger than API Gateway's 10 MB limit. {MULTIPART_HINT}", "PAYLOAD_TOO_LARGE")))
+            self.close_connection = True
+            return
+        body = self.rfile.read(length) if length else b""
+        headers = {k: v for k, v in self.headers.items()}
+        try:
+            response = handle(self.command, self.path, headers, body, self.client_address[0])
+        except Exception as exc:  # a bug in a handler: answer as Lambda + API Gateway would
+            print(f"mlreg: unhandled error on {self.command} {self.path}: {exc!r}", file=sys.stderr)
+            import traceback
+
+            traceback.print_exc()
+            response = error_response(MlflowError("Internal server error", "INTERNAL_ERROR"))
+        self._send(response)
+
+    def _send(self, response: dict) -> None:
+        body = response.get("body") or ""
+        data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+        self.send_response(response.get("statusCode", 200))
+        for k, v in (response.get("headers") or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+
+    def log_message(self, fmt: str, *args) -> None:
+        if self.verbose:
+            super().log_message(fmt, *args)
+
+
+class Gateway(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host: str, port: int, verbose: bool = False):
+        handler = type("Handler", (_Handler,), {"verbose": verbose})
+        super().__init__((host, port), handler)

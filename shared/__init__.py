@@ -1,0 +1,1 @@
+"""Code shared by every mlreg Lambda function: routes, table, storage, domain logic."""

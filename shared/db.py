@@ -1,0 +1,262 @@
+"""Thin access to the one DynamoDB table: typed items in and out, batches chunked and retried.
+
+Clients are created lazily (cold start) and shared (boto3 clients are thread-safe)."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from functools import cache
+from typing import Any, Iterable, Iterator
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from shared.errors import MlflowError
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+BATCH_WRITE_MAX = 25
+BATCH_GET_MAX = 100
+TRANSACT_MAX = 100
+PARALLELISM = 16
+
+
+def table_name() -> str:
+    return os.environ.get("MLREG_TABLE", "mlreg")
+
+
+@cache
+def client():
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=os.environ.get("MLREG_DYNAMODB_ENDPOINT") or None,
+        config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=PARALLELISM * 2),
+    )
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(PARALLELISM, thread_name_prefix="ddb")
+
+
+def parallel(fn, items: Iterable) -> list:
+    """Run independent requests side by side: one round trip of wall time instead of many."""
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    return list(_pool().map(fn, items))
+
+
+# ---- item conversion -------------------------------------------------------------------------
+
+def _to_attr(value: Any) -> dict:
+    if isinstance(value, float):
+        value = Decimal(repr(value))
+    return _serializer.serialize(value)
+
+
+def to_item(data: dict) -> dict:
+    return {k: _to_attr(v) for k, v in data.items() if v is not None}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def from_item(item: dict) -> dict:
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def key(pk: str, sk: str) -> dict:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+# ---- single-item requests -----------------------------------------------------------------------
+
+def get(pk: str, sk: str, consistent: bool = True) -> dict | None:
+    resp = client().get_item(TableName=table_name(), Key=key(pk, sk), ConsistentRead=consistent)
+    return from_item(resp["Item"]) if "Item" in resp else None
+
+
+def put(item: dict, condition: str | None = None, names: dict | None = None, values: dict | None = None) -> None:
+    kwargs: dict = {"TableName": table_name(), "Item": to_item(item)}
+    _add_expression(kwargs, condition, names, values)
+    client().put_item(**kwargs)
+
+
+def update(pk: str, sk: str, expression: str, names: dict | None = None, values: dict | None = None,
+           condition: str | None = None, return_new: bool = False) -> dict | None:
+    kwargs: dict = {"TableName": table_name(), "Key": key(pk, sk), "UpdateExpression": expression}
+    _add_expression(kwargs, condition, names, values)
+    if return_new:
+        kwargs["ReturnValues"] = "ALL_NEW"
+    resp = client().update_item(**kwargs)
+    return from_item(resp["Attributes"]) if return_new else None
+
+
+def delete(pk: str, sk: str, condition: str | None = None) -> None:
+    kwargs: dict = {"TableName": table_name(), "Key": key(pk, sk)}
+    if condition:
+        kwargs["ConditionExpression"] = condition
+    client().delete_item(**kwargs)
+
+
+def _add_expression(kwargs: dict, condition: str | None, names: dict | None, values: dict | None) -> None:
+    if condition:
+        kwargs["ConditionExpression"] = condition
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    if values:
+        kwargs["ExpressionAttributeValues"] = {k: _to_attr(v) for k, v in values.items()}
+
+
+def is_condition_failure(err: ClientError) -> bool:
+    return err.response["Error"]["Code"] in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def cancellation_reasons(err: ClientError) -> list[str]:
+    return [r.get("Code", "None") for r in err.response.get("CancellationReasons", [])]
+
+
+# ---- queries ---------------------------------------------------------------------------------
+
+def query(pk: str, sk_prefix: str | None = None, *, index: str | None = None, forward: bool = True,
+          limit: int | None = None, start_key: dict | None = None, consistent: bool = False,
+          sk_between: tuple[str, str] | None = None) -> tuple[list[dict], dict | None]:
+    """One page of a Query. Returns (items, last_evaluated_key)."""
+    pk_name, sk_name = ("pk", "sk") if index is None else (f"g{index[-1]}pk", f"g{index[-1]}sk")
+    cond = "#pk = :pk"
+    values: dict = {":pk": {"S": pk}}
+    if sk_prefix:
+        cond += " AND begins_with(#sk, :sk)"
+        values[":sk"] = {"S": sk_prefix}
+    elif sk_between:
+        cond += " AND #sk BETWEEN :lo AND :hi"
+        values[":lo"], values[":hi"] = {"S": sk_between[0]}, {"S": sk_between[1]}
+    kwargs: dict = {
+        "TableName": table_name(),
+        "KeyConditionExpression": cond,
+        "ExpressionAttributeNames": {"#pk": pk_name, **({"#sk": sk_name} if ":sk" in values or ":lo" in values else {})},
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": forward,
+    }
+    if index:
+        kwargs["IndexName"] = index
+    elif consistent:
+        kwargs["ConsistentRead"] = True
+    if limit:
+        kwargs["Limit"] = limit
+    if start_key:
+        kwargs["ExclusiveStartKey"] = start_key
+    resp = client().query(**kwargs)
+    return [from_item(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
+
+
+def query_all(pk: str, sk_prefix: str | None = None, **kwargs) -> list[dict]:
+    """Every item of a Query, following DynamoDB's 1 MB pages."""
+    return list(iter_query(pk, sk_prefix, **kwargs))
+
+
+def iter_query(pk: str, sk_prefix: str | None = None, **kwargs) -> Iterator[dict]:
+    start = None
+    while True:
+        items, start = query(pk, sk_prefix, start_key=start, **kwargs)
+        yield from items
+        if not start:
+            return
+
+
+# ---- batches and transactions ---------------------------------------------------------------------
+
+def batch_put(items: list[dict]) -> None:
+    """Unconditional puts in parallel chunks of 25, retrying UnprocessedItems with backoff.
+    Only for idempotent writes: a retry writes the same key with the same value."""
+    chunks = [items[i:i + BATCH_WRITE_MAX] for i in range(0, len(items), BATCH_WRITE_MAX)]
+    parallel(lambda chunk: _write_chunk([{"PutRequest": {"Item": to_item(i)}} for i in chunk]), chunks)
+
+
+def batch_delete(keys: list[tuple[str, str]]) -> None:
+    chunks = [keys[i:i + BATCH_WRITE_MAX] for i in range(0, len(keys), BATCH_WRITE_MAX)]
+    parallel(lambda chunk: _write_chunk([{"DeleteRequest": {"Key": key(pk, sk)}} for pk, sk in chunk]), chunks)
+
+
+def _write_chunk(requests: list[dict]) -> None:
+    for attempt in range(10):
+        resp = client().batch_write_item(RequestItems={table_name(): requests})
+        requests = resp.get("UnprocessedItems", {}).get(table_name(), [])
+        if not requests:
+            return
+        time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.0))
+    raise MlflowError("DynamoDB kept throttling a batch write; retry the request", "TEMPORARILY_UNAVAILABLE")
+
+
+def batch_get(keys: list[tuple[str, str]], consistent: bool = False) -> list[dict]:
+    """Items for many keys (missing ones are absent), in parallel chunks of 100."""
+    unique = list(dict.fromkeys(keys))
+    chunks = [unique[i:i + BATCH_GET_MAX] for i in range(0, len(unique), BATCH_GET_MAX)]
+    return [item for found in parallel(lambda c: _get_chunk(c, consistent), chunks) for item in found]
+
+
+def _get_chunk(keys: list[tuple[str, str]], consistent: bool) -> list[dict]:
+    request = {table_name(): {"Keys": [key(pk, sk) for pk, sk in keys], "ConsistentRead": consistent}}
+    found: list[dict] = []
+    for attempt in range(10):
+        resp = client().batch_get_item(RequestItems=request)
+        found += [from_item(i) for i in resp["Responses"].get(table_name(), [])]
+        request = resp.get("UnprocessedKeys") or {}
+        if not request:
+            return found
+        time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.0))
+    raise MlflowError("DynamoDB kept throttling a batch read; retry the request", "TEMPORARILY_UNAVAILABLE")
+
+
+class Tx:
+    """Collects the writes of one TransactWriteItems: all happen or none."""
+
+    def __init__(self) -> None:
+        self.items: list[dict] = []
+
+    def put(self, item: dict, condition: str | None = None, values: dict | None = None, names: dict | None = None) -> "Tx":
+        op: dict = {"TableName": table_name(), "Item": to_item(item)}
+        _add_expression(op, condition, names, values)
+        self.items.append({"Put": op})
+        return self
+
+    def update(self, pk: str, sk: str, expression: str, names: dict | None = None, values: dict | None = None,
+               condition: str | None = None) -> "Tx":
+        op: dict = {"TableName": table_name(), "Key": key(pk, sk), "UpdateExpression": expression}
+        _add_expression(op, condition, names, values)
+        self.items.append({"Update": op})
+        return self
+
+    def delete(self, pk: str, sk: str, condition: str | None = None) -> "Tx":
+        op: dict = {"TableName": table_name(), "Key": key(pk, sk)}
+        if condition:
+            op["ConditionExpression"] = condition
+        self.items.append({"Delete": op})
+        return self
+
+    def check(self, pk: str, sk: str, condition: str, values: dict | None = None, names: dict | None = None) -> "Tx":
+        op: dict = {"TableName": table_name(), "Key": key(pk, sk)}
+        _add_expression(op, condition, names, values)
+        self.items.append({"ConditionCheck": op})
+        return self
+
+    def commit(self, token: str | None = None) -> None:
+        """`token` makes the commit idempotent for 10 minutes (safe client retries)."""
+        kwargs: dict = {"TransactItems": self.items}
+        if token:
+            kwargs["ClientRequestToken"] = token[:36]
+        client().transact_write_items(**kwargs)

@@ -1,0 +1,154 @@
+"""Turns an API Gateway REST proxy event into a call of the route's handler, and the handler's
+result (or MlflowError) into a proxy response in MLflow's JSON shape."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from shared.errors import MlflowError, invalid
+from shared.routes import ROUTES, Role, Route
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass
+class Response:
+    """A non-JSON or non-200 answer (artifact bytes, redirects)."""
+
+    status: int = 200
+    body: bytes | str = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Request:
+    project: str
+    role: Role
+    token_id: str
+    method: str
+    path_params: dict[str, str]
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    base_url: str  # scheme://host[/stage] the client called, for links back to this API
+    _json: Any = None
+
+    @property
+    def json(self) -> dict:
+        """Request fields: the JSON body for writes, the query string for GETs (as MLflow does)."""
+        if self._json is None:
+            self._json = self._parse()
+        return self._json
+
+    def _parse(self) -> dict:
+        if self.method == "GET" or not self.body:
+            return {k: v[0] if len(v) == 1 else v for k, v in self.query.items()}
+        try:
+            data = json.loads(self.body)
+        except ValueError as exc:
+            raise invalid(f"Malformed JSON request body: {exc}") from None
+        if not isinstance(data, dict):
+            raise invalid("Request body must be a JSON object")
+        return data
+
+    def list_param(self, name: str) -> list:
+        value = self.json.get(name)
+        if value is None:
+            return []
+        return value if isinstance(value, list) else [value]
+
+
+Handler = Callable[[Request], Any]
+_handlers: dict[str, Handler] = {}
+
+
+def _resolve(route: Route) -> Handler:
+    if route.handler not in _handlers:
+        module, name = route.handler.split(":")
+        _handlers[route.handler] = getattr(importlib.import_module(module), name)
+    return _handlers[route.handler]
+
+
+def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
+    """The Lambda handler of one function: serves exactly the routes the table gives it."""
+    table = {(r.resource, r.method): r for r in ROUTES if r.function == function}
+
+    def dispatch(event: dict, context: Any = None) -> dict:
+        route = table.get((event.get("resource"), event.get("httpMethod")))
+        try:
+            if route is None:
+                raise MlflowError(f"No route for {event.get('httpMethod')} {event.get('path')}", "ENDPOINT_NOT_FOUND")
+            request = to_request(event)
+            if request.role < route.role:
+                raise MlflowError(
+                    f"This token's role ({request.role.name.lower()}) may not call this route "
+                    f"(needs {route.role.name.lower()})",
+                    "PERMISSION_DENIED",
+                )
+            return to_response(_resolve(route)(request))
+        except MlflowError as err:
+            return error_response(err)
+
+    return dispatch
+
+
+def to_request(event: dict) -> Request:
+    auth = (event.get("requestContext") or {}).get("authorizer") or {}
+    params = event.get("pathParameters") or {}
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    ctx = event.get("requestContext") or {}
+    host = headers.get("host", "localhost")
+    stage = ctx.get("stage")
+    proto = headers.get("x-forwarded-proto", "https")
+    base = f"{proto}://{host}" + (f"/{stage}" if stage and stage != "$default" else "")
+    return Request(
+        project=params.get("project", ""),
+        role=Role[auth.get("role", "read").upper()],
+        token_id=auth.get("token_id", ""),
+        method=event.get("httpMethod", "GET"),
+        path_params=params,
+        query=event.get("multiValueQueryStringParameters") or {},
+        headers=headers,
+        body=raw,
+        base_url=base,
+    )
+
+
+def to_response(result: Any) -> dict:
+    if isinstance(result, Response):
+        body = result.body
+        if isinstance(body, bytes):
+            return {
+                "statusCode": result.status,
+                "headers": {"Content-Type": "application/octet-stream", **result.headers},
+                "body": base64.b64encode(body).decode(),
+                "isBase64Encoded": True,
+            }
+        return {"statusCode": result.status, "headers": result.headers, "body": body, "isBase64Encoded": False}
+    return {"statusCode": 200, "headers": JSON_HEADERS, "body": dumps(result or {}), "isBase64Encoded": False}
+
+
+def error_response(err: MlflowError) -> dict:
+    return {"statusCode": err.status, "headers": JSON_HEADERS, "body": json.dumps(err.to_json()), "isBase64Encoded": False}
+
+
+def _json_safe(value: Any) -> Any:
+    """Protobuf JSON spells non-finite doubles as strings; the MLflow client parses them back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(_json_safe(data), separators=(",", ":"))

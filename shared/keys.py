@@ -1,0 +1,93 @@
+"""Every key of the table in one place. Each starts with the project (`P#<project>`), so a request
+authorised for one project cannot build a key into another. See docs/data-model.md."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+SEP = "#"
+
+
+def project(p: str) -> str:
+    return f"P#{p}"
+
+
+# ---- project-level items (pk = project) ----
+PROJECT_SK = "#PROJECT"
+
+
+def token_sk(token_hash: str) -> str:
+    return f"#TOKEN#{token_hash}"
+
+
+def counter_sk(name: str) -> str:
+    return f"#COUNTER#{name}"
+
+
+# ---- experiments ----
+def experiment(p: str, experiment_id: str) -> str:
+    return f"P#{p}#E#{experiment_id}"
+
+
+EXPERIMENT_SK = "#E"
+
+
+def experiment_name_guard(p: str, name: str) -> str:
+    return f"P#{p}#EN#{name}"
+
+
+GUARD_SK = "#G"
+
+
+def experiments_collection(p: str) -> str:
+    """GSI1 partition holding every experiment of a project with its tags."""
+    return f"P#{p}#EXPS"
+
+
+# ---- runs ----
+def run(p: str, run_id: str) -> str:
+    return f"P#{p}#R#{run_id}"
+
+
+RUN_SK = "#R"
+
+
+def runs_collection(p: str, experiment_id: str) -> str:
+    """GSI1 partition holding every item of every run of an experiment (one Query loads them)."""
+    return f"P#{p}#E#{experiment_id}#RUNS"
+
+
+def runs_by_start(p: str, experiment_id: str) -> str:
+    """GSI2 partition: run meta items ordered by start time (MLflow's default order)."""
+    return f"P#{p}#E#{experiment_id}#START"
+
+
+def metric_history(p: str, run_id: str, metric_key: str) -> str:
+    return f"P#{p}#R#{run_id}#H#{metric_key}"
+
+
+# ---- order-preserving encodings for sort keys ----
+def encode_int(n: int) -> str:
+    """Fixed-width, order-preserving text for a signed 64-bit integer."""
+    return f"{(int(n) + (1 << 63)) & ((1 << 64) - 1):016x}"
+
+
+def encode_float(x: float) -> str:
+    """Fixed-width, order-preserving text for a double; -inf < finite < +inf < NaN."""
+    if math.isnan(x):
+        return "f" * 16 + "n"
+    bits = struct.unpack(">Q", struct.pack(">d", float(x)))[0]
+    bits = bits ^ ((1 << 64) - 1) if bits >> 63 else bits | (1 << 63)
+    return f"{bits:016x}"
+
+
+def metric_point_sk(timestamp: int, step: int, value: float) -> str:
+    """History sort key: MLflow returns history by (timestamp, step, value). Re-logging the same
+    point writes the same key, so client retries never duplicate history."""
+    return f"{encode_int(timestamp)}#{encode_int(step)}#{encode_float(value)}"
+
+
+def metric_order(step: int, timestamp: int, value: float) -> str:
+    """MLflow's latest-metric rule as one comparable string: greatest (step, timestamp, value)."""
+    return f"{encode_int(step)}#{encode_int(timestamp)}#{encode_float(value)}"

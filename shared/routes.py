@@ -1,0 +1,133 @@
+"""The route table: which MLflow REST routes exist, which Lambda function serves each, and the
+role a token needs. The CDK API, the local gateway, the dispatcher and the auth tests are all built
+from this one list, so they cannot drift apart.
+
+Paths are API Gateway resource paths below the project prefix `/projects/{project}`; `{name+}` is a
+greedy path parameter, as in API Gateway.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import cache
+
+PROJECT_PREFIX = "/projects/{project}"
+
+
+class Role(IntEnum):
+    """Roles are ordered: a token of a higher role may do everything a lower one may."""
+
+    READ = 1
+    WRITE = 2
+    ADMIN = 3
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # below PROJECT_PREFIX
+    function: str  # Lambda function (module in functions/) that serves it
+    handler: str  # "module:callable" inside shared/
+    role: Role
+
+    @property
+    def resource(self) -> str:
+        """API Gateway resource path, as it appears in the proxy event's `resource`."""
+        return PROJECT_PREFIX + self.path
+
+
+def _routes(function: str, module: str, rows: list[tuple[str, str, str, Role]], prefix: str):
+    return [Route(m, prefix + p, function, f"{module}:{h}", r) for m, p, h, r in rows]
+
+
+R, W, A = Role.READ, Role.WRITE, Role.ADMIN
+API2 = "/api/2.0/mlflow"
+API3 = "/api/3.0/mlflow"
+ARTIFACTS = "/api/2.0/mlflow-artifacts"
+
+ROUTES: list[Route] = [
+    *_routes("tracking", "shared.tracking.experiments", [
+        ("POST", "/experiments/create", "create_experiment", W),
+        ("GET", "/experiments/get", "get_experiment", R),
+        ("GET", "/experiments/get-by-name", "get_experiment_by_name", R),
+        ("GET", "/experiments/search", "search_experiments", R),
+        ("POST", "/experiments/search", "search_experiments", R),
+        ("POST", "/experiments/update", "update_experiment", W),
+        ("POST", "/experiments/delete", "delete_experiment", A),
+        ("POST", "/experiments/restore", "restore_experiment", A),
+        ("POST", "/experiments/set-experiment-tag", "set_experiment_tag", W),
+        ("POST", "/experiments/delete-experiment-tag", "delete_experiment_tag", W),
+    ], API2),
+    *_routes("tracking", "shared.tracking.runs", [
+        ("POST", "/runs/create", "create_run", W),
+        ("GET", "/runs/get", "get_run", R),
+        ("POST", "/runs/update", "update_run", W),
+        ("POST", "/runs/delete", "delete_run", W),
+        ("POST", "/runs/restore", "restore_run", W),
+        ("POST", "/runs/log-parameter", "log_param", W),
+        ("POST", "/runs/log-batch", "log_batch", W),
+        ("POST", "/runs/log-inputs", "log_inputs", W),
+        ("POST", "/runs/outputs", "log_outputs", W),
+        ("POST", "/runs/log-model", "log_model", W),
+        ("POST", "/runs/set-tag", "set_tag", W),
+        ("POST", "/runs/delete-tag", "delete_tag", W),
+        ("POST", "/runs/search", "search_runs", R),
+    ], API2),
+    *_routes("tracking", "shared.tracking.metrics", [
+        ("POST", "/runs/log-metric", "log_metric", W),
+        ("GET", "/metrics/get-history", "get_metric_history", R),
+        ("GET", "/metrics/get-history-bulk-interval", "get_metric_history_bulk_interval", R),
+    ], API2),
+    # -- logged models (tracking function; shared/tracking/logged_models.py) --
+    # -- registry (registry function; shared/registry/) --
+    # -- artifacts (artifacts function; shared/artifacts/) --
+    # -- webhooks (registry function; shared/registry/webhooks.py) --
+    *_routes("tracking", "shared.tracking.server_info", [
+        ("GET", "/server-info", "server_info", R),
+        ("GET", "/server-features", "server_info", R),
+    ], API3),
+]
+
+# Every other path below a project answers MLflow's ENDPOINT_NOT_FOUND. In API Gateway this is a
+# MOCK integration (no Lambda call); locally the gateway answers it directly.
+CATCH_ALL = PROJECT_PREFIX + "/{proxy+}"
+
+# The second auth tree (SigV4 callers, AWS_IAM authoriser) serves the same routes under this prefix.
+IAM_PREFIX = "/iam"
+
+
+def functions() -> list[str]:
+    return sorted({r.function for r in ROUTES})
+
+
+def routes_of(function: str) -> list[Route]:
+    return [r for r in ROUTES if r.function == function]
+
+
+@cache
+def _matchers() -> list[tuple[re.Pattern, Route]]:
+    """Regexes that match a concrete path to its route, literal routes first (API Gateway's rule:
+    the most specific resource wins)."""
+
+    def to_regex(resource: str) -> re.Pattern:
+        pattern = re.sub(r"\{(\w+)\+\}", r"(?P<\1>.+)", re.escape(resource).replace(r"\{", "{").replace(r"\}", "}"))
+        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
+        return re.compile(pattern + "$")
+
+    ordered = sorted(ROUTES, key=lambda r: (r.resource.count("{"), "+}" in r.resource))
+    return [(to_regex(r.resource), r) for r in ordered]
+
+
+def match(method: str, path: str) -> tuple[Route | None, dict[str, str]]:
+    """Find the route for a request path (`/projects/p/api/...`), as API Gateway would.
+    Returns (None, params) when the path is a project path without a route for it."""
+    params: dict[str, str] = {}
+    for regex, route in _matchers():
+        m = regex.match(path)
+        if m:
+            params = m.groupdict()
+            if route.method == method:
+                return route, params
+    return None, params

@@ -1,0 +1,1 @@
+"""Experiment tracking: experiments, runs, metrics, logged models."""

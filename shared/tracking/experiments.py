@@ -1,0 +1,244 @@
+"""Experiments: create, get, get-by-name, search, rename, delete, restore, tags.
+
+An experiment is a meta item plus one item per tag in its own partition (get = one Query). Its name
+is unique per project through a guard item written in the same transaction. Every experiment item
+also sits in the project's experiment collection (GSI1) so search is one paged Query."""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from shared import db, keys, pagination
+from shared.clock import now_ms
+from shared.errors import already_exists, invalid, not_found
+from shared.filters import parse_experiment_filter, parse_experiment_order_by
+from shared.http import Request
+from shared.validation import (MAX_EXPERIMENT_NAME_LENGTH, MAX_EXPERIMENT_TAG_VAL_LENGTH, bounded,
+                               experiment_id as valid_experiment_id, key_name, max_results, require)
+
+ACTIVE, DELETED = "active", "deleted"
+VIEW_TYPES = {"ACTIVE_ONLY": (ACTIVE,), "DELETED_ONLY": (DELETED,), "ALL": (ACTIVE, DELETED),
+              "1": (ACTIVE,), "2": (DELETED,), "3": (ACTIVE, DELETED)}
+DEFAULT_EXPERIMENT_ID = "0"
+
+
+def artifact_location(experiment_id: str) -> str:
+    """Resolved by the client against the tracking URI, so artifacts go through this project's API."""
+    return f"mlflow-artifacts:/{experiment_id}"
+
+
+# ---- storage -------------------------------------------------------------------------------------
+
+def _meta_item(project: str, exp: dict) -> dict:
+    return {
+        "pk": keys.experiment(project, exp["experiment_id"]), "sk": keys.EXPERIMENT_SK,
+        "g1pk": keys.experiments_collection(project), "g1sk": f"{exp['experiment_id']}#",
+        **exp,
+    }
+
+
+def _tag_item(project: str, experiment_id: str, key: str, value: str) -> dict:
+    return {
+        "pk": keys.experiment(project, experiment_id), "sk": f"T#{key}",
+        "g1pk": keys.experiments_collection(project), "g1sk": f"{experiment_id}#T#{key}",
+        "key": key, "value": value,
+    }
+
+
+def _assemble(items: list[dict]) -> dict | None:
+    meta = next((i for i in items if i["sk"] == keys.EXPERIMENT_SK), None)
+    if meta is None:
+        return None
+    exp = {k: meta[k] for k in ("experiment_id", "name", "artifact_location", "lifecycle_stage",
+                                "creation_time", "last_update_time")}
+    exp["tags"] = {i["key"]: i["value"] for i in items if i["sk"].startswith("T#")}
+    return exp
+
+
+def load(project: str, experiment_id: str) -> dict | None:
+    return _assemble(db.query_all(keys.experiment(project, experiment_id), consistent=True))
+
+
+def load_or_404(project: str, experiment_id: str) -> dict:
+    exp = load(project, valid_experiment_id(experiment_id))
+    if exp is None:
+        raise not_found(f"No Experiment with id={experiment_id} exists")
+    return exp
+
+
+def load_active(project: str, experiment_id: str) -> dict:
+    exp = load_or_404(project, experiment_id)
+    if exp["lifecycle_stage"] != ACTIVE:
+        raise invalid(f"The experiment {experiment_id} must be in the 'active' state. "
+                      f"Current state is {exp['lifecycle_stage']}.")
+    return exp
+
+
+def to_json(exp: dict) -> dict:
+    out = {k: v for k, v in exp.items() if k != "tags"}
+    out["tags"] = [{"key": k, "value": v} for k, v in exp["tags"].items()]
+    return out
+
+
+def insert(project: str, name: str, tags: dict[str, str], experiment_id: str | None = None) -> str:
+    """Create an experiment and its name guard atomically; the id comes from a project counter."""
+    if experiment_id is None:
+        counter = db.update(keys.project(project), keys.counter_sk("experiment"), "ADD n :one",
+                            values={":one": 1}, return_new=True)
+        experiment_id = str(counter["n"])
+    ts = now_ms()
+    exp = {"experiment_id": experiment_id, "name": name, "artifact_location": artifact_location(experiment_id),
+           "lifecycle_stage": ACTIVE, "creation_time": ts, "last_update_time": ts}
+    tx = db.Tx()
+    tx.put({"pk": keys.experiment_name_guard(project, name), "sk": keys.GUARD_SK, "experiment_id": experiment_id},
+           condition="attribute_not_exists(pk)")
+    tx.put(_meta_item(project, exp), condition="attribute_not_exists(pk)")
+    for k, v in tags.items():
+        tx.put(_tag_item(project, experiment_id, k, v))
+    try:
+        tx.commit()
+    except ClientError as err:
+        if db.is_condition_failure(err):
+            raise already_exists(f"Experiment(name={name}) already exists.") from None
+        raise
+    return experiment_id
+
+
+def _touch(tx: db.Tx, project: str, experiment_id: str, extra: str = "", values: dict | None = None,
+           names: dict | None = None) -> None:
+    tx.update(keys.experiment(project, experiment_id), keys.EXPERIMENT_SK,
+              "SET last_update_time = :now" + extra, values={":now": now_ms(), **(values or {})},
+              names=names, condition="attribute_exists(pk)")
+
+
+def _parse_tags(raw: list | None) -> dict[str, str]:
+    tags = {}
+    for tag in raw or []:
+        k = key_name(tag.get("key"))
+        tags[k] = bounded(tag.get("value"), MAX_EXPERIMENT_TAG_VAL_LENGTH, "value")
+    return tags
+
+
+def _valid_name(name) -> str:
+    if not isinstance(name, str) or not name:
+        raise invalid(f"Invalid experiment name: '{name}'")
+    if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise invalid(f"'name' exceeds the maximum length of {MAX_EXPERIMENT_NAME_LENGTH} characters")
+    return name
+
+
+# ---- routes --------------------------------------------------------------------------------------
+
+def create_experiment(req: Request) -> dict:
+    name = _valid_name(require(req.json, "name"))
+    location = req.json.get("artifact_location")
+    if location:
+        raise invalid("artifact_location cannot be set: mlreg stores every artifact in the project's "
+                      "bucket behind the mlflow-artifacts routes")
+    return {"experiment_id": insert(req.project, name, _parse_tags(req.json.get("tags")))}
+
+
+def get_experiment(req: Request) -> dict:
+    return {"experiment": to_json(load_or_404(req.project, require(req.json, "experiment_id")))}
+
+
+def get_experiment_by_name(req: Request) -> dict:
+    name = require(req.json, "experiment_name")
+    guard = db.get(keys.experiment_name_guard(req.project, name), keys.GUARD_SK)
+    exp = load(req.project, guard["experiment_id"]) if guard else None
+    if exp is None:
+        raise not_found(f"Could not find experiment with name '{name}'")
+    return {"experiment": to_json(exp)}
+
+
+def search_experiments(req: Request) -> dict:
+    data = req.json
+    view = VIEW_TYPES.get(str(data.get("view_type") or "ACTIVE_ONLY"))
+    if view is None:
+        raise invalid(f"Invalid view_type {data.get('view_type')!r}")
+    limit = max_results(data.get("max_results"), 1000, 50000)
+    order_by = req.list_param("order_by")
+    matches = parse_experiment_filter(data.get("filter"))
+    query = [view, data.get("filter"), order_by, limit]
+    offset = pagination.decode(data.get("page_token"), req.project, query) or 0
+    found = [e for e in all_experiments(req.project) if e["lifecycle_stage"] in view and matches(e)]
+    found.sort(key=parse_experiment_order_by(order_by))
+    page = found[offset:offset + limit]
+    out: dict = {"experiments": [to_json(e) for e in page]}
+    if offset + limit < len(found):
+        out["next_page_token"] = pagination.encode(req.project, query, offset + limit)
+    return out
+
+
+def all_experiments(project: str) -> list[dict]:
+    """Every experiment of a project with its tags: one paged Query of the collection."""
+    by_id: dict[str, list[dict]] = {}
+    for item in db.iter_query(keys.experiments_collection(project), index="gsi1"):
+        by_id.setdefault(item["g1sk"].split("#")[0], []).append(item)
+    return [e for e in (_assemble(items) for items in by_id.values()) if e]
+
+
+def update_experiment(req: Request) -> dict:
+    exp = load_or_404(req.project, require(req.json, "experiment_id"))
+    new_name = _valid_name(req.json.get("new_name"))
+    if exp["lifecycle_stage"] != ACTIVE:
+        raise invalid("Cannot rename a non-active experiment.")
+    if new_name == exp["name"]:
+        return {}
+    tx = db.Tx()
+    tx.put({"pk": keys.experiment_name_guard(req.project, new_name), "sk": keys.GUARD_SK,
+            "experiment_id": exp["experiment_id"]}, condition="attribute_not_exists(pk)")
+    tx.delete(keys.experiment_name_guard(req.project, exp["name"]), keys.GUARD_SK)
+    _touch(tx, req.project, exp["experiment_id"], ", #n = :name", {":name": new_name}, {"#n": "name"})
+    try:
+        tx.commit()
+    except ClientError as err:
+        if db.is_condition_failure(err):
+            raise already_exists(f"Experiment(name={new_name}) already exists.") from None
+        raise
+    return {}
+
+
+def _set_lifecycle(req: Request, expected: str, new: str) -> dict:
+    exp = load_or_404(req.project, require(req.json, "experiment_id"))
+    if exp["experiment_id"] == DEFAULT_EXPERIMENT_ID and new == DELETED:
+        raise invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment.")
+    if exp["lifecycle_stage"] != expected:
+        if exp["lifecycle_stage"] == new:
+            return {}  # a retried call: already done
+        raise invalid(f"Cannot change experiment {exp['experiment_id']} from {exp['lifecycle_stage']} to {new}")
+    tx = db.Tx()
+    _touch(tx, req.project, exp["experiment_id"], ", lifecycle_stage = :stage", {":stage": new})
+    tx.commit()
+    return {}
+
+
+def delete_experiment(req: Request) -> dict:
+    return _set_lifecycle(req, ACTIVE, DELETED)
+
+
+def restore_experiment(req: Request) -> dict:
+    return _set_lifecycle(req, DELETED, ACTIVE)
+
+
+def set_experiment_tag(req: Request) -> dict:
+    exp = load_active(req.project, require(req.json, "experiment_id"))
+    tags = _parse_tags([{"key": req.json.get("key"), "value": req.json.get("value", "")}])
+    tx = db.Tx()
+    for k, v in tags.items():
+        tx.put(_tag_item(req.project, exp["experiment_id"], k, v))
+    _touch(tx, req.project, exp["experiment_id"])
+    tx.commit()
+    return {}
+
+
+def delete_experiment_tag(req: Request) -> dict:
+    exp = load_active(req.project, require(req.json, "experiment_id"))
+    key = require(req.json, "key")
+    if key not in exp["tags"]:
+        raise not_found(f"No tag with name: {key} in experiment with id {exp['experiment_id']}")
+    tx = db.Tx()
+    tx.delete(keys.experiment(req.project, exp["experiment_id"]), f"T#{key}")
+    _touch(tx, req.project, exp["experiment_id"])
+    tx.commit()
+    return {}
