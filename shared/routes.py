@@ -83,6 +83,21 @@ ROUTES: list[Route] = [
     # -- logged models (tracking function; shared/tracking/logged_models.py) --
     # -- registry (registry function; shared/registry/) --
     # -- artifacts (artifacts function; shared/artifacts/) --
+    *_routes("artifacts", "shared.artifacts.proxy", [
+        ("GET", "/artifacts", "list_artifacts", R),
+        ("GET", "/artifacts/{path+}", "download_artifact", R),
+        ("PUT", "/artifacts/{path+}", "upload_artifact", W),
+        ("DELETE", "/artifacts/{path+}", "delete_artifact", W),
+        ("POST", "/mpu/create/{path+}", "create_multipart_upload", W),
+        ("POST", "/mpu/complete/{path+}", "complete_multipart_upload", W),
+        ("POST", "/mpu/abort/{path+}", "abort_multipart_upload", W),
+        ("GET", "/presigned/{path+}", "presigned_download_url", R),
+    ], ARTIFACTS),
+    *_routes("artifacts", "shared.artifacts.run_artifacts", [
+        ("GET", "/artifacts/list", "list_artifacts", R),
+        ("POST", "/artifacts/presigned-upload-url", "presigned_upload_url", W),
+        ("POST", "/artifacts/presigned-download-url", "presigned_download_url", R),
+    ], API2),
     # -- webhooks (registry function; shared/registry/webhooks.py) --
     *_routes("tracking", "shared.tracking.server_info", [
         ("GET", "/server-info", "server_info", R),

@@ -146,11 +146,22 @@ def get_metric_history_bulk_interval(req: Request) -> dict:
     db.parallel(lambda r: load_meta(req.project, r), run_ids)
     histories = db.parallel(lambda r: _history(req.project, r, metric_key), run_ids)
     steps = _sampled_steps([[i["step"] for i in h] for h in histories], limit, start_step, end_step)
+    per_run = max(limit, len(steps))  # bounds rows when many values share a step
     out = []
     for run_id, history in zip(run_ids, histories):
         chosen = sorted((i for i in history if i["step"] in steps), key=lambda i: (i["step"], i["timestamp"]))
-        out += [_history_json(i, run_id) for i in chosen[:limit]]
+        out += [_history_json(chosen[i], run_id) for i in _evenly_spaced(len(chosen), per_run)]
     return {"metrics": out}
+
+
+def _evenly_spaced(total: int, limit: int) -> list[int]:
+    """At most `limit` indices into `total` items, always with the first and the last."""
+    if total <= limit:
+        return list(range(total))
+    if limit == 1:
+        return [total - 1]
+    step = (total - 1) / (limit - 1)
+    return sorted({round(i * step) for i in range(limit)})
 
 
 def _sampled_steps(all_runs: list[list[int]], limit: int, start: int | None, end: int | None) -> set[int]:
@@ -164,4 +175,5 @@ def _sampled_steps(all_runs: list[list[int]], limit: int, start: int | None, end
     else:
         interval = (hi - lo) / limit
         sampled = {all_steps[lo + int(i * interval)] for i in range(limit) if lo + int(i * interval) < hi}
+        sampled.add(all_steps[hi - 1])
     return sampled | {s for s in bounds if start <= s <= end}
