@@ -77,6 +77,7 @@ def encode_float(x: float) -> str:
     """Fixed-width, order-preserving text for a double; -inf < finite < +inf < NaN."""
     if math.isnan(x):
         return "f" * 16 + "n"
+    x = x or 0.0  # -0.0 equals 0.0
     bits = struct.unpack(">Q", struct.pack(">d", float(x)))[0]
     bits = bits ^ ((1 << 64) - 1) if bits >> 63 else bits | (1 << 63)
     return f"{bits:016x}"
@@ -91,3 +92,64 @@ def metric_point_sk(timestamp: int, step: int, value: float) -> str:
 def metric_order(step: int, timestamp: int, value: float) -> str:
     """MLflow's latest-metric rule as one comparable string: greatest (step, timestamp, value)."""
     return f"{encode_int(step)}#{encode_int(timestamp)}#{encode_float(value)}"
+
+
+# ---- the directory of projects (auth / admin CLI) ----
+def projects_directory() -> str:
+    """GSI1 partition listing every project item. The one key above the projects: only the admin CLI
+    (`mlreg project list`) reads it; no request handler ever builds it."""
+    return "#PROJECTS"
+
+
+# ---- model registry (see docs/registry.md) ----
+def registered_model(p: str, name: str) -> str:
+    """One partition per registered model: meta, tags, aliases, semver guards and versions."""
+    return f"P#{p}#M#{name}"
+
+
+MODEL_SK = "#M"
+
+
+def models_collection(p: str) -> str:
+    """GSI1 partition: every model's meta, tag, alias and semver items (search registered models)."""
+    return f"P#{p}#MODELS"
+
+
+def versions_collection(p: str) -> str:
+    """GSI1 partition: every model version of a project (search model versions without a name)."""
+    return f"P#{p}#VERSIONS"
+
+
+def versions_by_run(p: str, run_id: str) -> str:
+    """GSI2 partition: the model versions a run backs."""
+    return f"P#{p}#VRUN#{run_id}"
+
+
+def version_sk(version: int) -> str:
+    """Zero-padded so the partition's versions sort by number (newest first when read backwards)."""
+    return f"V#{int(version):010d}"
+
+
+def alias_sk(alias: str) -> str:
+    return f"A#{alias}"
+
+
+def semver_sk(semver: str) -> str:
+    return f"S#{semver}"
+
+
+def model_tag_sk(key: str) -> str:
+    return f"T#{key}"
+
+
+# ---- MLflow 3 logged models ----
+def logged_model(p: str, model_id: str) -> str:
+    return f"P#{p}#LM#{model_id}"
+
+
+LOGGED_MODEL_SK = "#LM"
+
+
+def logged_models_collection(p: str, experiment_id: str) -> str:
+    """GSI1 partition: every item (meta, tags, params) of the logged models of an experiment."""
+    return f"P#{p}#E#{experiment_id}#LMODELS"

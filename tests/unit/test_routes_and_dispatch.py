@@ -1,0 +1,68 @@
+"""The route table and the dispatcher built from it."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from shared import http, routes
+from shared.routes import ROUTES, Role
+
+
+def test_every_route_resolves_to_a_handler():
+    for route in ROUTES:
+        assert callable(http._resolve(route)), route
+
+
+def test_routes_are_unique_and_functions_exist():
+    pairs = [(r.method, r.resource) for r in ROUTES]
+    assert len(pairs) == len(set(pairs))
+    import importlib
+
+    for function in routes.functions():
+        assert callable(importlib.import_module(f"functions.{function}").handler)
+
+
+@pytest.mark.parametrize("method,path,expected", [
+    ("POST", "/projects/p/api/2.0/mlflow/runs/create", "/api/2.0/mlflow/runs/create"),
+    ("GET", "/projects/p/api/2.0/mlflow/runs/get", "/api/2.0/mlflow/runs/get"),
+    ("GET", "/projects/p/api/2.0/mlflow/runs/nope", None),
+    ("DELETE", "/projects/p/api/2.0/mlflow/runs/create", None),
+    ("GET", "/elsewhere", None),
+])
+def test_match_finds_routes_as_api_gateway_would(method, path, expected):
+    route, params = routes.match(method, path)
+    assert (route.path if route else None) == expected
+    if route:
+        assert params == {"project": "p"}
+
+
+def _event(route, role: str, body: dict | None = None, query: dict | None = None) -> dict:
+    return {
+        "resource": route.resource, "httpMethod": route.method, "path": "/x",
+        "pathParameters": {"project": "p"}, "headers": {"Host": "h"},
+        "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
+        "body": base64.b64encode(json.dumps(body).encode()).decode() if body is not None else None,
+        "isBase64Encoded": body is not None,
+        "requestContext": {"stage": "local", "authorizer": {"project": "p", "role": role, "token_id": "t"}},
+    }
+
+
+def test_dispatcher_enforces_the_routes_role():
+    dispatch = http.make_dispatcher("tracking")
+    write_route = next(r for r in ROUTES if r.function == "tracking" and r.role == Role.WRITE)
+    resp = dispatch(_event(write_route, "read", {}), None)
+    assert resp["statusCode"] == 403 and json.loads(resp["body"])["error_code"] == "PERMISSION_DENIED"
+
+
+def test_dispatcher_refuses_routes_of_other_functions():
+    dispatch = http.make_dispatcher("tracking")
+    resp = dispatch({"resource": "/projects/{project}/nope", "httpMethod": "GET"}, None)
+    assert resp["statusCode"] == 404 and json.loads(resp["body"])["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_non_finite_numbers_use_protobuf_json_names():
+    assert json.loads(http.dumps({"v": [float("nan"), float("inf"), -float("inf"), 1.5]})) == {
+        "v": ["NaN", "Infinity", "-Infinity", 1.5]}
