@@ -10,8 +10,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
 from shared.errors import MlflowError, invalid
 from shared.routes import ROUTES, Role, Route
+
+logger = Logger(service="mlreg")
+RETRYABLE_AWS_ERRORS = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+                        "TransactionConflictException", "InternalServerError", "SlowDown", "ServiceUnavailable"}
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -80,6 +87,7 @@ def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
 
     def dispatch(event: dict, context: Any = None) -> dict:
         route = table.get((event.get("resource"), event.get("httpMethod")))
+        logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
         try:
             if route is None:
                 raise MlflowError(f"No route for {event.get('httpMethod')} {event.get('path')}", "ENDPOINT_NOT_FOUND")
@@ -93,8 +101,22 @@ def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
             return to_response(_resolve(route)(request))
         except MlflowError as err:
             return error_response(err)
+        except ClientError as err:
+            return error_response(_aws_error(err, route))
+        except Exception:
+            logger.exception("unhandled error", extra={"route": route and route.handler})
+            return error_response(MlflowError("Internal error; the request can be retried", "INTERNAL_ERROR"))
 
     return dispatch
+
+
+def _aws_error(err: ClientError, route: Route | None) -> MlflowError:
+    """Throttling and conflicts become retryable answers (the MLflow client retries 429 and 5xx)."""
+    code = err.response.get("Error", {}).get("Code", "")
+    if code in RETRYABLE_AWS_ERRORS or (code == "TransactionCanceledException" and "TransactionConflict" in str(err)):
+        return MlflowError(f"Busy ({code}); retry the request", "REQUEST_LIMIT_EXCEEDED")
+    logger.exception("AWS error", extra={"route": route and route.handler, "code": code})
+    return MlflowError(f"Internal error ({code}); the request can be retried", "INTERNAL_ERROR")
 
 
 def to_request(event: dict) -> Request:
