@@ -260,3 +260,59 @@ class Tx:
         if token:
             kwargs["ClientRequestToken"] = token[:36]
         client().transact_write_items(**kwargs)
+
+
+def conditional_puts(puts: list[tuple[dict, str, dict, dict]]) -> list[tuple[int, dict]]:
+    """Many conditional puts in few round trips: transactions of up to 100, sent in parallel.
+
+    `puts` holds (item, condition, names, values). A transaction fails whole when one condition
+    fails, so the failed ones are taken out and the rest sent again. Returns (index, old item) for
+    every put whose condition failed."""
+    if len(puts) == 1:  # a plain conditional put costs half a transaction's capacity
+        item, condition, names, values = puts[0]
+        kwargs: dict = {"TableName": table_name(), "Item": to_item(item), "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        _add_expression(kwargs, condition, names, values)
+        try:
+            client().put_item(**kwargs)
+            return []
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return [(0, from_item(err.response.get("Item", {})))]
+    chunks = [list(range(i, min(i + TRANSACT_MAX, len(puts)))) for i in range(0, len(puts), TRANSACT_MAX)]
+    failed: list[tuple[int, dict]] = []
+    for result in parallel(lambda idx: _put_chunk(puts, idx), chunks):
+        failed += result
+    return sorted(failed, key=lambda f: f[0])
+
+
+def _put_chunk(puts: list, indices: list[int]) -> list[tuple[int, dict]]:
+    failed: list[tuple[int, dict]] = []
+    for attempt in range(10):
+        if not indices:
+            return failed
+        ops = []
+        for i in indices:
+            item, condition, names, values = puts[i]
+            op = {"TableName": table_name(), "Item": to_item(item), "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+            _add_expression(op, condition, names, values)
+            ops.append({"Put": op})
+        try:
+            client().transact_write_items(TransactItems=ops)
+            return failed
+        except ClientError as err:
+            reasons = err.response.get("CancellationReasons") or []
+            if err.response["Error"]["Code"] != "TransactionCanceledException" or not reasons:
+                raise
+            retry = []
+            for i, reason in zip(indices, reasons):
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    failed.append((i, from_item(reason.get("Item", {}))))
+                elif reason.get("Code") not in (None, "None"):
+                    retry.append(i)  # conflict or throttling: send again
+                else:
+                    retry.append(i)  # innocent bystander of another item's failure
+            if len(retry) == len(indices):
+                time.sleep(min(1.0, 0.02 * 2 ** attempt) * random.uniform(0.5, 1.0))
+            indices = retry
+    raise MlflowError("Too many conflicting writes to the same items; retry the request", "REQUEST_LIMIT_EXCEEDED")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import bisect
 import math
 
-from botocore.exceptions import ClientError
-
 from shared import db, keys, pagination
 from shared.clock import now_ms
 from shared.errors import invalid
@@ -61,17 +59,11 @@ def write_points(project: str, run: dict, points: list[dict]) -> None:
         if p["key"] not in latest or order > latest[p["key"]][0]:
             latest[p["key"]] = (order, p)
 
-    def raise_latest(entry):
-        order, p = entry
-        item = child_item(project, run, f"M#{p['key']}", key=p["key"], value=stored(p["value"]),
-                          timestamp=p["timestamp"], step=p["step"], ord=order)
-        try:
-            db.put(item, condition="attribute_not_exists(pk) OR #o < :o", names={"#o": "ord"}, values={":o": order})
-        except ClientError as err:
-            if not db.is_condition_failure(err):
-                raise  # a newer point is already the latest: nothing to do
-
-    db.parallel(raise_latest, latest.values())
+    # A failed condition means a newer point is already the latest: nothing to do for that key.
+    db.conditional_puts([
+        (child_item(project, run, f"M#{p['key']}", key=p["key"], value=stored(p["value"]), timestamp=p["timestamp"],
+                    step=p["step"], ord=order), "attribute_not_exists(pk) OR #o < :o", {"#o": "ord"}, {":o": order})
+        for order, p in latest.values()])
 
 
 def log_metric(req: Request) -> dict:

@@ -248,23 +248,12 @@ def _parse_tags(raw: list | None) -> dict[str, str]:
 
 def write_params(project: str, meta: dict, params: dict[str, str]) -> None:
     """Params are write-once: the same value again is a no-op, a different one an error."""
-
-    def put(kv):
-        k, v = kv
-        try:
-            db.client().put_item(
-                TableName=db.table_name(), Item=db.to_item(child_item(project, meta, f"P#{k}", key=k, value=v)),
-                ConditionExpression="attribute_not_exists(pk) OR #v = :v",
-                ExpressionAttributeNames={"#v": "value"}, ExpressionAttributeValues={":v": {"S": v}},
-                ReturnValuesOnConditionCheckFailure="ALL_OLD")
-        except ClientError as err:
-            if not db.is_condition_failure(err):
-                raise
-            old = db.from_item(err.response.get("Item", {})).get("value", "?")
-            raise invalid(f"Changing param values is not allowed. Param with key='{k}' was already logged with "
-                          f"value='{old}' for run ID='{meta['run_id']}'. Attempted logging new value '{v}'.") from None
-
-    db.parallel(put, params.items())
+    puts = [(child_item(project, meta, f"P#{k}", key=k, value=v), "attribute_not_exists(pk) OR #v = :v",
+             {"#v": "value"}, {":v": v}) for k, v in params.items()]
+    for index, old in db.conditional_puts(puts)[:1]:
+        k, v = puts[index][0]["key"], puts[index][0]["value"]
+        raise invalid(f"Changing param values is not allowed. Param with key='{k}' was already logged with "
+                      f"value='{old.get('value')}' for run ID='{meta['run_id']}'. Attempted logging new value '{v}'.")
 
 
 def write_tags(project: str, meta: dict, tags: dict[str, str]) -> None:

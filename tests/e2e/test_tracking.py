@@ -204,6 +204,9 @@ def test_params_tags_and_limits(tracking, service):
     with pytest.raises(MlflowException) as exc:
         tracking.log_param(rid, "p", "2")
     assert error_code(exc) == "INVALID_PARAMETER_VALUE" and "Changing param values is not allowed" in str(exc.value)
+    with pytest.raises(MlflowException) as exc:  # the same through a batch: names the logged value
+        tracking.log_batch(rid, params=[Param("q", "ok"), Param("p", "3")])
+    assert "value='1'" in str(exc.value) and "'3'" in str(exc.value)
 
     tracking.set_tag(rid, "t", "x" * 9000)
     assert tracking.get_run(rid).data.tags["t"] == "x" * 8000  # truncated, as MLflow does

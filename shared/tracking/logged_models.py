@@ -1,0 +1,241 @@
+"""MLflow 3 logged models: create, get, finalize, delete, search, tags, params, list artifacts.
+
+A logged model is one partition (`P#<p>#LM#<id>`): a meta item, then `T#` tag and `P#` param items,
+so get is one Query. Every item also sits in its experiment's logged-model collection (GSI1), so
+search loads an experiment's models with their tags and params in one paged Query. Artifacts live
+under the experiment, as MLflow puts them: `<exp>/models/<id>/artifacts/`."""
+
+from __future__ import annotations
+
+import uuid
+
+from botocore.exceptions import ClientError
+
+from shared import db, keys, pagination
+from shared.clock import now_ms
+from shared.errors import invalid, not_found
+from shared.filters import parse_logged_model_filter, parse_logged_model_order_by
+from shared.http import Request
+from shared.tracking import experiments, runs
+from shared.validation import (MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH, integer, key_name, require,
+                               truncated)
+
+STATUSES = ("LOGGED_MODEL_STATUS_UNSPECIFIED", "LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY",
+            "LOGGED_MODEL_UPLOAD_FAILED")
+ACTIVE, DELETED = "active", "deleted"
+SEARCH_DEFAULT, SEARCH_MAX = 100, 1000
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+_BAD_NAME_CHARS = ("/", ":", ".", "%", '"', "'")
+_INFO_FIELDS = ("model_id", "experiment_id", "name", "creation_timestamp_ms", "last_updated_timestamp_ms",
+                "artifact_uri", "status", "model_type", "source_run_id", "status_message")
+
+
+def artifact_path(experiment_id: str, model_id: str) -> str:
+    """The artifact route path of a logged model's files (below the project's artifact root)."""
+    return f"{experiment_id}/models/{model_id}/artifacts"
+
+
+# ---- items -----------------------------------------------------------------------------------------
+
+def _item(project: str, model: dict, sk: str, **attrs) -> dict:
+    return {"pk": keys.logged_model(project, model["model_id"]), "sk": sk,
+            "g1pk": keys.logged_models_collection(project, model["experiment_id"]),
+            "g1sk": f"{model['model_id']}#{sk}", **attrs}
+
+
+def _assemble(items: list[dict]) -> dict | None:
+    model: dict = {"tags": {}, "params": {}}
+    for item in items:
+        if item["sk"] == keys.LOGGED_MODEL_SK:
+            model.update({k: item.get(k) for k in (*_INFO_FIELDS, "lifecycle_stage")})
+        elif item["sk"].startswith("T#"):
+            model["tags"][item["key"]] = item["value"]
+        elif item["sk"].startswith("P#"):
+            model["params"][item["key"]] = item["value"]
+    return model if "model_id" in model else None
+
+
+def to_json(model: dict) -> dict:
+    info = {k: model[k] for k in _INFO_FIELDS if model.get(k) not in (None, "")}
+    info["tags"] = [{"key": k, "value": v} for k, v in model["tags"].items()]
+    return {"info": info, "data": {"params": [{"key": k, "value": v} for k, v in model["params"].items()],
+                                   "metrics": []}}
+
+
+def _view(model: dict) -> dict:
+    """The plain view shared.filters evaluates."""
+    return {"name": model["name"], "model_id": model["model_id"], "model_type": model.get("model_type"),
+            "status": model["status"], "source_run_id": model.get("source_run_id"),
+            "creation_timestamp": model["creation_timestamp_ms"],
+            "last_updated_timestamp": model["last_updated_timestamp_ms"],
+            "metrics": {}, "params": model["params"], "tags": model["tags"]}
+
+
+def load(project: str, model_id: str, allow_deleted: bool = False) -> dict:
+    model = _assemble(db.query_all(keys.logged_model(project, _valid_id(model_id)), consistent=True))
+    if model is None or (model["lifecycle_stage"] == DELETED and not allow_deleted):
+        raise not_found(f"Logged model with ID '{model_id}' not found.")
+    return model
+
+
+def _valid_id(model_id) -> str:
+    if not isinstance(model_id, str) or not model_id or "#" in model_id or "/" in model_id:
+        raise invalid(f"Invalid logged model ID: {model_id!r}")
+    return model_id
+
+
+def _parse(raw: list | None, limit: int) -> dict[str, str]:
+    return {key_name(e.get("key")): truncated(e.get("value"), limit) for e in raw or []}
+
+
+# ---- routes ----------------------------------------------------------------------------------------
+
+def create_logged_model(req: Request) -> dict:
+    data = req.json
+    experiment_id = experiments.valid_experiment_id(require(data, "experiment_id"))
+    name = data.get("name")
+    if name is not None and (not name or any(c in name for c in _BAD_NAME_CHARS)):
+        raise invalid(f"Invalid model name ({name!r}) provided. Model name must be a non-empty string and cannot "
+                      f"contain the following characters: {_BAD_NAME_CHARS}")
+    experiments.load_active(req.project, experiment_id)
+    model_id = f"m-{uuid.uuid4().hex}"
+    ts = now_ms()
+    model = {"model_id": model_id, "experiment_id": experiment_id, "name": name or runs._random_name(),
+             "artifact_uri": f"{experiments.artifact_location(experiment_id)}/models/{model_id}/artifacts",
+             "creation_timestamp_ms": ts, "last_updated_timestamp_ms": ts, "status": "LOGGED_MODEL_PENDING",
+             "model_type": data.get("model_type") or None, "source_run_id": data.get("source_run_id") or None,
+             "lifecycle_stage": ACTIVE}
+    tags, params = _parse(data.get("tags"), MAX_TAG_VAL_LENGTH), _parse(data.get("params"), MAX_PARAM_VAL_LENGTH)
+    items = [_item(req.project, model, keys.LOGGED_MODEL_SK, **model)]
+    items += [_item(req.project, model, f"T#{k}", key=k, value=v) for k, v in tags.items()]
+    items += [_item(req.project, model, f"P#{k}", key=k, value=v) for k, v in params.items()]
+    db.batch_put(items)  # a fresh id: nothing to collide with, and the meta item is what makes it visible
+    return {"model": to_json({**model, "tags": tags, "params": params})}
+
+
+def get_logged_model(req: Request) -> dict:
+    allow_deleted = str(req.json.get("allow_deleted", "false")).lower() == "true"
+    return {"model": to_json(load(req.project, req.path_params.get("model_id"), allow_deleted))}
+
+
+def _touch(project: str, model_id: str, extra: str = "", values: dict | None = None,
+           names: dict | None = None) -> None:
+    try:
+        db.update(keys.logged_model(project, model_id), keys.LOGGED_MODEL_SK, "SET last_updated_timestamp_ms = :t" + extra,
+                  names=names, values={":t": now_ms(), **(values or {})}, condition="attribute_exists(pk)")
+    except ClientError as err:
+        if db.is_condition_failure(err):
+            raise not_found(f"Logged model with ID '{model_id}' not found.") from None
+        raise
+
+
+def finalize_logged_model(req: Request) -> dict:
+    model_id = _valid_id(req.path_params.get("model_id"))
+    status = req.json.get("status")
+    if isinstance(status, int) and not isinstance(status, bool) and 0 <= status < len(STATUSES):
+        status = STATUSES[status]
+    if status not in STATUSES[1:]:
+        raise invalid(f"Invalid value {req.json.get('status')!r} for parameter 'status'")
+    load(req.project, model_id)
+    _touch(req.project, model_id, ", #s = :s", {":s": status}, {"#s": "status"})
+    return {"model": to_json(load(req.project, model_id))}
+
+
+def delete_logged_model(req: Request) -> dict:
+    model = load(req.project, req.path_params.get("model_id"))
+    _touch(req.project, model["model_id"], ", lifecycle_stage = :d", {":d": DELETED})
+    return {}
+
+
+def set_logged_model_tags(req: Request) -> dict:
+    model = load(req.project, req.path_params.get("model_id"))
+    write_tags(req.project, model, _parse(req.list_param("tags"), MAX_TAG_VAL_LENGTH))
+    return {}
+
+
+def write_tags(project: str, model: dict, tags: dict[str, str]) -> None:
+    db.batch_put([_item(project, model, f"T#{k}", key=k, value=v) for k, v in tags.items()])
+
+
+def delete_logged_model_tag(req: Request) -> dict:
+    model = load(req.project, req.path_params.get("model_id"))
+    key = req.path_params.get("tag_key")
+    try:
+        db.delete(keys.logged_model(req.project, model["model_id"]), f"T#{key}", condition="attribute_exists(pk)")
+    except ClientError as err:
+        if db.is_condition_failure(err):
+            raise not_found(f"No tag with key {key!r} found for model with ID {model['model_id']!r}.") from None
+        raise
+    return {}
+
+
+def log_logged_model_params(req: Request) -> dict:
+    model = load(req.project, req.path_params.get("model_id"))
+    params = _parse(req.list_param("params"), MAX_PARAM_VAL_LENGTH)
+    db.batch_put([_item(req.project, model, f"P#{k}", key=k, value=v) for k, v in params.items()])
+    return {}
+
+
+def models_of_experiment(project: str, experiment_id: str) -> list[dict]:
+    """Every logged model of an experiment with tags and params: one paged Query of the collection."""
+    by_id: dict[str, list[dict]] = {}
+    for item in db.iter_query(keys.logged_models_collection(project, experiment_id), index="gsi1"):
+        by_id.setdefault(item["g1sk"].split("#", 1)[0], []).append(item)
+    return [m for m in map(_assemble, by_id.values()) if m]
+
+
+def search_logged_models(req: Request) -> dict:
+    data = req.json
+    experiment_ids = [experiments.valid_experiment_id(e) for e in req.list_param("experiment_ids")]
+    if not experiment_ids:
+        raise invalid("Missing value for required parameter 'experiment_ids'.")
+    datasets = req.list_param("datasets")
+    if any(not d.get("dataset_name") for d in datasets):
+        raise invalid("`dataset_name` in the `datasets` clause must be specified.")
+    limit = integer(data.get("max_results"), "max_results", SEARCH_DEFAULT) or SEARCH_DEFAULT
+    if limit < 1 or limit > SEARCH_MAX:
+        raise invalid(f"Invalid value {limit} for parameter 'max_results': it must be between 1 and {SEARCH_MAX}")
+    order_by = data.get("order_by")
+    matches, sort_key = parse_logged_model_filter(data.get("filter")), parse_logged_model_order_by(order_by)
+    query = [experiment_ids, data.get("filter"), order_by, datasets, limit]
+    offset = pagination.decode(data.get("page_token"), req.project, query) or 0
+    found = []
+    for models in db.parallel(lambda e: models_of_experiment(req.project, e), experiment_ids):
+        for model in models:
+            view = _view(model)
+            if model["lifecycle_stage"] == ACTIVE and matches(view):
+                found.append((sort_key(view), model))
+    found.sort(key=lambda pair: pair[0])
+    out: dict = {"models": [to_json(m) for _, m in found[offset:offset + limit]]}
+    if offset + limit < len(found):
+        out["next_page_token"] = pagination.encode(req.project, query, offset + limit)
+    return out
+
+
+def list_logged_model_artifacts(req: Request) -> dict:
+    from shared.registry import packages
+
+    model = load(req.project, req.path_params.get("model_id"))
+    sub = (req.json.get("artifact_directory_path") or "").strip("/")
+    if sub and any(part in ("", ".", "..") for part in sub.split("/")):
+        raise invalid(f"Invalid path {sub!r}")
+    root = artifact_path(model["experiment_id"], model["model_id"])
+    prefix = packages.artifacts_prefix(req.project, f"{root}/{sub}" if sub else root)
+    files = []
+    for name, is_dir, size in packages.list_folder(prefix):
+        entry: dict = {"path": f"{sub}/{name}" if sub else name, "is_dir": is_dir}
+        if size:
+            entry["file_size"] = size
+        files.append(entry)
+    return {"root_uri": model["artifact_uri"], "files": files}
+
+
+def add_model_version(project: str, model_id: str, name: str, version: int) -> None:
+    """Record a registration on the logged model (the `mlflow.modelVersions` tag, as MLflow does)."""
+    import json
+
+    model = load(project, model_id)
+    registered = json.loads(model["tags"].get(MODEL_VERSIONS_TAG) or "[]")
+    entry = {"name": name, "version": str(version)}
+    if entry not in registered:
+        write_tags(project, model, {MODEL_VERSIONS_TAG: json.dumps(registered + [entry])})
