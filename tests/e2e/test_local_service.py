@@ -58,3 +58,29 @@ def test_unusable_data_dir_is_one_clear_line(tmp_path):
     result = _serve("--port", str(free_port()), "--data-dir", str(blocker / "sub"))
     assert result.returncode == 2 and "cannot use data directory" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_real_endpoints_instead_of_the_emulator(tmp_path, monkeypatch):
+    """`--dynamodb-endpoint/--s3-endpoint` (DynamoDB Local, AWS): a moto server plays the real service."""
+    from moto.server import ThreadedMotoServer
+
+    aws = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    aws.start()
+    host, port = aws.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        svc = start_service(tmp_path / "data", extra=["--dynamodb-endpoint", endpoint, "--s3-endpoint", endpoint,
+                                                      "--table", "external", "--bucket", "external-bucket"])
+        try:
+            monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", svc.token)
+            client = mlflow.MlflowClient(svc.uri())
+            exp = client.create_experiment("external")
+            import boto3
+
+            ddb = boto3.client("dynamodb", endpoint_url=endpoint)
+            item = ddb.get_item(TableName="external", Key={"pk": {"S": f"P#default#E#{exp}"}, "sk": {"S": "#E"}})
+            assert item["Item"]["name"]["S"] == "external"
+        finally:
+            stop_service(svc)
+    finally:
+        aws.stop()
