@@ -1,37 +1,60 @@
 """API Gateway Lambda REQUEST authorizer: a Bearer token valid for the project in the path.
 
-Returns an Allow policy for that project's paths with the project, role and token id as context;
-handlers enforce the route's role from the route table. Invalid tokens get 401 ("Unauthorized"),
-valid tokens of another project get 403 (an explicit Deny)."""
+API Gateway's contract, which the local gateway (mlreg/gateway.py) follows too:
+- raising "Unauthorized" -> 401 (missing, malformed, unknown, expired or revoked token);
+- a policy that does not allow the method ARN -> 403 (a token that names another project).
+An Allow covers every method below `/projects/<project>/` and nothing else, so a cached Allow can
+never serve another project. The context (project, role, token id) reaches the handlers, which
+enforce each route's role from the route table. See docs/auth.md."""
 
 from __future__ import annotations
 
-from shared.projects import lookup_token
+from shared import projects
+
+
+class Unauthorized(Exception):
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")  # the exact message API Gateway maps to 401
 
 
 def handler(event: dict, context=None) -> dict:
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     project = (event.get("pathParameters") or {}).get("project", "")
-    auth = headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip() or not project:
-        raise Exception("Unauthorized")  # API Gateway's contract for a 401
-    record = lookup_token(project, token.strip())
-    if record is None:
-        raise Exception("Unauthorized")
-    return {
-        "principalId": record["token_id"],
+    token = bearer_token(event)
+    if not token or not projects.is_project_id(project):
+        raise Unauthorized()
+    record = projects.authenticate(project, token)
+    if record is not None:
+        projects.note_use(record)
+        return policy(record["token_id"], "Allow", event, project,
+                      {"project": project, "role": record["role"], "token_id": record["token_id"]})
+    if projects.project_named_by(token) not in (None, project):
+        # A token of another project: refuse without reading that project, and without a hint
+        # whether anything exists in this one.
+        return policy(projects.token_id_of(token), "Deny", event, project)
+    raise Unauthorized()
+
+
+def bearer_token(event: dict) -> str:
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def policy(principal: str, effect: str, event: dict, project: str, context: dict | None = None) -> dict:
+    result = {
+        "principalId": principal,
         "policyDocument": {
             "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": project_arn(event, project)}],
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": project_arn(event, project)}],
         },
-        "context": {"project": project, "role": record["role"], "token_id": record["token_id"]},
     }
+    if context:
+        result["context"] = context
+    return result
 
 
 def project_arn(event: dict, project: str) -> str:
-    """Every method and path of this project in this API stage (so a cached policy covers them all,
-    and nothing outside the project)."""
-    arn = event.get("methodArn", "arn:aws:execute-api:local:000000000000:local/local/GET/")
-    api, stage = arn.split("/")[0], arn.split("/")[1]
+    """Every method and path of this project in this API stage: one cached policy serves all of
+    the project's routes, and nothing outside it."""
+    api, stage = event["methodArn"].split("/")[:2]
     return f"{api}/{stage}/*/projects/{project}/*"

@@ -107,7 +107,7 @@ def start_service(args):
         emulator = Emulator(args.data_dir, args.table, args.bucket, args.region)
         emulator.start()
         if not args.s3_endpoint:
-            os.environ["MLREG_S3_ENDPOINT"] = emulator.s3_endpoint
+            os.environ["MLREG_S3_ENDPOINT"] = emulator.endpoint
         emulator.watch(db.client())
     else:
         _ensure_aws_resources(args)
@@ -121,8 +121,8 @@ def _exports(args, token: str) -> str:
     return "\n".join([
         f"export MLFLOW_TRACKING_URI={uri}",
         f"export MLFLOW_TRACKING_TOKEN={token}",
-        "# optional: send files over 5 MiB straight to S3 in presigned parts",
-        "export MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE=5242880",
+        "# files of 4 MiB and more go straight to S3 in presigned parts, not through the API's 6 MB limit",
+        "export MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE=4194304",
     ])
 
 
@@ -132,6 +132,13 @@ def cmd_serve(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     thread = threading.Thread(target=gateway.serve_forever, daemon=True)
     thread.start()
+    # -- auth (mlreg/admin.py): `mlreg project|token ...` reach this service's table through this file --
+    from mlreg import admin
+
+    ddb_endpoint = emulator.endpoint if emulator else args.dynamodb_endpoint  # moto's server serves DynamoDB too
+    if ddb_endpoint:
+        admin.publish_endpoint(args.data_dir, ddb_endpoint, args.region, args.table, emulated=emulator is not None)
+    # -- end auth --
     print(f"mlreg: serving on http://{args.host}:{args.port} (data in {args.data_dir})", flush=True)
     print("Use it from your shell or code:\n" + _exports(args, token), flush=True)
     if args.example:
@@ -141,6 +148,7 @@ def cmd_serve(args) -> int:
     except KeyboardInterrupt:
         pass
     gateway.shutdown()
+    admin.withdraw_endpoint(args.data_dir)  # auth: the CLI must not reach a stopped service
     if emulator:
         emulator.stop()
     print("mlreg: stopped; data saved", flush=True)
@@ -172,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--example", action="store_true", help="run examples/train.py against the service")
     serve.add_argument("--verbose", action="store_true", help="log every request")
     serve.set_defaults(func=cmd_serve)
+    from mlreg import admin  # auth: `mlreg project create|list|delete`, `mlreg token create|list|revoke`
+
+    admin.add_commands(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ directory with write-to-temp-then-rename, so a crash loses at most the last seco
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -30,6 +31,35 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _b64(value) -> dict:
+    """Binary attributes (the order indexes' sort keys) in the JSON snapshot."""
+    if isinstance(value, bytes):
+        return {"__b64__": base64.b64encode(value).decode()}
+    raise TypeError(f"cannot snapshot {type(value).__name__}")
+
+
+def _unb64(obj: dict):
+    return base64.b64decode(obj["__b64__"]) if set(obj) == {"__b64__"} else obj
+
+
+def _serialise_dynamodb_requests() -> None:
+    """moto's DynamoDB is not thread-safe (concurrent transactions can both pass their conditions, or
+    fail with "dictionary changed size"); DynamoDB itself isolates them. One request at a time."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler.call_action, "_serialised", False):
+        return
+    lock = threading.RLock()
+    original = DynamoHandler.call_action
+
+    def call_action(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+
+    call_action._serialised = True
+    DynamoHandler.call_action = call_action
+
+
 class Emulator:
     """moto in-process plus a moto HTTP server for presigned URLs, with snapshots to `data_dir`."""
 
@@ -38,7 +68,7 @@ class Emulator:
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self.s3_endpoint = ""
+        self.endpoint = ""
 
     # -- lifecycle --
     def start(self) -> None:
@@ -50,11 +80,13 @@ class Emulator:
         os.environ.setdefault("AWS_DEFAULT_REGION", self.region)
         self._mock = mock_aws()
         self._mock.start()
+        _serialise_dynamodb_requests()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
+        self._watch_server()
         host, port = self._server.get_host_and_port()
-        self.s3_endpoint = f"http://{host}:{port}"
+        self.endpoint = f"http://{host}:{port}"
         self.ddb = boto3.client("dynamodb", region_name=self.region)
         self.s3 = boto3.client("s3", region_name=self.region)
         self.ddb.create_table(**table_def.create_table_kwargs(self.table))
@@ -71,6 +103,20 @@ class Emulator:
                 self._dirty.set()
 
         client.meta.events.register("after-call.dynamodb", after_call)
+
+    def _watch_server(self) -> None:
+        """Mark state dirty after DynamoDB writes that arrive over HTTP (`mlreg token create` and
+        `mlreg project ...` write to a running service's table through this server)."""
+        wsgi = self._server._server  # werkzeug server behind ThreadedMotoServer
+        inner = wsgi.app
+
+        def app(environ, start_response):
+            response = inner(environ, start_response)
+            if environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1] in WRITE_OPS:
+                self._dirty.set()
+            return response
+
+        wsgi.app = app
 
     def stop(self) -> None:
         self._stop.set()
@@ -102,7 +148,7 @@ class Emulator:
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        _atomic_write(self.data_dir / "table.json", json.dumps(items).encode())
+        _atomic_write(self.data_dir / "table.json", json.dumps(items, default=_b64).encode())
 
     def _sync_objects(self) -> None:
         """Mirror changed objects to files; the manifest is written last, so it only names complete files."""
@@ -128,7 +174,7 @@ class Emulator:
     def _restore(self) -> None:
         table_file = self.data_dir / "table.json"
         if table_file.exists():
-            items = json.loads(table_file.read_text())
+            items = json.loads(table_file.read_text(), object_hook=_unb64)
             for i in range(0, len(items), 25):
                 self.ddb.batch_write_item(RequestItems={self.table: [{"PutRequest": {"Item": it}} for it in items[i:i + 25]]})
         manifest_path = self.data_dir / "objects.json"

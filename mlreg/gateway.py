@@ -25,7 +25,7 @@ ACCOUNT = "000000000000"
 API_ID = "local"
 
 MULTIPART_HINT = ("Set MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true and MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE="
-                  "5242880 so large files go straight to S3 in presigned parts.")
+                  "4194304 so large files go straight to S3 in presigned parts.")
 
 
 def _handler(function: str):
@@ -163,6 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
 class Gateway(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many clients connect at once (parallel uploads, concurrent writers)
 
     def __init__(self, host: str, port: int, verbose: bool = False):
         handler = type("Handler", (_Handler,), {"verbose": verbose})

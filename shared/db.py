@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any, Iterable, Iterator
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -66,6 +66,8 @@ def to_item(data: dict) -> dict:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, Binary):
+        return bytes(value)
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):

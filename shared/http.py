@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from shared.errors import MlflowError, invalid
-from shared.routes import ROUTES, Role, Route
+from shared.routes import IAM_PREFIX, ROUTES, Role, Route
 
 logger = Logger(service="mlreg")
 RETRYABLE_AWS_ERRORS = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
@@ -86,12 +86,14 @@ def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
     table = {(r.resource, r.method): r for r in ROUTES if r.function == function}
 
     def dispatch(event: dict, context: Any = None) -> dict:
-        route = table.get((event.get("resource"), event.get("httpMethod")))
+        resource = event.get("resource") or ""
+        iam_caller = resource.startswith(IAM_PREFIX + "/")
+        route = table.get((resource[len(IAM_PREFIX):] if iam_caller else resource, event.get("httpMethod")))
         logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
         try:
             if route is None:
                 raise MlflowError(f"No route for {event.get('httpMethod')} {event.get('path')}", "ENDPOINT_NOT_FOUND")
-            request = to_request(event)
+            request = to_request(event, iam_caller)
             if request.role < route.role:
                 raise MlflowError(
                     f"This token's role ({request.role.name.lower()}) may not call this route "
@@ -119,8 +121,13 @@ def _aws_error(err: ClientError, route: Route | None) -> MlflowError:
     return MlflowError(f"Internal error ({code}); the request can be retried", "INTERNAL_ERROR")
 
 
-def to_request(event: dict) -> Request:
+def to_request(event: dict, iam_caller: bool = False) -> Request:
+    """`iam_caller`: a SigV4-signed request on the IAM tree. API Gateway already checked its IAM
+    policy (generated per project and role), so it may write; admin routes are never granted there."""
     auth = (event.get("requestContext") or {}).get("authorizer") or {}
+    if iam_caller:
+        identity = (event.get("requestContext") or {}).get("identity") or {}
+        auth = {"role": "write", "token_id": identity.get("userArn") or identity.get("caller") or "iam"}
     params = event.get("pathParameters") or {}
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()

@@ -153,3 +153,46 @@ LOGGED_MODEL_SK = "#LM"
 def logged_models_collection(p: str, experiment_id: str) -> str:
     """GSI1 partition: every item (meta, tags, params) of the logged models of an experiment."""
     return f"P#{p}#E#{experiment_id}#LMODELS"
+
+
+# ---- materialised run orderings (gsi3 ascending, gsi4 descending) ----
+ORDER_KINDS = ("metric", "param", "tag", "start")
+_MAX_ORDER_TEXT = 768  # GSI sort keys hold at most 1024 bytes: longer strings order by this prefix
+_PRESENT, _NAN = b"\x01", b"\x02"  # NaN sorts after every number in both directions, as in MLflow
+
+
+def run_order(p: str, experiment_id: str, kind: str, key: str = "") -> str:
+    """The order-index partition of one field of an experiment's runs."""
+    return f"P#{p}#E#{experiment_id}#O#{kind}#{key}"
+
+
+def _u64(n: int) -> bytes:
+    return ((int(n) + (1 << 63)) & ((1 << 64) - 1)).to_bytes(8, "big")
+
+
+def _invert(data: bytes) -> bytes:
+    return bytes(255 - b for b in data)
+
+
+def order_values(value, start_time: int, run_id: str) -> tuple[bytes, bytes]:
+    """(ascending, descending) sort keys for a field's value. Both end with MLflow's tie-breaks,
+    start_time DESC then run_id ASC, so a forward Query yields MLflow's order in either direction."""
+    ties = _u64(-int(start_time or 0)) + run_id.encode()
+    if isinstance(value, str):
+        text = value.encode()[:_MAX_ORDER_TEXT]
+        return _PRESENT + text + b"\x00" + ties, _PRESENT + _invert(text) + b"\xff" + ties
+    if isinstance(value, float) and math.isnan(value):
+        return _NAN + ties, _NAN + ties
+    if isinstance(value, int):
+        number = _u64(value)
+    else:
+        bits = struct.unpack(">Q", struct.pack(">d", float(value) or 0.0))[0]
+        number = (bits ^ ((1 << 64) - 1) if bits >> 63 else bits | (1 << 63)).to_bytes(8, "big")
+    return _PRESENT + number + ties, _PRESENT + _invert(number) + ties
+
+
+def order_attributes(p: str, experiment_id: str, kind: str, key: str, value, start_time: int, run_id: str) -> dict:
+    """The attributes that put an item into both order indexes."""
+    partition = run_order(p, experiment_id, kind, key)
+    asc, desc = order_values(value, start_time, run_id)
+    return {"g3pk": partition, "g3sk": asc, "g4pk": partition, "g4sk": desc}

@@ -81,7 +81,44 @@ ROUTES: list[Route] = [
         ("GET", "/metrics/get-history-bulk-interval", "get_metric_history_bulk_interval", R),
     ], API2),
     # -- logged models (tracking function; shared/tracking/logged_models.py) --
+    *_routes("tracking", "shared.tracking.logged_models", [
+        ("POST", "/logged-models", "create_logged_model", W),
+        ("POST", "/logged-models/search", "search_logged_models", R),
+        ("GET", "/logged-models/{model_id}", "get_logged_model", R),
+        ("PATCH", "/logged-models/{model_id}", "finalize_logged_model", W),
+        ("DELETE", "/logged-models/{model_id}", "delete_logged_model", W),
+        ("PATCH", "/logged-models/{model_id}/tags", "set_logged_model_tags", W),
+        ("DELETE", "/logged-models/{model_id}/tags/{tag_key}", "delete_logged_model_tag", W),
+        ("POST", "/logged-models/{model_id}/params", "log_logged_model_params", W),
+        ("GET", "/logged-models/{model_id}/artifacts/directories", "list_logged_model_artifacts", R),
+    ], API2),
     # -- registry (registry function; shared/registry/) --
+    *_routes("registry", "shared.registry.models", [
+        ("POST", "/registered-models/create", "create_registered_model", W),
+        ("GET", "/registered-models/get", "get_registered_model", R),
+        ("POST", "/registered-models/rename", "rename_registered_model", W),
+        ("PATCH", "/registered-models/update", "update_registered_model", W),
+        ("DELETE", "/registered-models/delete", "delete_registered_model", A),
+        ("GET", "/registered-models/search", "search_registered_models", R),
+        ("GET", "/registered-models/get-latest-versions", "get_latest_versions", R),
+        ("POST", "/registered-models/get-latest-versions", "get_latest_versions", R),
+        ("POST", "/registered-models/set-tag", "set_registered_model_tag", W),
+        ("DELETE", "/registered-models/delete-tag", "delete_registered_model_tag", W),
+        ("POST", "/registered-models/alias", "set_registered_model_alias", W),
+        ("DELETE", "/registered-models/alias", "delete_registered_model_alias", W),
+        ("GET", "/registered-models/alias", "get_model_version_by_alias", R),
+    ], API2),
+    *_routes("registry", "shared.registry.versions", [
+        ("POST", "/model-versions/create", "create_model_version", W),
+        ("GET", "/model-versions/get", "get_model_version", R),
+        ("PATCH", "/model-versions/update", "update_model_version", W),
+        ("DELETE", "/model-versions/delete", "delete_model_version", W),
+        ("GET", "/model-versions/search", "search_model_versions", R),
+        ("POST", "/model-versions/transition-stage", "transition_model_version_stage", W),
+        ("GET", "/model-versions/get-download-uri", "get_model_version_download_uri", R),
+        ("POST", "/model-versions/set-tag", "set_model_version_tag", W),
+        ("DELETE", "/model-versions/delete-tag", "delete_model_version_tag", W),
+    ], API2),
     # -- artifacts (artifacts function; shared/artifacts/) --
     *_routes("artifacts", "shared.artifacts.proxy", [
         ("GET", "/artifacts", "list_artifacts", R),
@@ -127,7 +164,7 @@ def _matchers() -> list[tuple[re.Pattern, Route]]:
     the most specific resource wins)."""
 
     def to_regex(resource: str) -> re.Pattern:
-        pattern = re.sub(r"\{(\w+)\+\}", r"(?P<\1>.+)", re.escape(resource).replace(r"\{", "{").replace(r"\}", "}"))
+        pattern = re.sub(r"\{(\w+)\\?\+\}", r"(?P<\1>.+)", re.escape(resource).replace(r"\{", "{").replace(r"\}", "}"))
         pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
         return re.compile(pattern + "$")
 

@@ -65,7 +65,7 @@ def to_json(model: dict) -> dict:
 def _view(model: dict) -> dict:
     """The plain view shared.filters evaluates."""
     return {"name": model["name"], "model_id": model["model_id"], "model_type": model.get("model_type"),
-            "status": model["status"], "source_run_id": model.get("source_run_id"),
+            "status": model["status"].removeprefix("LOGGED_MODEL_"), "source_run_id": model.get("source_run_id"),
             "creation_timestamp": model["creation_timestamp_ms"],
             "last_updated_timestamp": model["last_updated_timestamp_ms"],
             "metrics": {}, "params": model["params"], "tags": model["tags"]}

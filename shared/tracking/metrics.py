@@ -45,7 +45,7 @@ def parse_point(raw: dict, path: str) -> dict:
 
 def write_points(project: str, run: dict, points: list[dict]) -> None:
     """History in parallel batches (idempotent keys), then the latest item per key on condition."""
-    from shared.tracking.runs import child_item
+    from shared.tracking.runs import ordered_item
 
     if not points:
         return
@@ -61,8 +61,9 @@ def write_points(project: str, run: dict, points: list[dict]) -> None:
 
     # A failed condition means a newer point is already the latest: nothing to do for that key.
     db.conditional_puts([
-        (child_item(project, run, f"M#{p['key']}", key=p["key"], value=stored(p["value"]), timestamp=p["timestamp"],
-                    step=p["step"], ord=order), "attribute_not_exists(pk) OR #o < :o", {"#o": "ord"}, {":o": order})
+        (ordered_item(project, run, f"M#{p['key']}", "metric", p["key"], p["value"], key=p["key"],
+                      value=stored(p["value"]), timestamp=p["timestamp"], step=p["step"], ord=order),
+         "attribute_not_exists(pk) OR #o < :o", {"#o": "ord"}, {":o": order})
         for order, p in latest.values()])
 
 

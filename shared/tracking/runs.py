@@ -40,15 +40,22 @@ def child_item(project: str, run: dict, sk: str, **attrs) -> dict:
             "g1pk": keys.runs_collection(project, run["experiment_id"]), "g1sk": f"{run['run_id']}#{sk}", **attrs}
 
 
+def ordered_item(project: str, run: dict, sk: str, kind: str, field: str, order_value, **attrs) -> dict:
+    """A run item that also sits in the order indexes of its field (search_runs' order_by)."""
+    order = keys.order_attributes(project, run["experiment_id"], kind, field, order_value, run["start_time"],
+                                  run["run_id"])
+    return {**child_item(project, run, sk, **attrs), **order}
+
+
 def _meta_item(project: str, run: dict) -> dict:
-    item = child_item(project, run, keys.RUN_SK, **run)
+    item = ordered_item(project, run, keys.RUN_SK, "start", "", run["start_time"] or 0, **run)
     item["g2pk"] = keys.runs_by_start(project, run["experiment_id"])
     item["g2sk"] = f"{keys.encode_int(run['start_time'] or 0)}#{run['run_id']}"
     return item
 
 
 def tag_item(project: str, run: dict, key: str, value: str) -> dict:
-    return child_item(project, run, f"T#{key}", key=key, value=value)
+    return ordered_item(project, run, f"T#{key}", "tag", key, value, key=key, value=value)
 
 
 def assemble(items: list[dict]) -> dict | None:
@@ -248,7 +255,7 @@ def _parse_tags(raw: list | None) -> dict[str, str]:
 
 def write_params(project: str, meta: dict, params: dict[str, str]) -> None:
     """Params are write-once: the same value again is a no-op, a different one an error."""
-    puts = [(child_item(project, meta, f"P#{k}", key=k, value=v), "attribute_not_exists(pk) OR #v = :v",
+    puts = [(ordered_item(project, meta, f"P#{k}", "param", k, v, key=k, value=v), "attribute_not_exists(pk) OR #v = :v",
              {"#v": "value"}, {":v": v}) for k, v in params.items()]
     for index, old in db.conditional_puts(puts)[:1]:
         k, v = puts[index][0]["key"], puts[index][0]["value"]
@@ -370,6 +377,8 @@ def runs_of_experiment(project: str, experiment_id: str) -> list[dict]:
 
 
 def search_runs(req: Request) -> dict:
+    from shared.tracking import run_search
+
     data = req.json
     experiment_ids = [experiments.valid_experiment_id(e) for e in req.list_param("experiment_ids")]
     view = VIEW_TYPES.get(str(data.get("run_view_type") or "ACTIVE_ONLY"))
@@ -379,15 +388,26 @@ def search_runs(req: Request) -> dict:
     order_by = req.list_param("order_by")
     matches, sort_key = parse_run_filter(data.get("filter")), parse_run_order_by(order_by)
     query = [experiment_ids, view, data.get("filter"), order_by, limit]
-    offset = pagination.decode(data.get("page_token"), req.project, query) or 0
+    cursor = pagination.decode(data.get("page_token"), req.project, query)
+    order = run_search.indexed_order(order_by)
+    if order is not None:
+        page, cursor = run_search.search(req.project, experiment_ids, order, view, matches, limit, cursor)
+    else:
+        page, cursor = _search_in_memory(req.project, experiment_ids, view, matches, sort_key, limit, cursor or 0)
+    out: dict = {"runs": [to_json(run) for run in page]}
+    if cursor is not None:
+        out["next_page_token"] = pagination.encode(req.project, query, cursor)
+    return out
+
+
+def _search_in_memory(project: str, experiment_ids: list[str], view: tuple, matches, sort_key, limit: int,
+                      offset: int) -> tuple[list[dict], int | None]:
+    """Orderings the indexes do not hold (several keys, other attributes): load, filter, sort."""
     found = []
-    for runs in db.parallel(lambda e: runs_of_experiment(req.project, e), experiment_ids):
+    for runs in db.parallel(lambda e: runs_of_experiment(project, e), experiment_ids):
         for run in runs:
             view_ = filter_view(run)
             if run["info"]["lifecycle_stage"] in view and matches(view_):
                 found.append((sort_key(view_), run))
     found.sort(key=lambda pair: pair[0])
-    out: dict = {"runs": [to_json(run) for _, run in found[offset:offset + limit]]}
-    if offset + limit < len(found):
-        out["next_page_token"] = pagination.encode(req.project, query, offset + limit)
-    return out
+    return [run for _, run in found[offset:offset + limit]], (offset + limit if offset + limit < len(found) else None)

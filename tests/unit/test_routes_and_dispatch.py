@@ -66,3 +66,15 @@ def test_dispatcher_refuses_routes_of_other_functions():
 def test_non_finite_numbers_use_protobuf_json_names():
     assert json.loads(http.dumps({"v": [float("nan"), float("inf"), -float("inf"), 1.5]})) == {
         "v": ["NaN", "Infinity", "-Infinity", 1.5]}
+
+
+def test_iam_tree_requests_reach_the_same_handlers_with_write_role():
+    dispatch = http.make_dispatcher("tracking")
+    admin_route = next(r for r in ROUTES if r.function == "tracking" and r.role == Role.ADMIN)
+    write_route = next(r for r in ROUTES if r.path.endswith("/experiments/create"))
+    for route, status in ((admin_route, 403), (write_route, 400)):
+        event = _event(route, "read", {})
+        event["resource"] = routes.IAM_PREFIX + route.resource
+        event["requestContext"] = {"stage": "v1", "identity": {"userArn": "arn:aws:iam::1:role/trainer"}}
+        resp = dispatch(event, None)
+        assert resp["statusCode"] == status, resp["body"]  # 400: the handler ran (name missing)

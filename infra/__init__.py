@@ -1,0 +1,1 @@
+"""The CDK app that deploys mlreg, one stack per environment. See docs/deployment.md."""

@@ -1,0 +1,1 @@
+"""The building blocks of one mlreg environment (composed in infra/stack.py)."""

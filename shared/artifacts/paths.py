@@ -1,0 +1,90 @@
+"""Artifact route paths -> S3 keys. Every key is built here from the authorised project, and every
+path a client sends is checked first: nothing may resolve outside `projects/<project>/`.
+
+MLflow's reference check is `mlflow.utils.uri.validate_path_is_safe`; this one is stricter because
+S3 keys are plain strings: `a//b`, `a/./b` and `a/b` would be three different objects."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from shared.errors import MlflowError, invalid
+from shared.projects import valid_project_id
+
+PACKAGES = "packages"  # route paths below it map to the read-only model packages
+MAX_KEY_BYTES = 1024  # S3's limit
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _fully_decoded(path: str) -> str:
+    """Percent-decode until stable, as MLflow does, so `%252e%252e` cannot hide a `..`."""
+    for _ in range(10):
+        decoded = unquote(path)
+        if decoded == path:
+            return path
+        path = decoded
+    raise invalid("Invalid path: too many levels of percent-encoding")
+
+
+def safe_path(path: str) -> str:
+    """A relative artifact path with only plain segments, decoded; INVALID_PARAMETER_VALUE otherwise."""
+    if not isinstance(path, str) or not path:
+        raise invalid("Invalid path: empty")
+    path = _fully_decoded(path)
+    if _CONTROL.search(path):
+        raise invalid("Invalid path: control characters are not allowed")
+    if "\\" in path or "#" in path:
+        raise invalid(f"Invalid path {path!r}: backslashes and '#' are not allowed")
+    if path.startswith("/") or _DRIVE.match(path):
+        raise invalid(f"Invalid path {path!r}: must be relative")
+    if any(segment in ("", ".", "..") for segment in path.split("/")):
+        raise invalid(f"Invalid path {path!r}: empty, '.' and '..' segments are not allowed")
+    return path
+
+
+def _key(project: str, path: str, write: bool) -> str:
+    top, _, rest = path.partition("/")
+    if top == PACKAGES:
+        if write:
+            raise MlflowError("Model packages are read-only: register a model version to create one",
+                              "PERMISSION_DENIED")
+        key = f"projects/{valid_project_id(project)}/{PACKAGES}/{rest}"
+    else:
+        key = f"projects/{valid_project_id(project)}/artifacts/{path}"
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise invalid(f"Invalid path: longer than S3's {MAX_KEY_BYTES}-byte key limit")
+    return key
+
+
+def object_key(project: str, path: str, write: bool = False) -> str:
+    """The key of one object (a file) at artifact route path `path`."""
+    path = safe_path(path)
+    if path == PACKAGES:
+        raise invalid("Invalid path: 'packages' is a folder")
+    return _key(project, path, write)
+
+
+def folder_path(path: str | None) -> str:
+    """A folder's route path as a client may send it (maybe empty, maybe with a trailing '/'), checked."""
+    if path is not None and not isinstance(path, str):
+        raise invalid("Invalid path: expected one string")
+    path = (path or "").rstrip("/")
+    return safe_path(path) if path else ""
+
+
+def folder_prefix(project: str, path: str | None) -> str:
+    """The key prefix (ending in '/') of the folder at `path`; the project's artifact root if empty."""
+    path = folder_path(path)
+    if not path:
+        return f"projects/{valid_project_id(project)}/artifacts/"
+    return f"projects/{valid_project_id(project)}/{PACKAGES}/" if path == PACKAGES else _key(project, path, False) + "/"
+
+
+def file_name(local_path: str) -> str:
+    """The object name of a multipart upload: the basename of the client's local file path (as MLflow
+    does), split on both separators so a Windows client's path works too."""
+    name = re.split(r"[\\/]", local_path or "")[-1]
+    safe_path(name)
+    return name

@@ -1,0 +1,208 @@
+"""The registry's items, how they are read, and their MLflow JSON.
+
+A registered model is one partition `P#<p>#M#<name>`:
+  `#M`            meta: description, timestamps, `last_version` counter, `latest_semver`, default experiment
+  `T#<key>`       model tags
+  `A#<alias>`     alias -> version
+  `S#<semver>`    semver guard -> version (also answers `models:/<name>@<semver>`)
+  `V#<%010d>`     versions: stage, status, source, run, tags (a map), aliases (a set), semver, package
+Meta, tag, alias and semver items also sit in the project's model collection (GSI1) for search;
+version items in the project's version collection (GSI1) and, when a run backs them, in the run's
+version list (GSI2). See docs/data-model.md."""
+
+from __future__ import annotations
+
+import posixpath
+
+from shared import db, keys
+from shared.errors import invalid, not_found
+from shared.validation import MAX_REGISTRY_TAG_VALUE_LENGTH, key_name
+
+STAGES = ("None", "Staging", "Production", "Archived")
+ACTIVE_STAGES = ("Staging", "Production")
+READY, PENDING, FAILED = "READY", "PENDING_REGISTRATION", "FAILED_REGISTRATION"
+MAX_TAG_KEY_LENGTH = 250
+_META_AND_NAMED = ("#", "U")  # sort-key range holding #M, A#, S#, T# (everything but versions)
+
+
+# ---- validation --------------------------------------------------------------------------------
+
+def valid_name(name, field: str = "name") -> str:
+    """MLflow's model-name rules, plus no '#' (it would make the package path ambiguous)."""
+    if not isinstance(name, str) or not name.strip():
+        raise invalid(f"Missing value for required parameter '{field}'. See the API docs for more information "
+                      "about request parameters.")
+    if "/" in name or ":" in name:
+        raise invalid(f"Invalid model name '{name}'. Names cannot contain '/' or ':'.")
+    if "#" in name:
+        raise invalid(f"Invalid model name '{name}'. mlreg model names cannot contain '#'.")
+    norm = posixpath.normpath(name)
+    if norm != name or norm == "." or norm.startswith(".."):
+        raise invalid(f"Invalid value '{name}' for parameter '{field}' supplied: Names may be treated as files in "
+                      f"certain cases, and must not resolve to other names when treated as such. This name would "
+                      f"resolve to '{norm}'")
+    return name
+
+
+def valid_version(value) -> int:
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        raise invalid(f"Parameter 'version' must be an integer, got '{value}'.") from None
+    return number
+
+
+def canonical_stage(stage) -> str:
+    for s in STAGES:
+        if isinstance(stage, str) and s.lower() == stage.lower():
+            return s
+    raise invalid(f"Invalid Model Version stage: {stage}. Value must be one of "
+                  f"{', '.join(STAGES)}.")
+
+
+def tag(key, value, path: str = "key") -> tuple[str, str]:
+    key = key_name(key, path)
+    value = "" if value is None else str(value)
+    if len(value) > MAX_REGISTRY_TAG_VALUE_LENGTH:
+        raise invalid(f"'value' exceeds the maximum length of {MAX_REGISTRY_TAG_VALUE_LENGTH} characters")
+    return key, value
+
+
+def parse_tags(raw: list | None) -> dict[str, str]:
+    return dict(tag(t.get("key"), t.get("value")) for t in raw or [])
+
+
+# ---- items -------------------------------------------------------------------------------------------
+
+def _named(project: str, name: str, sk: str, /, **attrs) -> dict:
+    """An item of the model partition that also sits in the project's model collection."""
+    return {"pk": keys.registered_model(project, name), "sk": sk, "g1pk": keys.models_collection(project),
+            "g1sk": f"{name}#{sk}", "model_name": name, **attrs}
+
+
+def meta_item(project: str, model: dict) -> dict:
+    return _named(project, model["name"], keys.MODEL_SK, **model)
+
+
+def tag_item(project: str, name: str, key: str, value: str) -> dict:
+    return _named(project, name, keys.model_tag_sk(key), key=key, value=value)
+
+
+def alias_item(project: str, name: str, alias: str, version: int) -> dict:
+    return _named(project, name, keys.alias_sk(alias), alias=alias, version=version)
+
+
+def semver_item(project: str, name: str, semver: str, version: int) -> dict:
+    return _named(project, name, keys.semver_sk(semver), semver=semver, version=version)
+
+
+def version_item(project: str, mv: dict) -> dict:
+    number_key = f"{mv['name']}#{keys.version_sk(mv['version'])}"
+    item = {"pk": keys.registered_model(project, mv["name"]), "sk": keys.version_sk(mv["version"]),
+            "g1pk": keys.versions_collection(project), "g1sk": number_key, **mv}
+    if mv.get("run_id"):
+        item.update(g2pk=keys.versions_by_run(project, mv["run_id"]), g2sk=number_key)
+    return item
+
+
+def link_item(project: str, run_id: str, name: str, version: int) -> dict:
+    """The run-side mark that a version backs onto this run (runs refuse deletion while it exists)."""
+    from shared.tracking.runs import link_sk
+
+    return {"pk": keys.run(project, run_id), "sk": link_sk(name, version), "model_name": name, "version": version}
+
+
+def strip(item: dict) -> dict:
+    """An item without its key attributes."""
+    return {k: v for k, v in item.items() if k not in ("pk", "sk", "g1pk", "g1sk", "g2pk", "g2sk", "model_name")}
+
+
+# ---- reads ----------------------------------------------------------------------------------------------
+
+def assemble(items: list[dict]) -> dict | None:
+    """A registered model (meta, tags, aliases incl. semvers) from its non-version items."""
+    model: dict = {"tags": {}, "aliases": {}}
+    for item in items:
+        kind = item["sk"][:2]
+        if item["sk"] == keys.MODEL_SK:
+            model.update(strip(item))
+        elif kind == "T#":
+            model["tags"][item["key"]] = item["value"]
+        elif kind == "A#":
+            model["aliases"][item["alias"]] = item["version"]
+        elif kind == "S#":
+            model["aliases"][item["semver"]] = item["version"]
+    return model if "name" in model else None
+
+
+def load_model(project: str, name: str) -> dict:
+    """Meta, tags and aliases: one strongly consistent Query of the partition, versions left out."""
+    model = assemble(db.query_all(keys.registered_model(project, valid_name(name)), sk_between=_META_AND_NAMED,
+                                  consistent=True))
+    if model is None:
+        raise model_not_found(name)
+    return model
+
+
+def load_meta(project: str, name: str) -> dict:
+    item = db.get(keys.registered_model(project, valid_name(name)), keys.MODEL_SK)
+    if item is None:
+        raise model_not_found(name)
+    return item
+
+
+def model_not_found(name: str):
+    return not_found(f"Registered Model with name={name} not found")
+
+
+def version_not_found(name: str, version):
+    return not_found(f"Model Version (name={name}, version={version}) not found")
+
+
+def load_version(project: str, name: str, version) -> dict:
+    """One GetItem."""
+    number = valid_version(version)
+    item = db.get(keys.registered_model(project, valid_name(name)), keys.version_sk(number))
+    if item is None:
+        raise version_not_found(name, version)
+    return strip(item)
+
+
+def iter_versions(project: str, name: str):
+    """The model's versions, newest first (one paged Query)."""
+    for item in db.iter_query(keys.registered_model(project, name), "V#", forward=False, consistent=True):
+        yield strip(item)
+
+
+def latest_versions(project: str, name: str, stages=STAGES) -> list[dict]:
+    """The newest version in each stage, reading newest-first and stopping once all are found."""
+    found: dict[str, dict] = {}
+    for mv in iter_versions(project, name):
+        if mv["current_stage"] in stages and mv["current_stage"] not in found:
+            found[mv["current_stage"]] = mv
+            if len(found) == len(stages):
+                break
+    return sorted(found.values(), key=lambda mv: STAGES.index(mv["current_stage"]))
+
+
+# ---- JSON -------------------------------------------------------------------------------------------------
+
+def version_json(mv: dict) -> dict:
+    out = {k: mv.get(k) for k in ("name", "creation_timestamp", "last_updated_timestamp", "user_id", "current_stage",
+                                  "description", "source", "run_id", "status", "status_message", "run_link",
+                                  "model_id")}
+    out = {k: v for k, v in out.items() if v not in (None, "")}
+    out["version"] = str(mv["version"])
+    out["tags"] = [{"key": k, "value": v} for k, v in (mv.get("tags") or {}).items()]
+    out["aliases"] = sorted(mv.get("aliases") or ()) + ([mv["semver"]] if mv.get("semver") else [])
+    return out
+
+
+def model_json(model: dict, latest: list[dict] | None = None) -> dict:
+    out = {k: model.get(k) for k in ("name", "creation_timestamp", "last_updated_timestamp", "description", "user_id")}
+    out = {k: v for k, v in out.items() if v not in (None, "")}
+    out["tags"] = [{"key": k, "value": v} for k, v in model["tags"].items()]
+    out["aliases"] = [{"alias": a, "version": str(v)} for a, v in model["aliases"].items()]
+    if latest:
+        out["latest_versions"] = [version_json(mv) for mv in latest]
+    return out

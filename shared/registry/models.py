@@ -1,0 +1,341 @@
+"""Registered models: create, get, rename, update, delete, search, latest versions, tags, aliases.
+
+Items and their layout: shared/registry/items.py. A model's name is unique per project because its
+meta item is keyed by the name and written on condition it does not exist."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+
+from botocore.exceptions import ClientError
+
+from shared import db, keys, pagination
+from shared.clock import now_ms
+from shared.errors import MlflowError, already_exists, invalid
+from shared.filters import parse_model_filter, parse_model_order_by
+from shared.http import Request
+from shared.registry import items, packages
+from shared.registry.items import load_meta, load_model, model_json, version_json
+from shared.tracking import experiments
+from shared.validation import max_results, require
+
+MAX_ALIAS_LENGTH = 255
+_ALIAS = re.compile(r"^[\w\-]*$")
+_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
+TX_ATTEMPTS = 8
+
+
+def _default_experiment(project: str, name: str) -> str:
+    """The model's experiment (same name): reused if it exists, created otherwise."""
+    guard = db.get(keys.experiment_name_guard(project, name), keys.GUARD_SK)
+    if guard:
+        return guard["experiment_id"]
+    try:
+        return experiments.insert(project, name, {"mlreg.registered_model": name})
+    except MlflowError as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return db.get(keys.experiment_name_guard(project, name), keys.GUARD_SK)["experiment_id"]
+
+
+def is_conflict(err: ClientError) -> bool:
+    return err.response["Error"]["Code"] in ("TransactionCanceledException", "ConditionalCheckFailedException")
+
+
+def delete_if(tx: db.Tx, pk: str, sk: str, condition: str, values: dict) -> None:
+    """A transactional delete whose condition compares values (db.Tx.delete takes none)."""
+    tx.items.append({"Delete": {"TableName": db.table_name(), "Key": db.key(pk, sk), "ConditionExpression": condition,
+                                "ExpressionAttributeValues": db.to_item(values)}})
+
+
+def backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
+
+
+# ---- create / get / update / rename / delete ----------------------------------------------------------
+
+def create_registered_model(req: Request) -> dict:
+    name = items.valid_name(req.json.get("name"))
+    tags = items.parse_tags(req.json.get("tags"))
+    experiment_id = _default_experiment(req.project, name)
+    ts = now_ms()
+    model = {"name": name, "description": req.json.get("description") or "", "creation_timestamp": ts,
+             "last_updated_timestamp": ts, "last_version": 0, "experiment_id": experiment_id}
+    tx = db.Tx()
+    tx.put(items.meta_item(req.project, model), condition="attribute_not_exists(pk)")
+    for k, v in tags.items():
+        tx.put(items.tag_item(req.project, name, k, v))
+    try:
+        tx.commit()
+    except ClientError as err:
+        if db.is_condition_failure(err):
+            raise already_exists(f"Registered Model (name={name}) already exists.") from None
+        raise
+    return {"registered_model": model_json({**model, "tags": tags, "aliases": {}})}
+
+
+def _full(project: str, name: str) -> dict:
+    model, latest = db.parallel(lambda job: job(), [lambda: load_model(project, name),
+                                                    lambda: items.latest_versions(project, name)])
+    return model_json(model, latest)
+
+
+def get_registered_model(req: Request) -> dict:
+    return {"registered_model": _full(req.project, items.valid_name(require(req.json, "name")))}
+
+
+def update_registered_model(req: Request) -> dict:
+    name = items.valid_name(require(req.json, "name"))
+    try:
+        db.update(keys.registered_model(req.project, name), keys.MODEL_SK,
+                  "SET description = :d, last_updated_timestamp = :t", condition="attribute_exists(pk)",
+                  values={":d": req.json.get("description") or "", ":t": now_ms()})
+    except ClientError as err:
+        if db.is_condition_failure(err):
+            raise items.model_not_found(name) from None
+        raise
+    return {"registered_model": _full(req.project, name)}
+
+
+def rename_registered_model(req: Request) -> dict:
+    """Moves the partition to the new name in one transaction (so at most ~100 items: see
+    docs/registry.md), and the packages to the new name's prefix around it."""
+    name = items.valid_name(require(req.json, "name"))
+    new_name = items.valid_name(req.json.get("new_name"), "new_name")
+    pk = keys.registered_model(req.project, name)
+    every = db.query_all(pk, consistent=True)
+    meta = next((i for i in every if i["sk"] == keys.MODEL_SK), None)
+    if meta is None:
+        raise items.model_not_found(name)
+    if new_name == name:
+        return {"registered_model": _full(req.project, name)}
+    tx, ts = db.Tx(), now_ms()
+    for item in every:
+        moved = _renamed(req.project, item, new_name, ts)
+        if item["sk"] == keys.MODEL_SK:
+            tx.put(moved, condition="attribute_not_exists(pk)")
+            delete_if(tx, pk, item["sk"], "last_version = :v", {":v": meta["last_version"]})  # no new versions
+        else:
+            tx.put(moved)
+            tx.delete(pk, item["sk"])
+        if item["sk"].startswith("V#") and item.get("run_id"):
+            from shared.tracking.runs import link_sk
+
+            tx.put(items.link_item(req.project, item["run_id"], new_name, item["version"]))
+            tx.delete(keys.run(req.project, item["run_id"]), link_sk(name, item["version"]))
+    if len(tx.items) > db.TRANSACT_MAX:
+        raise invalid(f"Model {name} has too many versions, tags and aliases to rename in one transaction "
+                      f"({len(tx.items)} writes, at most {db.TRANSACT_MAX}); see docs/registry.md")
+    source, target = packages.model_prefix(req.project, name), packages.model_prefix(req.project, new_name)
+    packages.copy_tree(source, target)
+    try:
+        tx.commit()
+    except ClientError as err:
+        packages.delete_tree(target)
+        if db.is_condition_failure(err) and db.cancellation_reasons(err)[0] == "ConditionalCheckFailed":
+            raise already_exists(f"Registered Model (name={new_name}) already exists.") from None
+        if is_conflict(err):
+            raise MlflowError(f"Model {name} changed during the rename; retry", "TEMPORARILY_UNAVAILABLE") from None
+        raise
+    packages.delete_tree(source)
+    return {"registered_model": _full(req.project, new_name)}
+
+
+def _renamed(project: str, item: dict, new_name: str, ts: int) -> dict:
+    data = items.strip(item)
+    sk = item["sk"]
+    if sk == keys.MODEL_SK:
+        return items.meta_item(project, {**data, "name": new_name, "last_updated_timestamp": ts})
+    if sk.startswith("V#"):
+        return items.version_item(project, {**data, "name": new_name, "last_updated_timestamp": ts})
+    moved = {**item, "pk": keys.registered_model(project, new_name), "g1sk": f"{new_name}#{sk}", "model_name": new_name}
+    return moved
+
+
+def delete_registered_model(req: Request) -> dict:
+    """Packages first, then versions, links, tags and aliases, the meta item last: a retry after a
+    failure finds the model and finishes the job. The default experiment and its runs stay."""
+    from shared.tracking.runs import link_sk
+
+    name = items.valid_name(require(req.json, "name"))
+    pk = keys.registered_model(req.project, name)
+    every = db.query_all(pk, consistent=True)
+    if not any(i["sk"] == keys.MODEL_SK for i in every):
+        raise items.model_not_found(name)
+    packages.delete_tree(packages.model_prefix(req.project, name))
+    doomed = [(pk, i["sk"]) for i in every if i["sk"] != keys.MODEL_SK]
+    doomed += [(keys.run(req.project, i["run_id"]), link_sk(name, i["version"]))
+               for i in every if i["sk"].startswith("V#") and i.get("run_id")]
+    db.batch_delete(doomed)
+    db.delete(pk, keys.MODEL_SK)
+    return {}
+
+
+# ---- search and latest versions ------------------------------------------------------------------------
+
+def all_models(project: str) -> list[dict]:
+    """Every model of a project with tags and aliases: one paged Query of the model collection."""
+    by_name: dict[str, list[dict]] = {}
+    for item in db.iter_query(keys.models_collection(project), index="gsi1"):
+        by_name.setdefault(item["model_name"], []).append(item)
+    return [m for m in map(items.assemble, by_name.values()) if m]
+
+
+def search_registered_models(req: Request) -> dict:
+    data = req.json
+    limit = max_results(data.get("max_results"), 100, 1000)
+    order_by = req.list_param("order_by")
+    matches, sort_key = parse_model_filter(data.get("filter")), parse_model_order_by(order_by)
+    query = [data.get("filter"), order_by, limit]
+    offset = pagination.decode(data.get("page_token"), req.project, query) or 0
+    found = []
+    for model in all_models(req.project):
+        view = {"name": model["name"], "tags": model["tags"], "creation_timestamp": model["creation_timestamp"],
+                "last_updated_timestamp": model["last_updated_timestamp"]}
+        if matches(view):
+            found.append((sort_key(view), model))
+    found.sort(key=lambda pair: pair[0])
+    page = [m for _, m in found[offset:offset + limit]]
+    latest = db.parallel(lambda m: items.latest_versions(req.project, m["name"]), page)
+    out: dict = {"registered_models": [model_json(m, lv) for m, lv in zip(page, latest)]}
+    if offset + limit < len(found):
+        out["next_page_token"] = pagination.encode(req.project, query, offset + limit)
+    return out
+
+
+def get_latest_versions(req: Request) -> dict:
+    name = items.valid_name(require(req.json, "name"))
+    stages = tuple(items.canonical_stage(s) for s in req.list_param("stages")) or items.STAGES
+    load_meta(req.project, name)
+    found = items.latest_versions(req.project, name, stages)
+    return {"model_versions": [version_json(mv) for mv in found]} if found else {}
+
+
+# ---- tags ----------------------------------------------------------------------------------------------
+
+def set_registered_model_tag(req: Request) -> dict:
+    name = items.valid_name(require(req.json, "name"))
+    key, value = items.tag(req.json.get("key"), req.json.get("value"))
+    tx = db.Tx()
+    tx.check(keys.registered_model(req.project, name), keys.MODEL_SK, "attribute_exists(pk)")
+    tx.put(items.tag_item(req.project, name, key, value))
+    _commit_or_404(tx, name)
+    return {}
+
+
+def delete_registered_model_tag(req: Request) -> dict:
+    """Deleting a tag that is not there is a silent success, as in MLflow; a missing model is 404."""
+    name = items.valid_name(require(req.json, "name"))
+    key = require(req.json, "key")
+    tx = db.Tx()
+    tx.check(keys.registered_model(req.project, name), keys.MODEL_SK, "attribute_exists(pk)")
+    tx.delete(keys.registered_model(req.project, name), keys.model_tag_sk(key))
+    _commit_or_404(tx, name)
+    return {}
+
+
+def _commit_or_404(tx: db.Tx, name: str) -> None:
+    try:
+        tx.commit()
+    except ClientError as err:
+        if db.is_condition_failure(err) and db.cancellation_reasons(err)[:1] == ["ConditionalCheckFailed"]:
+            raise items.model_not_found(name) from None
+        raise
+
+
+# ---- aliases -----------------------------------------------------------------------------------------
+
+def valid_alias(alias) -> str:
+    if not alias:
+        raise invalid("Registered model alias name cannot be empty.")
+    if not isinstance(alias, str) or not _ALIAS.match(alias):
+        raise invalid(f"Invalid alias name: '{alias}'. Names may only contain alphanumerics, underscores (_), "
+                      "and dashes (-).")
+    if len(alias) > MAX_ALIAS_LENGTH:
+        raise invalid(f"Registered model alias name '{alias[:20]}...' had length {len(alias)}, which exceeds "
+                      f"length limit of {MAX_ALIAS_LENGTH}")
+    return alias
+
+
+def set_registered_model_alias(req: Request) -> dict:
+    name = items.valid_name(require(req.json, "name"))
+    alias = valid_alias(req.json.get("alias"))
+    if alias.lower() == "latest":
+        raise invalid("'latest' alias name (case insensitive) is reserved.")
+    if _VERSION_ALIAS.match(alias):
+        raise invalid(f"Version alias name '{alias}' is reserved.")
+    version = items.valid_version(require(req.json, "version"))
+    pk = keys.registered_model(req.project, name)
+    for attempt in range(TX_ATTEMPTS):
+        items.load_version(req.project, name, version)  # 404 for a missing model or version
+        old = db.get(pk, keys.alias_sk(alias))
+        if old and old["version"] == version:
+            return {}
+        tx = db.Tx()
+        if old:
+            tx.put(items.alias_item(req.project, name, alias, version), condition="version = :old",
+                   values={":old": old["version"]})
+            tx.update(pk, keys.version_sk(old["version"]), "DELETE aliases :a", values={":a": {alias}},
+                      condition="attribute_exists(pk)")
+        else:
+            tx.put(items.alias_item(req.project, name, alias, version), condition="attribute_not_exists(pk)")
+        tx.update(pk, keys.version_sk(version), "ADD aliases :a", values={":a": {alias}},
+                  condition="attribute_exists(pk)")
+        try:
+            tx.commit()
+            return {}
+        except ClientError as err:
+            if not is_conflict(err):
+                raise
+            backoff(attempt)
+    raise MlflowError(f"Alias {alias} of model {name} kept changing; retry", "TEMPORARILY_UNAVAILABLE")
+
+
+def delete_registered_model_alias(req: Request) -> dict:
+    """A missing alias is a silent success (MLflow); a missing model is 404."""
+    name = items.valid_name(require(req.json, "name"))
+    alias = valid_alias(req.json.get("alias"))
+    pk = keys.registered_model(req.project, name)
+    for attempt in range(TX_ATTEMPTS):
+        old = db.get(pk, keys.alias_sk(alias))
+        if old is None:
+            load_meta(req.project, name)
+            return {}
+        tx = db.Tx()
+        delete_if(tx, pk, keys.alias_sk(alias), "version = :v", {":v": old["version"]})
+        tx.update(pk, keys.version_sk(old["version"]), "DELETE aliases :a", values={":a": {alias}},
+                  condition="attribute_exists(pk)")
+        try:
+            tx.commit()
+            return {}
+        except ClientError as err:
+            if not is_conflict(err):
+                raise
+            backoff(attempt)
+    raise MlflowError(f"Alias {alias} of model {name} kept changing; retry", "TEMPORARILY_UNAVAILABLE")
+
+
+def resolve_alias(project: str, name: str, alias: str) -> int:
+    """An alias, a semantic version (`1.2.0`, also `v1.2.0`) or `latest` -> version number."""
+    pk = keys.registered_model(project, name)
+    if alias.lower() == "latest":
+        newest, _ = db.query(pk, "V#", forward=False, limit=1, consistent=True)
+        if not newest:
+            load_meta(project, name)
+            raise items.not_found(f"Latest version not found for model {name}.")
+        return newest[0]["version"]
+    semver = alias[1:] if alias[:1] in "vV" and "." in alias else alias
+    item = db.get(pk, keys.semver_sk(semver) if "." in alias else keys.alias_sk(alias))
+    if item is None:
+        load_meta(project, name)  # 404 for a missing model
+        raise invalid(f"Registered model alias {alias} not found.")
+    return item["version"]
+
+
+def get_model_version_by_alias(req: Request) -> dict:
+    name = items.valid_name(require(req.json, "name"))
+    alias = require(req.json, "alias")
+    version = resolve_alias(req.project, name, alias)
+    return {"model_version": version_json(items.load_version(req.project, name, version))}

@@ -1,0 +1,357 @@
+"""Model versions: create (with semantic version and package), get, update, delete, search,
+transition-stage, get-download-uri, tags.
+
+Version numbers come from the model meta item's `last_version`, advanced in the same transaction
+that puts the version, its semver guard and its run link, on condition the counter still holds
+the value read: concurrent creators retry and get distinct, consecutive numbers."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlparse
+
+import semver as semver_lib
+from botocore.exceptions import ClientError
+
+from shared import db, keys, pagination
+from shared.clock import now_ms
+from shared.errors import MlflowError, already_exists, invalid
+from shared.filters import _VERSIONS, _parse_filter, parse_version_filter, parse_version_order_by
+from shared.http import Request
+from shared.registry import items, packages
+from shared.registry.items import load_version, version_json
+from shared.registry.models import backoff, is_conflict, delete_if, resolve_alias
+from shared.tracking import experiments, logged_models, runs
+from shared.validation import max_results, require
+
+SEMVER_TAG = "mlreg.version"  # ours: set on every version
+GITLAB_SEMVER_TAG = "gitlab.version"  # GitLab's name for the same thing, accepted on create
+FIRST_SEMVER = "1.0.0"
+CREATE_ATTEMPTS = 64
+
+
+# ---- semantic versions -----------------------------------------------------------------------------
+
+def parse_semver(text: str, field: str = SEMVER_TAG) -> semver_lib.Version:
+    try:
+        return semver_lib.Version.parse(text)
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid semantic version {text!r} in tag '{field}': expected MAJOR.MINOR.PATCH "
+                      "(https://semver.org), e.g. 1.4.0 or 2.0.0-rc.1") from None
+
+
+def requested_semver(tags: dict[str, str]) -> str | None:
+    """The semver a creator asks for in the version tags (ours or GitLab's), validated."""
+    given = {tags[k] for k in (SEMVER_TAG, GITLAB_SEMVER_TAG) if tags.get(k)}
+    if len(given) > 1:
+        raise invalid(f"Tags '{SEMVER_TAG}' and '{GITLAB_SEMVER_TAG}' disagree: {sorted(given)}")
+    if not given:
+        return None
+    text = given.pop()
+    parse_semver(text)
+    return text
+
+
+def next_semver(latest: str | None) -> str:
+    """The rule when none is given: bump the MINOR of the model's highest semver (patch to 0,
+    pre-release and build dropped); the first version is 1.0.0."""
+    return str(semver_lib.Version.parse(latest).bump_minor()) if latest else FIRST_SEMVER
+
+
+def highest(a: str | None, b: str) -> str:
+    return b if a is None or semver_lib.Version.parse(b) > semver_lib.Version.parse(a) else a
+
+
+# ---- sources -----------------------------------------------------------------------------------------
+
+def _bad_source(source: str, why: str) -> MlflowError:
+    return invalid(f"Invalid model version source: '{source}'. {why}")
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _artifact_path(uri: str) -> str:
+    """`mlflow-artifacts:/1/abc/artifacts` -> `1/abc/artifacts`."""
+    return urlparse(uri).path.strip("/")
+
+
+def resolve_source(project: str, source: str, run_id: str | None, model_id: str | None) -> dict:
+    """Where a version's files come from: {source, run_id, model_id, prefix (S3 key prefix)}."""
+    parsed = urlparse(source)
+    path = parsed.path.strip("/")
+    if parsed.netloc or any(part in (".", "..") for part in path.split("/")):
+        raise _bad_source(source, "Sources must be paths of this project, without '.' or '..' segments.")
+    if parsed.scheme == "models" and "/" not in path and "@" not in path:  # models:/<logged model id>
+        model = logged_models.load(project, path)
+        if model_id and model_id != model["model_id"]:
+            raise _bad_source(source, "The model_id request parameter must match the source.")
+        return {"source": source, "run_id": run_id or model.get("source_run_id"), "model_id": model["model_id"],
+                "prefix": packages.artifacts_prefix(project, _artifact_path(model["artifact_uri"]))}
+    if parsed.scheme == "models":  # models:/<name>/<version> or models:/<name>@<alias>
+        name, _, ref = path.partition("/") if "/" in path else path.partition("@")
+        number = resolve_alias(project, name, ref) if "@" in path else items.valid_version(ref)
+        mv = load_version(project, name, number)
+        return {"source": f"models:/{name}/{number}", "run_id": run_id or mv.get("run_id"),
+                "model_id": model_id or mv.get("model_id"),
+                "prefix": packages.package_prefix(project, name, mv["semver"])}
+    if parsed.scheme == "runs":
+        source_run, _, sub = path.partition("/")
+        if run_id and run_id != source_run:
+            raise _bad_source(source, "The run_id request parameter must match the run of the source.")
+        root = _artifact_path(runs.load_meta(project, source_run)["artifact_uri"])
+        return {"source": source, "run_id": source_run, "model_id": model_id,
+                "prefix": packages.artifacts_prefix(project, f"{root}/{sub}" if sub else root)}
+    if parsed.scheme == "mlflow-artifacts":
+        if model_id:
+            model = logged_models.load(project, model_id)
+            root, run_id = _artifact_path(model["artifact_uri"]), run_id or model.get("source_run_id")
+        elif run_id:
+            root = _artifact_path(runs.load_meta(project, run_id)["artifact_uri"])
+        else:
+            raise _bad_source(source, "An mlflow-artifacts source needs the run_id (or model_id) it belongs to.")
+        if not _within(path, root):
+            raise _bad_source(source, f"It must lie within the artifacts of the given run or model ({root}).")
+        return {"source": source, "run_id": run_id, "model_id": model_id,
+                "prefix": packages.artifacts_prefix(project, path)}
+    raise _bad_source(source, "mlreg registers runs:/, models:/ and mlflow-artifacts:/ sources of this project.")
+
+
+def _candidate_run(project: str, meta: dict) -> str:
+    """A version without a run gets one in the model's experiment, so users can log params,
+    metrics and files to the version through its run_id."""
+    run_id = uuid.uuid4().hex
+    experiment_id = meta["experiment_id"]
+    run = {"run_id": run_id, "run_uuid": run_id, "run_name": f"{meta['name']}-candidate", "experiment_id": experiment_id,
+           "user_id": "", "status": "FINISHED", "start_time": now_ms(), "end_time": None,
+           "artifact_uri": f"{experiments.artifact_location(experiment_id)}/{run_id}/artifacts",
+           "lifecycle_stage": runs.ACTIVE}
+    runs.create(project, run, {runs.RUN_NAME_TAG: run["run_name"], "mlreg.candidate_for": meta["name"]})
+    return run_id
+
+
+# ---- create -------------------------------------------------------------------------------------------
+
+def _allocate(project: str, name: str, fields: dict, wanted: str | None) -> dict:
+    """Put the version with the next number and its semver, retrying while others win the race."""
+    pk = keys.registered_model(project, name)
+    for attempt in range(CREATE_ATTEMPTS):
+        meta = items.load_meta(project, name)
+        number, last = meta["last_version"] + 1, meta.get("latest_semver")
+        semver = wanted or next_semver(last)
+        ts = now_ms()
+        mv = {**fields, "name": name, "version": number, "semver": semver, "creation_timestamp": ts,
+              "last_updated_timestamp": ts, "tags": {**fields["tags"], SEMVER_TAG: semver}}
+        tx = db.Tx()
+        tx.update(pk, keys.MODEL_SK, "SET last_version = :n, latest_semver = :s, last_updated_timestamp = :t",
+                  values={":n": number, ":s": highest(last, semver), ":t": ts, ":old": meta["last_version"]},
+                  condition="last_version = :old")
+        tx.put(items.semver_item(project, name, semver, number), condition="attribute_not_exists(pk)")
+        tx.put(items.version_item(project, mv), condition="attribute_not_exists(pk)")
+        if mv.get("run_id"):
+            tx.put(items.link_item(project, mv["run_id"], name, number))
+        try:
+            tx.commit()
+            return mv
+        except ClientError as err:
+            if not is_conflict(err):
+                raise
+            if db.cancellation_reasons(err)[1:2] == ["ConditionalCheckFailed"] and wanted:
+                raise already_exists(f"Model {name} already has a version with semantic version {semver}") from None
+            backoff(attempt)
+    raise MlflowError(f"Too many concurrent versions of model {name}; retry", "TEMPORARILY_UNAVAILABLE")
+
+
+def create_model_version(req: Request) -> dict:
+    data = req.json
+    name = items.valid_name(require(data, "name"))
+    source = require(data, "source")
+    tags = items.parse_tags(data.get("tags"))
+    wanted = requested_semver(tags)
+    meta = items.load_meta(req.project, name)
+    origin = resolve_source(req.project, source, data.get("run_id") or None, data.get("model_id") or None)
+    run_id = origin["run_id"] or _candidate_run(req.project, meta)
+    fields = {"source": origin["source"], "run_id": run_id, "model_id": origin["model_id"],
+              "run_link": data.get("run_link") or None, "description": data.get("description") or "",
+              "user_id": "", "current_stage": "None", "status": items.PENDING, "tags": tags}
+    mv = _allocate(req.project, name, fields, wanted)
+    mv.update(_fill_package(req.project, mv, origin["prefix"]))
+    if mv["model_id"]:
+        logged_models.add_model_version(req.project, mv["model_id"], name, mv["version"])
+    return {"model_version": version_json(mv)}
+
+
+def _fill_package(project: str, mv: dict, source_prefix: str) -> dict:
+    """Copy the source into the version's package, then mark the version READY (or FAILED)."""
+    target = packages.package_prefix(project, mv["name"], mv["semver"])
+    try:
+        copied = packages.copy_tree(source_prefix, target)
+        status, message = items.READY, None if copied else f"The source {mv['source']} holds no files"
+    except ClientError as err:
+        status, message = items.FAILED, f"Copying the package failed: {err}"
+    update = {"status": status, "status_message": message}
+    db.update(keys.registered_model(project, mv["name"]), keys.version_sk(mv["version"]),
+              "SET #s = :s, status_message = :m", names={"#s": "status"}, values={":s": status, ":m": message or ""})
+    return update
+
+
+# ---- get / update / delete ------------------------------------------------------------------------------
+
+def get_model_version(req: Request) -> dict:
+    return {"model_version": version_json(load_version(req.project, require(req.json, "name"),
+                                                       require(req.json, "version")))}
+
+
+def _update_version(project: str, name: str, version, expression: str, values: dict,
+                    names: dict | None = None) -> dict:
+    number = items.valid_version(version)
+    try:
+        item = db.update(keys.registered_model(project, items.valid_name(name)), keys.version_sk(number),
+                         expression, names=names, values=values, condition="attribute_exists(pk)", return_new=True)
+    except ClientError as err:
+        if db.is_condition_failure(err):
+            raise items.version_not_found(name, version) from None
+        if err.response["Error"]["Code"] == "ValidationException" and "size" in str(err):
+            raise invalid(f"The tags of model version {name} {version} would exceed 400 KB") from None
+        raise
+    return items.strip(item)
+
+
+def update_model_version(req: Request) -> dict:
+    mv = _update_version(req.project, require(req.json, "name"), require(req.json, "version"),
+                         "SET description = :d, last_updated_timestamp = :t",
+                         {":d": req.json.get("description") or "", ":t": now_ms()})
+    return {"model_version": version_json(mv)}
+
+
+def delete_model_version(req: Request) -> dict:
+    """The version, its semver guard, aliases and run link in one transaction (on condition its
+    aliases did not change meanwhile), then its package. The number is never reused: the counter
+    stays; the semver is free again."""
+    name = items.valid_name(require(req.json, "name"))
+    pk = keys.registered_model(req.project, name)
+    for attempt in range(8):
+        mv = load_version(req.project, name, require(req.json, "version"))
+        aliases = sorted(mv.get("aliases") or ())
+        tx = db.Tx()
+        if aliases:
+            delete_if(tx, pk, keys.version_sk(mv["version"]), "size(aliases) = :n", {":n": len(aliases)})
+        else:
+            tx.delete(pk, keys.version_sk(mv["version"]), condition="attribute_exists(pk) AND attribute_not_exists(aliases)")
+        for alias in aliases:
+            delete_if(tx, pk, keys.alias_sk(alias), "version = :v", {":v": mv["version"]})
+        tx.delete(pk, keys.semver_sk(mv["semver"]))
+        if mv.get("run_id"):
+            tx.delete(keys.run(req.project, mv["run_id"]), runs.link_sk(name, mv["version"]))
+        tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": now_ms()},
+                  condition="attribute_exists(pk)")
+        try:
+            tx.commit()
+            break
+        except ClientError as err:
+            if not is_conflict(err):
+                raise
+            backoff(attempt)
+    else:
+        raise MlflowError(f"Model version {name} {mv['version']} kept changing; retry", "TEMPORARILY_UNAVAILABLE")
+    packages.delete_tree(packages.package_prefix(req.project, name, mv["semver"]))
+    return {}
+
+
+# ---- stages, download URI, tags ------------------------------------------------------------------------
+
+def transition_model_version_stage(req: Request) -> dict:
+    name = items.valid_name(require(req.json, "name"))
+    stage = items.canonical_stage(require(req.json, "stage"))
+    archive = str(req.json.get("archive_existing_versions", False)).lower() == "true"
+    if archive and stage not in items.ACTIVE_STAGES:
+        raise invalid(f"Model version transition cannot archive existing model versions because '{stage}' is not "
+                      f"an Active stage. Valid stages are {list(items.ACTIVE_STAGES)}")
+    mv = load_version(req.project, name, require(req.json, "version"))
+    pk, ts = keys.registered_model(req.project, name), now_ms()
+    others = [v for v in items.iter_versions(req.project, name)
+              if archive and v["current_stage"] == stage and v["version"] != mv["version"]]
+    tx = db.Tx()
+    tx.update(pk, keys.version_sk(mv["version"]), "SET current_stage = :s, last_updated_timestamp = :t",
+              values={":s": stage, ":t": ts}, condition="attribute_exists(pk)")
+    for other in others:
+        tx.update(pk, keys.version_sk(other["version"]), "SET current_stage = :a, last_updated_timestamp = :t",
+                  values={":a": "Archived", ":t": ts}, condition="attribute_exists(pk)")
+    tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": ts}, condition="attribute_exists(pk)")
+    try:
+        tx.commit()
+    except ClientError as err:
+        if is_conflict(err):
+            raise MlflowError(f"Versions of model {name} changed during the transition; retry",
+                              "TEMPORARILY_UNAVAILABLE") from None
+        raise
+    return {"model_version": version_json({**mv, "current_stage": stage, "last_updated_timestamp": ts})}
+
+
+def get_model_version_download_uri(req: Request) -> dict:
+    mv = load_version(req.project, require(req.json, "name"), require(req.json, "version"))
+    return {"artifact_uri": packages.download_uri(mv["name"], mv["semver"])}
+
+
+def _fixed_tag(key: str) -> None:
+    if key in (SEMVER_TAG, GITLAB_SEMVER_TAG):
+        raise invalid(f"Tag '{key}' holds the version's semantic version, which is fixed once the version exists")
+
+
+def set_model_version_tag(req: Request) -> dict:
+    key, value = items.tag(req.json.get("key"), req.json.get("value"))
+    _fixed_tag(key)
+    _update_version(req.project, require(req.json, "name"), require(req.json, "version"), "SET tags.#k = :v",
+                    {":v": value}, {"#k": key})
+    return {}
+
+
+def delete_model_version_tag(req: Request) -> dict:
+    """A tag that is not there is a silent success, as in MLflow; a missing version is 404."""
+    key = require(req.json, "key")
+    _fixed_tag(key)
+    _update_version(req.project, require(req.json, "name"), require(req.json, "version"), "REMOVE tags.#k",
+                    {}, {"#k": key})
+    return {}
+
+
+# ---- search --------------------------------------------------------------------------------------------
+
+def _equal_to(text: str | None, key: str) -> str | None:
+    """The value of an `attribute <key> = '...'` clause of the filter, if any (it picks the index)."""
+    for clause in _parse_filter(text, _VERSIONS):
+        if clause.entity_type == "attribute" and clause.key == key and clause.comparator == "=":
+            return clause.value
+    return None
+
+
+def _candidates(project: str, text: str | None):
+    """One paged Query: the model's partition, the run's versions (GSI2) or all of the project (GSI1)."""
+    name, run_id = _equal_to(text, "name"), _equal_to(text, "run_id")
+    if name:
+        return items.iter_versions(project, name)
+    if run_id:
+        return (items.strip(i) for i in db.iter_query(keys.versions_by_run(project, run_id), index="gsi2"))
+    return (items.strip(i) for i in db.iter_query(keys.versions_collection(project), index="gsi1"))
+
+
+def search_model_versions(req: Request) -> dict:
+    data = req.json
+    limit = max_results(data.get("max_results"), 10000, 200000)
+    order_by = req.list_param("order_by")
+    matches, sort_key = parse_version_filter(data.get("filter")), parse_version_order_by(order_by)
+    query = [data.get("filter"), order_by, limit]
+    offset = pagination.decode(data.get("page_token"), req.project, query) or 0
+    found = []
+    for mv in _candidates(req.project, data.get("filter")):
+        view = {k: mv.get(k) for k in ("name", "version", "run_id", "source", "current_stage", "creation_timestamp",
+                                       "last_updated_timestamp")}
+        view["tags"] = mv.get("tags") or {}
+        if matches(view):
+            found.append((sort_key(view), mv))
+    found.sort(key=lambda pair: pair[0])
+    out: dict = {"model_versions": [version_json(mv) for _, mv in found[offset:offset + limit]]}
+    if offset + limit < len(found):
+        out["next_page_token"] = pagination.encode(req.project, query, offset + limit)
+    return out

@@ -1,0 +1,127 @@
+"""The Lambda asset, and the deploy-time handler that records declared projects."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra import package
+from infra.handlers import declared_projects
+
+
+def test_source_asset_holds_the_handlers_and_no_caches(tmp_path):
+    asset = package.build(tmp_path / "asset", with_dependencies=False)
+    assert (asset / "functions").is_dir() and (asset / "shared" / "routes.py").is_file()
+    assert (asset / "infra" / "handlers" / "declared_projects.py").is_file()
+    assert not (asset / "infra" / "constructs").exists(), "CDK code stays out of the functions"
+    assert not list(asset.rglob("__pycache__"))
+
+
+def test_dependencies_are_built_for_lambdas_platform(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(package.subprocess, "run", lambda args, check: calls.append(args))
+    (tmp_path / "botocore").mkdir()
+    package.install_dependencies(tmp_path)
+    (args,) = calls
+    assert args[args.index("--platform") + 1] == "manylinux2014_aarch64"
+    assert args[args.index("--python-version") + 1] == "3.12"
+    assert "--only-binary=:all:" in args
+    assert not (tmp_path / "botocore").exists(), "the runtime's boto3/botocore are not shadowed"
+
+
+def test_the_function_runtime_matches_the_wheels():
+    from infra.constructs import functions
+
+    assert functions.RUNTIME.name == f"python{package.PYTHON_VERSION}"
+    assert package.PLATFORM.endswith("aarch64") and functions.ARCHITECTURE.name == "arm64"
+
+
+@pytest.fixture
+def cloudformation(monkeypatch):
+    """Captures what the handler answers CloudFormation."""
+    answers = []
+    def respond(event, context, status, reason, physical_id):
+        answers.append((status, reason, physical_id))
+
+    monkeypatch.setattr(declared_projects, "respond", respond)
+    return answers
+
+
+def _event(kind: str, project: str = "vision", description: str = "Image models") -> dict:
+    return {"RequestType": kind, "ResourceProperties": {"Project": project, "Description": description},
+            "StackId": "s", "RequestId": "r", "LogicalResourceId": "l", "ResponseURL": "https://example.invalid/"}
+
+
+def test_create_makes_a_missing_project(monkeypatch, cloudformation):
+    created = []
+    monkeypatch.setattr(declared_projects.projects, "get_project", lambda p: None)
+    monkeypatch.setattr(declared_projects.projects, "create_project", lambda p, d: created.append((p, d)))
+    declared_projects.handler(_event("Create"), None)
+    assert created == [("vision", "Image models")]
+    assert cloudformation == [("SUCCESS", "OK", "mlreg-project-vision")]
+
+
+def test_update_changes_only_the_description(monkeypatch, cloudformation):
+    updates = []
+    monkeypatch.setattr(declared_projects.projects, "get_project", lambda p: {"description": "old", "state": "active"})
+    monkeypatch.setattr(declared_projects.db, "update", lambda *a, **k: updates.append((a, k)))
+    declared_projects.handler(_event("Update"), None)
+    assert updates and updates[0][1]["values"] == {":d": "Image models"}
+    assert cloudformation[0][0] == "SUCCESS"
+
+
+def test_delete_keeps_the_project_and_its_data(monkeypatch, cloudformation):
+    monkeypatch.setattr(declared_projects.projects, "get_project", lambda p: pytest.fail("Delete must not touch data"))
+    declared_projects.handler(_event("Delete"), None)
+    assert cloudformation == [("SUCCESS", "OK", "mlreg-project-vision")]
+
+
+def test_a_deleted_projects_id_is_refused_and_reported(monkeypatch, cloudformation):
+    monkeypatch.setattr(declared_projects.projects, "get_project", lambda p: {"state": "deleted"})
+    declared_projects.handler(_event("Create"), None)
+    status, reason, _ = cloudformation[0]
+    assert status == "FAILED" and "stays taken" in reason
+
+
+def test_the_answer_reaches_cloudformations_url(monkeypatch):
+    sent = {}
+
+    class Response:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            return b""
+
+    def urlopen(request, timeout):
+        sent.update(url=request.full_url, method=request.get_method(), body=json.loads(request.data))
+        return Response()
+
+    monkeypatch.setattr(declared_projects.urllib.request, "urlopen", urlopen)
+    declared_projects.respond(_event("Create"), None, "SUCCESS", "OK", "mlreg-project-vision")
+    assert sent["method"] == "PUT" and sent["url"] == "https://example.invalid/"
+    assert sent["body"]["Status"] == "SUCCESS" and sent["body"]["PhysicalResourceId"] == "mlreg-project-vision"
+
+
+def test_every_handler_resolves_inside_the_asset(tmp_path):
+    """What Lambda will do: import `functions.<name>` (or the deploy-time handler) from the asset root."""
+    import os
+    import subprocess
+    import sys
+
+    from infra import app
+    from infra.constructs.functions import _DEPLOY_HANDLERS
+
+    asset = package.build(tmp_path / "asset", with_dependencies=False)
+    handlers = [f"functions.{name}.handler" for name in app.default_function_names()]
+    handlers += [handler for handler, _ in _DEPLOY_HANDLERS.values()]
+    script = "import importlib, sys\n" + "".join(
+        f"assert callable(getattr(importlib.import_module({h.rsplit('.', 1)[0]!r}), {h.rsplit('.', 1)[1]!r}))\n"
+        for h in handlers)
+    env = {**os.environ, "PYTHONPATH": str(asset), "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
