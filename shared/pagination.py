@@ -8,7 +8,7 @@ import hmac
 import json
 import os
 from functools import cache
-from typing import Any
+from typing import Any, Iterable
 
 from shared.errors import invalid
 
@@ -56,3 +56,13 @@ def decode(token: str | None, project: str, query: Any) -> Any:
     if not valid:
         raise invalid("Invalid page token: it was altered or belongs to another query")
     return data["c"]
+
+
+def offset_page(project: str, query: Any, token: str | None, keyed: Iterable[tuple[Any, Any]],
+                limit: int) -> tuple[list, str | None]:
+    """Sort (sort key, item) pairs and cut one page; the token carries the next offset. For
+    searches that read their whole (small, per-project) collection: experiments, models, versions."""
+    offset = decode(token, project, query) or 0
+    ordered = [item for _, item in sorted(keyed, key=lambda pair: pair[0])]
+    end = offset + limit
+    return ordered[offset:end], (encode(project, query, end) if end < len(ordered) else None)

@@ -188,21 +188,17 @@ def search_registered_models(req: Request) -> dict:
     limit = max_results(data.get("max_results"), 100, 1000)
     order_by = req.list_param("order_by")
     matches, sort_key = parse_model_filter(data.get("filter")), parse_model_order_by(order_by)
-    query = [data.get("filter"), order_by, limit]
-    offset = pagination.decode(data.get("page_token"), req.project, query) or 0
     found = []
     for model in all_models(req.project):
         view = {"name": model["name"], "tags": model["tags"], "creation_timestamp": model["creation_timestamp"],
                 "last_updated_timestamp": model["last_updated_timestamp"]}
         if matches(view):
             found.append((sort_key(view), model))
-    found.sort(key=lambda pair: pair[0])
-    page = [m for _, m in found[offset:offset + limit]]
+    page, token = pagination.offset_page(req.project, [data.get("filter"), order_by, limit], data.get("page_token"),
+                                         found, limit)
     latest = db.parallel(lambda m: items.latest_versions(req.project, m["name"]), page)
     out: dict = {"registered_models": [model_json(m, lv) for m, lv in zip(page, latest)]}
-    if offset + limit < len(found):
-        out["next_page_token"] = pagination.encode(req.project, query, offset + limit)
-    return out
+    return {**out, "next_page_token": token} if token else out
 
 
 def get_latest_versions(req: Request) -> dict:

@@ -341,8 +341,6 @@ def search_model_versions(req: Request) -> dict:
     limit = max_results(data.get("max_results"), 10000, 200000)
     order_by = req.list_param("order_by")
     matches, sort_key = parse_version_filter(data.get("filter")), parse_version_order_by(order_by)
-    query = [data.get("filter"), order_by, limit]
-    offset = pagination.decode(data.get("page_token"), req.project, query) or 0
     found = []
     for mv in _candidates(req.project, data.get("filter")):
         view = {k: mv.get(k) for k in ("name", "version", "run_id", "source", "current_stage", "creation_timestamp",
@@ -350,8 +348,7 @@ def search_model_versions(req: Request) -> dict:
         view["tags"] = mv.get("tags") or {}
         if matches(view):
             found.append((sort_key(view), mv))
-    found.sort(key=lambda pair: pair[0])
-    out: dict = {"model_versions": [version_json(mv) for _, mv in found[offset:offset + limit]]}
-    if offset + limit < len(found):
-        out["next_page_token"] = pagination.encode(req.project, query, offset + limit)
-    return out
+    page, token = pagination.offset_page(req.project, [data.get("filter"), order_by, limit], data.get("page_token"),
+                                         found, limit)
+    out: dict = {"model_versions": [version_json(mv) for mv in page]}
+    return {**out, "next_page_token": token} if token else out

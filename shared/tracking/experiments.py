@@ -159,15 +159,11 @@ def search_experiments(req: Request) -> dict:
     limit = max_results(data.get("max_results"), 1000, 50000)
     order_by = req.list_param("order_by")
     matches = parse_experiment_filter(data.get("filter"))
-    query = [view, data.get("filter"), order_by, limit]
-    offset = pagination.decode(data.get("page_token"), req.project, query) or 0
-    found = [e for e in all_experiments(req.project) if e["lifecycle_stage"] in view and matches(e)]
-    found.sort(key=parse_experiment_order_by(order_by))
-    page = found[offset:offset + limit]
-    out: dict = {"experiments": [to_json(e) for e in page]}
-    if offset + limit < len(found):
-        out["next_page_token"] = pagination.encode(req.project, query, offset + limit)
-    return out
+    sort_key = parse_experiment_order_by(order_by)
+    found = [(sort_key(e), e) for e in all_experiments(req.project) if e["lifecycle_stage"] in view and matches(e)]
+    page, token = pagination.offset_page(req.project, [view, data.get("filter"), order_by, limit],
+                                         data.get("page_token"), found, limit)
+    return {"experiments": [to_json(e) for e in page], **({"next_page_token": token} if token else {})}
 
 
 def all_experiments(project: str) -> list[dict]:

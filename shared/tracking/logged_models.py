@@ -198,18 +198,15 @@ def search_logged_models(req: Request) -> dict:
     order_by = data.get("order_by")
     matches, sort_key = parse_logged_model_filter(data.get("filter")), parse_logged_model_order_by(order_by)
     query = [experiment_ids, data.get("filter"), order_by, datasets, limit]
-    offset = pagination.decode(data.get("page_token"), req.project, query) or 0
     found = []
     for models in db.parallel(lambda e: models_of_experiment(req.project, e), experiment_ids):
         for model in models:
             view = _view(model)
             if model["lifecycle_stage"] == ACTIVE and matches(view):
                 found.append((sort_key(view), model))
-    found.sort(key=lambda pair: pair[0])
-    out: dict = {"models": [to_json(m) for _, m in found[offset:offset + limit]]}
-    if offset + limit < len(found):
-        out["next_page_token"] = pagination.encode(req.project, query, offset + limit)
-    return out
+    page, token = pagination.offset_page(req.project, query, data.get("page_token"), found, limit)
+    out: dict = {"models": [to_json(m) for m in page]}
+    return {**out, "next_page_token": token} if token else out
 
 
 def list_logged_model_artifacts(req: Request) -> dict:
