@@ -54,6 +54,7 @@ def _configure(args) -> None:
     os.environ["MLREG_TABLE"] = args.table
     os.environ["MLREG_BUCKET"] = args.bucket
     os.environ["MLREG_ENV"] = "local"
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no CloudWatch here: keep stdout for people
     os.environ["MLREG_PAGE_TOKEN_KEY"] = _secret(args.data_dir, "page-token-key")
     if args.dynamodb_endpoint:
         os.environ["MLREG_DYNAMODB_ENDPOINT"] = args.dynamodb_endpoint

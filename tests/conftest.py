@@ -18,6 +18,7 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("MLREG_TABLE", "mlreg-test")
 os.environ.setdefault("MLREG_BUCKET", "mlreg-test")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 # Stream calls under moto need this (see ../shared/design/toolchain-notes.md).
 os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
 

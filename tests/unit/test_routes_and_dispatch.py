@@ -78,3 +78,11 @@ def test_iam_tree_requests_reach_the_same_handlers_with_write_role():
         event["requestContext"] = {"stage": "v1", "identity": {"userArn": "arn:aws:iam::1:role/trainer"}}
         resp = dispatch(event, None)
         assert resp["statusCode"] == status, resp["body"]  # 400: the handler ran (name missing)
+
+
+def test_errors_are_counted_as_emf_metrics(monkeypatch, capsys):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    dispatch = http.make_dispatcher("tracking")
+    dispatch({"resource": "/projects/{project}/nope", "httpMethod": "GET"}, None)
+    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert emf["ClientErrors"] == [1.0] and emf["function"] == "tracking"
