@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Environment, Stack, Tags
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -39,14 +40,17 @@ class MlregStack(Stack):
         api = Api(self, "Api", config=config, route_functions=routes, authorizer=authorizer)
         if PUBLISHER in functions.by_name:
             events.add_publisher(functions.by_name[PUBLISHER], data.table)
+        events.grant_webhook_admin(functions.by_name["registry"])  # serves the webhook routes
         self.projects = [
             DeclaredProject(self, f"Project-{project.id}", config=config, project=project, api=api,
                             declare_handler=functions.by_name[DECLARED_PROJECTS])
             for project in config.projects
         ]
-        Observability(self, "Observability", config=config, api=api.rest_api, stage=api.stage.stage_name,
-                      functions={n: f for n, f in functions.by_name.items() if n != DECLARED_PROJECTS},
-                      authorizer=authorizer, dead_letters=events.dead_letters, table=data.table)
+        observability = Observability(self, "Observability", config=config, api=api.rest_api,
+                                      stage=api.stage.stage_name,
+                                      functions={n: f for n, f in functions.by_name.items() if n != DECLARED_PROJECTS},
+                                      authorizer=authorizer, dead_letters=events.dead_letters, table=data.table)
+        events.webhook_alarm.add_alarm_action(cw_actions.SnsAction(observability.topic))
 
         self.api, self.data, self.events, self.functions = api, data, events, functions
         self._outputs(config, api, data, events)

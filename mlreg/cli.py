@@ -110,6 +110,15 @@ def start_service(args):
         if not args.s3_endpoint:
             os.environ["MLREG_S3_ENDPOINT"] = emulator.endpoint
         emulator.watch(db.client())
+        # -- events (shared/events/local.py): the publisher against the emulated stream, bus and queues --
+        from mlreg.emulator import DYNAMODB_LOCK
+        from shared.events.local import LocalEvents
+
+        if args.webhook_retry_delays:
+            os.environ["MLREG_WEBHOOK_RETRY_DELAYS"] = args.webhook_retry_delays
+        emulator.events = LocalEvents(args.table, DYNAMODB_LOCK)
+        emulator.events.start()
+        # -- end events --
     else:
         _ensure_aws_resources(args)
     token = _bootstrap(args.data_dir)
@@ -151,6 +160,7 @@ def cmd_serve(args) -> int:
     gateway.shutdown()
     admin.withdraw_endpoint(args.data_dir)  # auth: the CLI must not reach a stopped service
     if emulator:
+        emulator.events.stop()  # events
         emulator.stop()
     print("mlreg: stopped; data saved", flush=True)
     return 0
@@ -180,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--region", default="us-east-1")
     serve.add_argument("--example", action="store_true", help="run examples/train.py against the service")
     serve.add_argument("--verbose", action="store_true", help="log every request")
+    serve.add_argument("--webhook-retry-delays", help="events: seconds before each webhook retry, e.g. 1,5,30 "
+                       "(default 10,60,300,1800,7200)")
     serve.set_defaults(func=cmd_serve)
     from mlreg import admin  # auth: `mlreg project create|list|delete`, `mlreg token create|list|revoke`
 

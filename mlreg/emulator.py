@@ -42,6 +42,10 @@ def _unb64(obj: dict):
     return base64.b64decode(obj["__b64__"]) if set(obj) == {"__b64__"} else obj
 
 
+# events: module-level so the local stream poller (shared/events/local.py) reads under the same lock
+DYNAMODB_LOCK = threading.RLock()
+
+
 def _serialise_dynamodb_requests() -> None:
     """moto's DynamoDB is not thread-safe (concurrent transactions can both pass their conditions, or
     fail with "dictionary changed size"); DynamoDB itself isolates them. One request at a time."""
@@ -49,7 +53,7 @@ def _serialise_dynamodb_requests() -> None:
 
     if getattr(DynamoHandler.call_action, "_serialised", False):
         return
-    lock = threading.RLock()
+    lock = DYNAMODB_LOCK
     original = DynamoHandler.call_action
 
     def call_action(self, *args, **kwargs):

@@ -196,3 +196,13 @@ def order_attributes(p: str, experiment_id: str, kind: str, key: str, value, sta
     partition = run_order(p, experiment_id, kind, key)
     asc, desc = order_values(value, start_time, run_id)
     return {"g3pk": partition, "g3sk": asc, "g4pk": partition, "g4sk": desc}
+
+
+# ---- webhooks (shared/registry/webhooks.py; the publisher reads them: shared/events/) ----
+def webhooks(p: str) -> str:
+    """One partition per project holding its webhooks: list and by-event lookups are one Query."""
+    return f"P#{p}#WH"
+
+
+def webhook_sk(webhook_id: str) -> str:
+    return f"W#{webhook_id}"

@@ -136,6 +136,14 @@ ROUTES: list[Route] = [
         ("POST", "/artifacts/presigned-download-url", "presigned_download_url", R),
     ], API2),
     # -- webhooks (registry function; shared/registry/webhooks.py) --
+    *_routes("registry", "shared.registry.webhooks", [
+        ("POST", "/webhooks", "create_webhook", A),
+        ("GET", "/webhooks", "list_webhooks", A),
+        ("GET", "/webhooks/{webhook_id}", "get_webhook", A),
+        ("PATCH", "/webhooks/{webhook_id}", "update_webhook", A),
+        ("DELETE", "/webhooks/{webhook_id}", "delete_webhook", A),
+        ("POST", "/webhooks/{webhook_id}/test", "test_webhook", A),
+    ], API2),
     *_routes("tracking", "shared.tracking.server_info", [
         ("GET", "/server-info", "server_info", R),
         ("GET", "/server-features", "server_info", R),

@@ -30,12 +30,15 @@ class DeclaredProject(Construct):
                 principals: tuple[Principal, ...]) -> iam.ManagedPolicy:
         patterns = grants.granted_paths(project.id, role)
         resources = [api.execute_api_arn(p) for p in patterns]
+        denied = [api.execute_api_arn(p) for p in grants.denied_paths(project.id, role)]
         policy = iam.ManagedPolicy(
             self, id,
             managed_policy_name=f"mlreg-{config.name}-{project.id}-{role.name.lower()}",
             description=f"mlreg {config.name}: {role.name.lower()} access to project {project.id} with SigV4 "
                         f"(MLFLOW_TRACKING_AWS_SIGV4=true)",
-            statements=[iam.PolicyStatement(actions=["execute-api:Invoke"], resources=resources)],
+            statements=[iam.PolicyStatement(actions=["execute-api:Invoke"], resources=resources),
+                        *([iam.PolicyStatement(effect=iam.Effect.DENY, actions=["execute-api:Invoke"],
+                                               resources=denied)] if denied else [])],
         )
         for i, principal in enumerate(principals):
             if principal.kind == "role":

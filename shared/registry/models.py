@@ -62,7 +62,8 @@ def create_registered_model(req: Request) -> dict:
     experiment_id = _default_experiment(req.project, name)
     ts = now_ms()
     model = {"name": name, "description": req.json.get("description") or "", "creation_timestamp": ts,
-             "last_updated_timestamp": ts, "last_version": 0, "experiment_id": experiment_id}
+             "last_updated_timestamp": ts, "last_version": 0, "experiment_id": experiment_id,
+             "actor": req.token_id}  # events: who made the change (shared/events/)
     tx = db.Tx()
     tx.put(items.meta_item(req.project, model), condition="attribute_not_exists(pk)")
     for k, v in tags.items():
@@ -113,7 +114,8 @@ def rename_registered_model(req: Request) -> dict:
         return {"registered_model": _full(req.project, name)}
     tx, ts = db.Tx(), now_ms()
     for item in every:
-        moved = _renamed(req.project, item, new_name, ts)
+        # events: `renamed_from` marks a move, so it is not published as a creation (shared/events/mapping.py)
+        moved = {**_renamed(req.project, item, new_name, ts), "renamed_from": name}
         if item["sk"] == keys.MODEL_SK:
             tx.put(moved, condition="attribute_not_exists(pk)")
             delete_if(tx, pk, item["sk"], "last_version = :v", {":v": meta["last_version"]})  # no new versions
@@ -271,12 +273,14 @@ def set_registered_model_alias(req: Request) -> dict:
             return {}
         tx = db.Tx()
         if old:
-            tx.put(items.alias_item(req.project, name, alias, version), condition="version = :old",
+            tx.put({**items.alias_item(req.project, name, alias, version), "actor": req.token_id},  # events: actor
+                   condition="version = :old",
                    values={":old": old["version"]})
             tx.update(pk, keys.version_sk(old["version"]), "DELETE aliases :a", values={":a": {alias}},
                       condition="attribute_exists(pk)")
         else:
-            tx.put(items.alias_item(req.project, name, alias, version), condition="attribute_not_exists(pk)")
+            tx.put({**items.alias_item(req.project, name, alias, version), "actor": req.token_id},  # events: actor
+                   condition="attribute_not_exists(pk)")
         tx.update(pk, keys.version_sk(version), "ADD aliases :a", values={":a": {alias}},
                   condition="attribute_exists(pk)")
         try:

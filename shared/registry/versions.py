@@ -174,7 +174,8 @@ def create_model_version(req: Request) -> dict:
     run_id = origin["run_id"] or _candidate_run(req.project, meta)
     fields = {"source": origin["source"], "run_id": run_id, "model_id": origin["model_id"],
               "run_link": data.get("run_link") or None, "description": data.get("description") or "",
-              "user_id": "", "current_stage": "None", "status": items.PENDING, "tags": tags}
+              "user_id": "", "current_stage": "None", "status": items.PENDING, "tags": tags,
+              "actor": req.token_id}  # events: who made the change (shared/events/)
     mv = _allocate(req.project, name, fields, wanted)
     mv.update(_fill_package(req.project, mv, origin["prefix"]))
     if mv["model_id"]:
@@ -273,11 +274,11 @@ def transition_model_version_stage(req: Request) -> dict:
     others = [v for v in items.iter_versions(req.project, name)
               if archive and v["current_stage"] == stage and v["version"] != mv["version"]]
     tx = db.Tx()
-    tx.update(pk, keys.version_sk(mv["version"]), "SET current_stage = :s, last_updated_timestamp = :t",
-              values={":s": stage, ":t": ts}, condition="attribute_exists(pk)")
+    tx.update(pk, keys.version_sk(mv["version"]), "SET current_stage = :s, last_updated_timestamp = :t, actor = :a",
+              values={":s": stage, ":t": ts, ":a": req.token_id}, condition="attribute_exists(pk)")  # events: actor
     for other in others:
-        tx.update(pk, keys.version_sk(other["version"]), "SET current_stage = :a, last_updated_timestamp = :t",
-                  values={":a": "Archived", ":t": ts}, condition="attribute_exists(pk)")
+        tx.update(pk, keys.version_sk(other["version"]), "SET current_stage = :a, last_updated_timestamp = :t, actor = :w",
+                  values={":a": "Archived", ":t": ts, ":w": req.token_id}, condition="attribute_exists(pk)")  # events: actor
     tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": ts}, condition="attribute_exists(pk)")
     try:
         tx.commit()
@@ -302,8 +303,8 @@ def _fixed_tag(key: str) -> None:
 def set_model_version_tag(req: Request) -> dict:
     key, value = items.tag(req.json.get("key"), req.json.get("value"))
     _fixed_tag(key)
-    _update_version(req.project, require(req.json, "name"), require(req.json, "version"), "SET tags.#k = :v",
-                    {":v": value}, {"#k": key})
+    _update_version(req.project, require(req.json, "name"), require(req.json, "version"), "SET tags.#k = :v, actor = :a",
+                    {":v": value, ":a": req.token_id}, {"#k": key})  # events: actor
     return {}
 
 
@@ -311,8 +312,8 @@ def delete_model_version_tag(req: Request) -> dict:
     """A tag that is not there is a silent success, as in MLflow; a missing version is 404."""
     key = require(req.json, "key")
     _fixed_tag(key)
-    _update_version(req.project, require(req.json, "name"), require(req.json, "version"), "REMOVE tags.#k",
-                    {}, {"#k": key})
+    _update_version(req.project, require(req.json, "name"), require(req.json, "version"), "REMOVE tags.#k SET actor = :a",
+                    {":a": req.token_id}, {"#k": key})  # events: actor
     return {}
 
 

@@ -35,16 +35,16 @@ def mlreg(service, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def tokens(service):
-    started = time.time()
     mlreg(service, "project", "create", A, "--description", "auth matrix")
     mlreg(service, "project", "create", B)
     made = {(A, role): mlreg(service, "token", "create", "--project", A, "--role", role.name.lower(), "--name", role.name)
             for role in Role}
     made[(B, Role.ADMIN)] = mlreg(service, "token", "create", "--project", B, "--role", "admin")
     made["expired"] = mlreg(service, "token", "create", "--project", A, "--role", "admin", "--expires-in", "1s")
+    expired_after = time.time() + 1.2
     made["revoked"] = mlreg(service, "token", "create", "--project", A, "--role", "admin")
     mlreg(service, "token", "revoke", "--project", A, tid(made["revoked"]))
-    time.sleep(max(0.0, started + 1.2 - time.time()))  # let the 1 s token expire
+    time.sleep(max(0.0, expired_after - time.time()))  # let the 1 s token expire
     return made
 
 

@@ -22,29 +22,49 @@ def test_grants_cover_exactly_the_routes_of_the_role(role):
 
 
 def test_read_grants_no_write_and_write_grants_no_admin():
-    read, write = grants.granted_paths("p", Role.READ), grants.granted_paths("p", Role.WRITE)
-    assert all(p.startswith(("GET/", "POST/")) for p in read)  # GETs and POST searches
+    def reaches(role: Role, concrete: str) -> bool:
+        allow, deny = grants.granted_paths("p", role), grants.denied_paths("p", role)
+        return any(grants._matches(p, concrete) for p in allow) and not any(grants._matches(d, concrete) for d in deny)
+
+    assert all(p.startswith(("GET/", "POST/")) for p in grants.granted_paths("p", Role.READ))  # GETs, POST searches
     for route in ROUTES:
         concrete = f"{route.method}/iam/projects/p" + route.path.replace("{", "").replace("}", "").replace("+", "")
-        assert any(grants._matches(p, concrete) for p in read) is (route.role <= Role.READ), route
-        assert any(grants._matches(p, concrete) for p in write) is (route.role <= Role.WRITE), route
+        assert reaches(Role.READ, concrete) is (route.role <= Role.READ), route
+        assert reaches(Role.WRITE, concrete) is (route.role <= Role.WRITE), route
 
 
 def test_a_policy_fits_a_managed_policy_with_room_to_grow():
     # An ARN is about 60 characters before the pattern (partition, region, account, API id, stage).
     for role in (Role.READ, Role.WRITE):
-        size = sum(60 + len(p) for p in grants.granted_paths("a-long-project-name-of-forty-characters", role))
+        project = "a-long-project-name-of-forty-characters"
+        size = sum(60 + len(p) for p in grants.granted_paths(project, role) + grants.denied_paths(project, role))
         assert size < MANAGED_POLICY_LIMIT / 2, (role, size)
 
 
-def test_subtrees_collapse_only_when_no_route_below_needs_more():
-    routes = [_route("POST", "/a/list", Role.READ), _route("POST", "/a/get", Role.READ),
-              _route("POST", "/b/search", Role.READ), _route("POST", "/b/delete", Role.ADMIN)]
-    assert grants.granted_paths("p", Role.READ, routes) == [
-        "POST/iam/projects/p/a/*", "POST/iam/projects/p/b/search"]
+def test_subtrees_collapse_and_higher_routes_are_denied_explicitly():
+    reads = [_route("POST", f"/b/{verb}", Role.READ) for verb in ("search", "get", "list", "describe")]
+    routes = [_route("POST", "/a/list", Role.READ), *reads, _route("POST", "/b/delete", Role.ADMIN)]
+    # Denying the one admin route is shorter than listing its four siblings.
+    assert grants.granted_paths("p", Role.READ, routes) == ["POST/iam/projects/p/a/*", "POST/iam/projects/p/b/*"]
+    assert grants.denied_paths("p", Role.READ, routes) == ["POST/iam/projects/p/b/delete"]
 
 
-def test_a_path_parameter_never_widens_into_a_forbidden_sibling():
+def test_listing_wins_when_it_is_shorter():
+    routes = [_route("POST", "/b/search", Role.READ), _route("POST", "/b/delete", Role.ADMIN),
+              _route("POST", "/b/create", Role.WRITE)]
+    assert grants.granted_paths("p", Role.READ, routes) == ["POST/iam/projects/p/b/search"]
+    assert grants.denied_paths("p", Role.READ, routes) == []
+
+
+def test_a_deny_never_reaches_an_allowed_route():
+    # A higher route whose pattern (its parameter is a wildcard) would also match an allowed route
+    # cannot be denied; the allowed side is listed route by route instead.
+    routes = [_route("GET", "/m/fixed", Role.READ), _route("GET", "/m/{name}", Role.ADMIN)]
+    assert grants.denied_paths("p", Role.READ, routes) == []
+    assert grants.granted_paths("p", Role.READ, routes) == ["GET/iam/projects/p/m/fixed"]
+
+
+def test_check_refuses_an_over_grant():
     routes = [_route("GET", "/m/{name}", Role.READ), _route("GET", "/m/secret", Role.ADMIN)]
     with pytest.raises(AssertionError, match="would reach GET /m/secret"):
-        grants.granted_paths("p", Role.READ, routes)
+        grants.check("p", Role.READ, ["GET/iam/projects/p/m/*"], routes, denied=[])

@@ -15,7 +15,9 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 RESOURCELESS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "dynamodb:ListStreams"}
 S3_WRITES = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
 ALLOWED_VARIABLES = {"MLREG_TABLE", "MLREG_BUCKET", "MLREG_EVENT_BUS", "MLREG_ENV", "POWERTOOLS_SERVICE_NAME",
-                     "POWERTOOLS_METRICS_NAMESPACE", "MLREG_SECRET_ARN"}
+                     "POWERTOOLS_METRICS_NAMESPACE", "MLREG_SECRET_ARN",
+                     # events: the publisher's webhook queues, the webhook secrets key (infra/constructs/events.py)
+                     "MLREG_WEBHOOK_QUEUE_URL", "MLREG_WEBHOOK_DLQ_URL", "MLREG_WEBHOOK_KEY_ARN"}
 
 
 def _actions(policy: list[dict], prefix: str = "") -> set[str]:
@@ -137,11 +139,13 @@ def _project_policies(template: dict) -> dict[tuple[str, str], dict]:
     return found
 
 
-def _patterns(props: dict) -> list[str]:
-    """`METHOD/path` of each resource ARN, after `<api>/<stage>/`."""
+def _patterns(props: dict, effect: str = "Allow") -> list[str]:
+    """`METHOD/path` of each resource ARN of the statements with `effect`, after `<api>/<stage>/`."""
     patterns = []
     for statement in props["PolicyDocument"]["Statement"]:
-        assert statement["Action"] == "execute-api:Invoke" and statement["Effect"] == "Allow"
+        assert statement["Action"] == "execute-api:Invoke"
+        if statement["Effect"] != effect:
+            continue
         for resource in as_list(statement["Resource"]):
             arn = flat(resource)
             assert f"/{STAGE}/" in arn, arn
@@ -164,7 +168,7 @@ def test_project_policies_name_only_that_project_and_exactly_its_routes(dev, syn
             assert ("/" + path).startswith(f"{IAM_PREFIX}/projects/{project}/"), pattern
             assert not any(f"/projects/{other}/" in "/" + path for other in projects - {project}), pattern
         # Exactly the IAM-tree routes of this role or below: nothing above it, nothing missing.
-        grants.check(project, Role[role.upper()], patterns)
+        grants.check(project, Role[role.upper()], patterns, denied=_patterns(props, "Deny"))
 
 
 def test_read_policies_grant_no_write_route():
@@ -174,7 +178,7 @@ def test_read_policies_grant_no_write_route():
     writes = [r for r in ROUTES if r.role > Role.READ]
     assert writes
     with pytest.raises(AssertionError):
-        grants.check("p", Role.READ, patterns + [f"{writes[0].method}/iam/projects/p/*"])
+        grants.check("p", Role.READ, patterns + [f"{writes[0].method}/iam/projects/p/*"], denied=[])
 
 
 def test_declared_principals_get_their_policies(dev, synthesis):

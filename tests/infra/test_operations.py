@@ -19,9 +19,11 @@ def test_one_event_bus_per_environment(synthesis, env):
 def test_the_publisher_reads_the_stream_bisecting_failures_into_a_dead_letter_queue(synthesis, env):
     template = synthesis.templates[env]
     table_id, _ = one(template, "AWS::DynamoDB::Table")
-    queue_id, queue = one(template, "AWS::SQS::Queue")
+    (queue_id, queue), = [(k, q) for k, q in resources(template, "AWS::SQS::Queue").items()
+                          if k.startswith("EventsPublisherDeadLetters")]
     assert queue["Properties"]["SqsManagedSseEnabled"] is True
-    _, mapping = one(template, "AWS::Lambda::EventSourceMapping")
+    (mapping,) = [m for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+                  if "StreamArn" in flat(m["Properties"]["EventSourceArn"])]  # events: the other one is webhooks'
     props = mapping["Properties"]
     assert flat(props["EventSourceArn"]) == f"<{table_id}.StreamArn>"
     assert props["BisectBatchOnFunctionError"] is True
@@ -35,9 +37,9 @@ def test_the_publisher_reads_the_stream_bisecting_failures_into_a_dead_letter_qu
 def test_alarms_notify_the_environments_topic(synthesis, env):
     template, config = synthesis.templates[env], synthesis.configs[env]
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 4
+    assert len(alarms) == 5
     described = " ".join(a["Properties"]["AlarmDescription"] for a in alarms.values())
-    for topic in ("5xx", "throttled", "authorizer", "publisher"):
+    for topic in ("5xx", "throttled", "authorizer", "publisher", "webhook"):
         assert topic in described.lower()
     for alarm in alarms.values():
         targets = {flat(a) for a in alarm["Properties"]["AlarmActions"]}

@@ -1,0 +1,133 @@
+"""`mlreg serve`: the same publisher against the emulator (moto): an EventBridge bus, the webhook
+delivery queue and its dead-letter queue, and two pollers standing in for Lambda's event sources.
+
+- The stream poller reads the table's stream in order and calls the publisher with the Lambda
+  stream event; on a reported failure it retries from that record, and after STREAM_RETRIES sends
+  the batch to the publisher dead-letter queue and moves on (as the deployed event source does).
+- The queue poller receives delivery messages and calls the publisher with the Lambda SQS event,
+  deleting what it reports done (the failed ones were postponed by the publisher itself).
+
+Stream reads take the emulator's DynamoDB lock: moto applies a transaction item by item and rolls it
+back by swapping in a copy of the table, so a reader outside the lock could see records of a
+transaction that then fails. Each poll asks for a fresh iterator after the last sequence number,
+because the rollback also swaps the stream shard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from datetime import datetime
+
+import boto3
+
+from shared.events import publisher
+
+BUS = "mlreg-local"
+DELIVERY_QUEUE, WEBHOOK_DLQ, PUBLISHER_DLQ = "mlreg-webhook-deliveries", "mlreg-webhook-dead-letters", "mlreg-publisher-dead-letters"
+POLL_SECONDS = 0.1
+STREAM_BATCH = 100
+STREAM_RETRIES = 5
+log = logging.getLogger("mlreg.events")
+
+
+class LocalEvents:
+    def __init__(self, table: str, lock: threading.RLock):
+        self.table, self.lock = table, lock
+        self._stop = threading.Event()
+        self._last: str | None = None
+        self._failures: dict[str, int] = {}
+
+    def start(self) -> None:
+        os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")  # moto knows no account endpoints
+        self.ddb, self.streams = boto3.client("dynamodb"), boto3.client("dynamodbstreams")
+        self.sqs, events = boto3.client("sqs"), boto3.client("events")
+        bus = os.environ.setdefault("MLREG_EVENT_BUS", BUS)
+        if bus != "default" and bus not in [b["Name"] for b in events.list_event_buses()["EventBuses"]]:
+            events.create_event_bus(Name=bus)
+        dlq = self._queue(WEBHOOK_DLQ)
+        dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        from shared.events.webhooks import retry_delays
+
+        # The redrive policy is the safety net for crashes; the publisher dead-letters on its own.
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": len(retry_delays()) + 2})
+        self.queue = self._queue(DELIVERY_QUEUE, {"RedrivePolicy": redrive, "VisibilityTimeout": "60"})
+        self.publisher_dlq = self._queue(PUBLISHER_DLQ)
+        os.environ.update(MLREG_WEBHOOK_QUEUE_URL=self.queue, MLREG_WEBHOOK_DLQ_URL=dlq)
+        self.stream_arn = self.ddb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
+        self.shard = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        while self._read():  # what is in the stream already (the restored snapshot) was published before
+            pass
+        for target in (self._stream_loop, self._queue_loop):
+            threading.Thread(target=target, name=target.__name__, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _queue(self, name: str, attributes: dict | None = None) -> str:
+        return self.sqs.create_queue(QueueName=name, Attributes=attributes or {})["QueueUrl"]
+
+    # -- stream --
+    def _read(self) -> list[dict]:
+        with self.lock:
+            kind = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last} if self._last \
+                else {"ShardIteratorType": "TRIM_HORIZON"}
+            iterator = self.streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=self.shard, **kind)
+            records = self.streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=STREAM_BATCH)["Records"]
+        if records:
+            self._last = records[-1]["dynamodb"]["SequenceNumber"]
+        return records
+
+    def _stream_loop(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                before = self._last
+                records = self._read()
+                if records:
+                    self._publish([self._lambda_record(r) for r in records], before)
+            except Exception:
+                log.exception("local stream poller")
+
+    def _lambda_record(self, record: dict) -> dict:
+        when = record["dynamodb"].get("ApproximateCreationDateTime")
+        if isinstance(when, datetime):
+            record["dynamodb"]["ApproximateCreationDateTime"] = when.timestamp()
+        return {**record, "eventSourceARN": self.stream_arn}
+
+    def _publish(self, records: list[dict], before: str | None) -> None:
+        failed = publisher.handle({"Records": records}).get("batchItemFailures") or []
+        if not failed:
+            return
+        sequence = failed[0]["itemIdentifier"]
+        attempts = self._failures[sequence] = self._failures.get(sequence, 0) + 1
+        index = next(i for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] == sequence)
+        if attempts <= STREAM_RETRIES:  # read again from the failed record
+            self._last = records[index - 1]["dynamodb"]["SequenceNumber"] if index else before
+            time.sleep(min(2.0, 0.1 * 2 ** attempts))
+            return
+        log.error("stream records dead-lettered after %d attempts (from sequence %s)", attempts, sequence)
+        self.sqs.send_message(QueueUrl=self.publisher_dlq, MessageBody=json.dumps(
+            {"first_sequence": sequence, "records": records[index:]}, default=str))
+        self._failures.pop(sequence, None)
+
+    # -- delivery queue --
+    def _queue_loop(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                messages = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10,
+                                                    AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+                if messages:
+                    self._deliver(messages)
+            except Exception:
+                log.exception("local delivery poller")
+
+    def _deliver(self, messages: list[dict]) -> None:
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": m.get("Attributes", {}), "eventSource": "aws:sqs"} for m in messages]
+        failed = {f["itemIdentifier"] for f in publisher.handle({"Records": records})["batchItemFailures"]}
+        done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(messages) if m["MessageId"] not in failed]
+        if done:
+            self.sqs.delete_message_batch(QueueUrl=self.queue, Entries=done)

@@ -1,0 +1,176 @@
+"""MLflow webhooks (MLflow 3.3+ API): create, list, get, update, delete, test, per project.
+
+A project's webhooks are one partition (`P#<p>#WH`, sort key `W#<id>`): list is one Query, and so is
+the publisher's lookup of the webhooks subscribed to an event (filtered in memory). Secrets are
+stored encrypted (shared/events/secrets.py) and never returned. Deliveries: shared/events/."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+
+from botocore.exceptions import ClientError
+
+from shared import db, keys, pagination
+from shared.clock import now_ms
+from shared.errors import invalid, not_found
+from shared.events import secrets, webhooks as delivery
+from shared.http import Request
+from shared.validation import max_results
+
+_NAME = re.compile(r"^(?=.{1,63}$)[a-z0-9]([a-z0-9._-]*[a-z0-9])?$", re.IGNORECASE)
+STATUSES = ("ACTIVE", "DISABLED")
+EXAMPLES = {  # MLflow's example payloads (mlflow/webhooks/types.py), sent by the test route
+    "registered_model.created": {"name": "example_model", "tags": {"example_key": "example_value"},
+                                 "description": "An example registered model"},
+    "model_version.created": {"name": "example_model", "version": "1", "source": "models:/123",
+                              "run_id": "abcd1234abcd5678", "tags": {"example_key": "example_value"},
+                              "description": "An example model version"},
+    "model_version_tag.set": {"name": "example_model", "version": "1", "key": "example_key", "value": "example_value"},
+    "model_version_tag.deleted": {"name": "example_model", "version": "1", "key": "example_key"},
+    "model_version_alias.created": {"name": "example_model", "alias": "example_alias", "version": "1"},
+    "model_version_alias.deleted": {"name": "example_model", "alias": "example_alias"},
+}
+
+
+# ---- validation and JSON ------------------------------------------------------------------------------
+
+def _valid_name(name) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise invalid(f"Webhook name {name!r} is invalid. It must start and end with a letter or digit, be less "
+                      "than 63 characters long, and contain only letters, digits, dots (.), underscores (_), and "
+                      "hyphens (-).")
+    return name
+
+
+def _event_name(event) -> str:
+    """{"entity": "MODEL_VERSION", "action": "CREATED"} (the client's JSON) or "model_version.created"."""
+    if isinstance(event, dict):
+        text = f"{str(event.get('entity', '')).lower()}.{str(event.get('action', '')).lower()}"
+    else:
+        text = str(event).lower()
+    if text not in delivery.EVENTS:
+        raise invalid(f"Invalid webhook event {event!r}: mlreg delivers {', '.join(delivery.EVENTS)}")
+    return text
+
+
+def _events(raw) -> list[str]:
+    if not raw or not isinstance(raw, list):
+        raise invalid(f"Webhook events must be a non-empty list of WebhookEvent objects: {raw}.")
+    return list(dict.fromkeys(_event_name(e) for e in raw))
+
+
+def _status(raw) -> str:
+    status = str(raw).upper()
+    if status not in STATUSES:
+        raise invalid(f"Invalid webhook status {raw!r}: one of {', '.join(STATUSES)}")
+    return status
+
+
+def webhook_json(hook: dict) -> dict:
+    out = {k: hook[k] for k in ("webhook_id", "name", "url", "status", "creation_timestamp", "last_updated_timestamp")}
+    if hook.get("description"):
+        out["description"] = hook["description"]
+    out["events"] = [{"entity": e.split(".")[0].upper(), "action": e.split(".")[1].upper()} for e in hook["events"]]
+    return out
+
+
+def _load(project: str, webhook_id: str) -> dict:
+    hook = db.get(keys.webhooks(project), keys.webhook_sk(webhook_id))
+    if hook is None:
+        raise not_found(f"Webhook with ID {webhook_id} not found.")
+    return hook
+
+
+# ---- routes ---------------------------------------------------------------------------------------------
+
+def create_webhook(req: Request) -> dict:
+    data = req.json
+    webhook_id, ts = str(uuid.uuid4()), now_ms()
+    hook = {"pk": keys.webhooks(req.project), "sk": keys.webhook_sk(webhook_id), "webhook_id": webhook_id,
+            "name": _valid_name(data.get("name")), "url": delivery.validate_url(data.get("url")),
+            "events": _events(data.get("events")), "description": data.get("description") or None,
+            "status": _status(data.get("status") or "ACTIVE"), "creation_timestamp": ts,
+            "last_updated_timestamp": ts, "actor": req.token_id}
+    if data.get("secret"):
+        hook["secret"] = secrets.encrypt(str(data["secret"]), req.project, webhook_id)
+    db.put(hook, condition="attribute_not_exists(pk)")
+    return {"webhook": webhook_json(hook)}
+
+
+def list_webhooks(req: Request) -> dict:
+    """Newest first, as MLflow; pages of 100 by default, at most 1000."""
+    limit = max_results(req.json.get("max_results"), 100, 1000)
+    offset = pagination.decode(req.json.get("page_token"), req.project, ["webhooks", limit]) or 0
+    hooks = sorted(db.query_all(keys.webhooks(req.project)), key=lambda h: (-h["creation_timestamp"], h["webhook_id"]))
+    out: dict = {"webhooks": [webhook_json(h) for h in hooks[offset:offset + limit]]}
+    if offset + limit < len(hooks):
+        out["next_page_token"] = pagination.encode(req.project, ["webhooks", limit], offset + limit)
+    return out
+
+
+def get_webhook(req: Request) -> dict:
+    return {"webhook": webhook_json(_load(req.project, req.path_params["webhook_id"]))}
+
+
+def update_webhook(req: Request) -> dict:
+    """Only the fields given change; `"secret": ""` removes the secret (deliveries go unsigned)."""
+    webhook_id, data = req.path_params["webhook_id"], req.json
+    changes: dict = {"last_updated_timestamp": now_ms(), "actor": req.token_id}
+    if data.get("name"):
+        changes["name"] = _valid_name(data["name"])
+    if data.get("url"):
+        changes["url"] = delivery.validate_url(data["url"])
+    if data.get("events"):
+        changes["events"] = _events(data["events"])
+    if data.get("description") is not None:
+        changes["description"] = data["description"]
+    if data.get("status"):
+        changes["status"] = _status(data["status"])
+    remove = []
+    if data.get("secret") is not None:
+        if data["secret"]:
+            changes["secret"] = secrets.encrypt(str(data["secret"]), req.project, webhook_id)
+        else:
+            remove.append("secret")
+    names = {f"#{k}": k for k in [*changes, *remove]}
+    expression = "SET " + ", ".join(f"#{k} = :{k}" for k in changes) + (" REMOVE #secret" if remove else "")
+    try:
+        hook = db.update(keys.webhooks(req.project), keys.webhook_sk(webhook_id), expression, names=names,
+                         values={f":{k}": v for k, v in changes.items()}, condition="attribute_exists(pk)",
+                         return_new=True)
+    except ClientError as err:
+        if db.is_condition_failure(err):
+            raise not_found(f"Webhook with ID {webhook_id} not found.") from None
+        raise
+    return {"webhook": webhook_json(hook)}
+
+
+def delete_webhook(req: Request) -> dict:
+    webhook_id = req.path_params["webhook_id"]
+    try:
+        db.delete(keys.webhooks(req.project), keys.webhook_sk(webhook_id), condition="attribute_exists(pk)")
+    except ClientError as err:
+        if db.is_condition_failure(err):
+            raise not_found(f"Webhook with ID {webhook_id} not found.") from None
+        raise
+    return {}
+
+
+def test_webhook(req: Request) -> dict:
+    """Sends MLflow's example payload of the event (default: the webhook's first) once, now, and
+    reports the receiver's answer, as MLflow's test route does."""
+    hook = _load(req.project, req.path_params["webhook_id"])
+    event = _event_name(req.json["event"]) if req.json.get("event") else hook["events"][0]
+    secret = secrets.decrypt(hook["secret"], req.project, hook["webhook_id"]) if hook.get("secret") else None
+    outcome = delivery.deliver(hook["url"], secret, event, EXAMPLES[event], str(uuid.uuid4()),
+                               datetime.now(timezone.utc).isoformat())
+    result: dict = {"success": outcome.ok}
+    if outcome.status is not None:
+        result["response_status"] = outcome.status
+    if outcome.response_body:
+        result["response_body"] = outcome.response_body
+    if outcome.error:
+        result["error_message"] = f"Failed to test webhook: {outcome.error}"
+    return {"result": result}
