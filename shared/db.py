@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -24,7 +25,9 @@ _deserializer = TypeDeserializer()
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
 TRANSACT_MAX = 100
-PARALLELISM = 16
+# A log-batch of 1,000 metrics is 40 BatchWriteItems: with 48 at once they are one round trip.
+PARALLELISM = 48
+_POOL_PREFIX = "mlreg-db"
 
 
 def table_name() -> str:
@@ -36,19 +39,20 @@ def client():
     return boto3.client(
         "dynamodb",
         endpoint_url=os.environ.get("MLREG_DYNAMODB_ENDPOINT") or None,
-        config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=PARALLELISM * 2),
+        config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=PARALLELISM),
     )
 
 
 @cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(PARALLELISM, thread_name_prefix="ddb")
+    return ThreadPoolExecutor(PARALLELISM, thread_name_prefix=_POOL_PREFIX)
 
 
 def parallel(fn, items: Iterable) -> list:
-    """Run independent requests side by side: one round trip of wall time instead of many."""
+    """Run independent requests side by side: one round trip of wall time instead of many. A call
+    from inside the pool runs inline: waiting on the pool from its own threads could deadlock it."""
     items = list(items)
-    if len(items) <= 1:
+    if len(items) <= 1 or threading.current_thread().name.startswith(_POOL_PREFIX):
         return [fn(i) for i in items]
     return list(_pool().map(fn, items))
 

@@ -43,16 +43,15 @@ def parse_point(raw: dict, path: str) -> dict:
     return {"key": key, "value": value, "timestamp": timestamp, "step": integer(raw.get("step"), f"{path}.step", 0)}
 
 
-def write_points(project: str, run: dict, points: list[dict]) -> None:
-    """History in parallel batches (idempotent keys), then the latest item per key on condition."""
+def write_points(project: str, run: dict, points: list[dict], also: list[dict] = ()) -> None:
+    """History in parallel batches (idempotent keys), with any `also` items, then the latest item per
+    key on condition."""
     from shared.tracking.runs import ordered_item
 
-    if not points:
-        return
     history = {(p["key"], keys.metric_point_sk(p["timestamp"], p["step"], p["value"])): p for p in points}
     db.batch_put([{"pk": keys.metric_history(project, run["run_id"], k), "sk": sk, "key": k,
                    "value": stored(p["value"]), "timestamp": p["timestamp"], "step": p["step"]}
-                  for (k, sk), p in history.items()])
+                  for (k, sk), p in history.items()] + list(also))
     latest: dict[str, tuple[str, dict]] = {}
     for p in points:
         order = keys.metric_order(p["step"], p["timestamp"], p["value"])

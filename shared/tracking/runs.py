@@ -264,10 +264,13 @@ def write_params(project: str, meta: dict, params: dict[str, str]) -> None:
 
 
 def write_tags(project: str, meta: dict, tags: dict[str, str]) -> None:
-    items = [tag_item(project, meta, k, v) for k, v in tags.items()]
+    _sync_run_name(meta, tags)
+    db.batch_put([tag_item(project, meta, k, v) for k, v in tags.items()])
+
+
+def _sync_run_name(meta: dict, tags: dict[str, str]) -> None:
     if RUN_NAME_TAG in tags:  # the server keeps run_name and the tag in step
         db.update(meta["pk"], meta["sk"], "SET run_name = :n", values={":n": tags[RUN_NAME_TAG]})
-    db.batch_put(items)
 
 
 def log_param(req: Request) -> dict:
@@ -314,10 +317,9 @@ def log_batch(req: Request) -> dict:
     meta = load_active_meta(req.project, data.get("run_id") or require(data, "run_id"))
     # Params first: a conflicting param fails the request before anything else is written.
     write_params(req.project, meta, params)
-    db.parallel(lambda job: job(), [
-        lambda: write_tags(req.project, meta, tags),
-        lambda: metrics.write_points(req.project, meta, points),
-    ])
+    _sync_run_name(meta, tags)
+    # Tags ride in the history's parallel batches: one round trip for both.
+    metrics.write_points(req.project, meta, points, also=[tag_item(req.project, meta, k, v) for k, v in tags.items()])
     return {}
 
 
