@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from functools import cache
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import boto3
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from shared.errors import MlflowError
 
+T = TypeVar("T")
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 BATCH_WRITE_MAX = 25
@@ -322,3 +323,17 @@ def _put_chunk(puts: list, indices: list[int]) -> list[tuple[int, dict]]:
                 time.sleep(min(1.0, 0.02 * 2 ** attempt) * random.uniform(0.5, 1.0))
             indices = retry
     raise MlflowError("Too many conflicting writes to the same items; retry the request", "REQUEST_LIMIT_EXCEEDED")
+
+
+def retry_on_conflict(attempt: Callable[[], T], busy_message: str, attempts: int = 8) -> T:
+    """Optimistic concurrency: `attempt` reads, then commits a transaction conditioned on what it
+    read; when another writer got there first the condition fails and it runs again after a
+    jittered backoff. After `attempts` losses the client is told to retry (a 503 it retries itself)."""
+    for n in range(attempts):
+        try:
+            return attempt()
+        except ClientError as err:
+            if not is_condition_failure(err):
+                raise
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** n)))
+    raise MlflowError(busy_message, "TEMPORARILY_UNAVAILABLE")

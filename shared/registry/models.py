@@ -5,9 +5,7 @@ meta item is keyed by the name and written on condition it does not exist."""
 
 from __future__ import annotations
 
-import random
 import re
-import time
 
 from botocore.exceptions import ClientError
 
@@ -24,7 +22,6 @@ from shared.validation import max_results, require
 MAX_ALIAS_LENGTH = 255
 _ALIAS = re.compile(r"^[\w\-]*$")
 _VERSION_ALIAS = re.compile(r"^[vV]\d+$")
-TX_ATTEMPTS = 8
 
 
 def _default_experiment(project: str, name: str) -> str:
@@ -40,18 +37,10 @@ def _default_experiment(project: str, name: str) -> str:
         return db.get(keys.experiment_name_guard(project, name), keys.GUARD_SK)["experiment_id"]
 
 
-def is_conflict(err: ClientError) -> bool:
-    return err.response["Error"]["Code"] in ("TransactionCanceledException", "ConditionalCheckFailedException")
-
-
 def delete_if(tx: db.Tx, pk: str, sk: str, condition: str, values: dict) -> None:
     """A transactional delete whose condition compares values (db.Tx.delete takes none)."""
     tx.items.append({"Delete": {"TableName": db.table_name(), "Key": db.key(pk, sk), "ConditionExpression": condition,
                                 "ExpressionAttributeValues": db.to_item(values)}})
-
-
-def backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
 
 
 # ---- create / get / update / rename / delete ----------------------------------------------------------
@@ -138,7 +127,7 @@ def rename_registered_model(req: Request) -> dict:
         packages.delete_tree(target)
         if db.is_condition_failure(err) and db.cancellation_reasons(err)[0] == "ConditionalCheckFailed":
             raise already_exists(f"Registered Model (name={new_name}) already exists.") from None
-        if is_conflict(err):
+        if db.is_condition_failure(err):
             raise MlflowError(f"Model {name} changed during the rename; retry", "TEMPORARILY_UNAVAILABLE") from None
         raise
     packages.delete_tree(source)
@@ -266,7 +255,8 @@ def set_registered_model_alias(req: Request) -> dict:
         raise invalid(f"Version alias name '{alias}' is reserved.")
     version = items.valid_version(require(req.json, "version"))
     pk = keys.registered_model(req.project, name)
-    for attempt in range(TX_ATTEMPTS):
+
+    def attempt() -> dict:
         items.load_version(req.project, name, version)  # 404 for a missing model or version
         old = db.get(pk, keys.alias_sk(alias))
         if old and old["version"] == version:
@@ -283,14 +273,10 @@ def set_registered_model_alias(req: Request) -> dict:
                    condition="attribute_not_exists(pk)")
         tx.update(pk, keys.version_sk(version), "ADD aliases :a", values={":a": {alias}},
                   condition="attribute_exists(pk)")
-        try:
-            tx.commit()
-            return {}
-        except ClientError as err:
-            if not is_conflict(err):
-                raise
-            backoff(attempt)
-    raise MlflowError(f"Alias {alias} of model {name} kept changing; retry", "TEMPORARILY_UNAVAILABLE")
+        tx.commit()
+        return {}
+
+    return db.retry_on_conflict(attempt, f"Alias {alias} of model {name} kept changing; retry")
 
 
 def delete_registered_model_alias(req: Request) -> dict:
@@ -298,7 +284,8 @@ def delete_registered_model_alias(req: Request) -> dict:
     name = items.valid_name(require(req.json, "name"))
     alias = valid_alias(req.json.get("alias"))
     pk = keys.registered_model(req.project, name)
-    for attempt in range(TX_ATTEMPTS):
+
+    def attempt() -> dict:
         old = db.get(pk, keys.alias_sk(alias))
         if old is None:
             load_meta(req.project, name)
@@ -307,14 +294,10 @@ def delete_registered_model_alias(req: Request) -> dict:
         delete_if(tx, pk, keys.alias_sk(alias), "version = :v", {":v": old["version"]})
         tx.update(pk, keys.version_sk(old["version"]), "DELETE aliases :a", values={":a": {alias}},
                   condition="attribute_exists(pk)")
-        try:
-            tx.commit()
-            return {}
-        except ClientError as err:
-            if not is_conflict(err):
-                raise
-            backoff(attempt)
-    raise MlflowError(f"Alias {alias} of model {name} kept changing; retry", "TEMPORARILY_UNAVAILABLE")
+        tx.commit()
+        return {}
+
+    return db.retry_on_conflict(attempt, f"Alias {alias} of model {name} kept changing; retry")
 
 
 def resolve_alias(project: str, name: str, alias: str) -> int:

@@ -20,7 +20,7 @@ from shared.filters import _VERSIONS, _parse_filter, parse_version_filter, parse
 from shared.http import Request
 from shared.registry import items, packages
 from shared.registry.items import load_version, version_json
-from shared.registry.models import backoff, is_conflict, delete_if, resolve_alias
+from shared.registry.models import delete_if, resolve_alias
 from shared.tracking import experiments, logged_models, runs
 from shared.validation import max_results, require
 
@@ -136,7 +136,8 @@ def _candidate_run(project: str, meta: dict) -> str:
 def _allocate(project: str, name: str, fields: dict, wanted: str | None) -> dict:
     """Put the version with the next number and its semver, retrying while others win the race."""
     pk = keys.registered_model(project, name)
-    for attempt in range(CREATE_ATTEMPTS):
+
+    def attempt() -> dict:
         meta = items.load_meta(project, name)
         number, last = meta["last_version"] + 1, meta.get("latest_semver")
         semver = wanted or next_semver(last)
@@ -153,14 +154,13 @@ def _allocate(project: str, name: str, fields: dict, wanted: str | None) -> dict
             tx.put(items.link_item(project, mv["run_id"], name, number))
         try:
             tx.commit()
-            return mv
         except ClientError as err:
-            if not is_conflict(err):
-                raise
-            if db.cancellation_reasons(err)[1:2] == ["ConditionalCheckFailed"] and wanted:
+            if wanted and db.cancellation_reasons(err)[1:2] == ["ConditionalCheckFailed"]:  # the semver guard
                 raise already_exists(f"Model {name} already has a version with semantic version {semver}") from None
-            backoff(attempt)
-    raise MlflowError(f"Too many concurrent versions of model {name}; retry", "TEMPORARILY_UNAVAILABLE")
+            raise
+        return mv
+
+    return db.retry_on_conflict(attempt, f"Too many concurrent versions of model {name}; retry", CREATE_ATTEMPTS)
 
 
 def create_model_version(req: Request) -> dict:
@@ -232,7 +232,8 @@ def delete_model_version(req: Request) -> dict:
     stays; the semver is free again."""
     name = items.valid_name(require(req.json, "name"))
     pk = keys.registered_model(req.project, name)
-    for attempt in range(8):
+
+    def attempt() -> dict:
         mv = load_version(req.project, name, require(req.json, "version"))
         aliases = sorted(mv.get("aliases") or ())
         tx = db.Tx()
@@ -247,15 +248,10 @@ def delete_model_version(req: Request) -> dict:
             tx.delete(keys.run(req.project, mv["run_id"]), runs.link_sk(name, mv["version"]))
         tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": now_ms()},
                   condition="attribute_exists(pk)")
-        try:
-            tx.commit()
-            break
-        except ClientError as err:
-            if not is_conflict(err):
-                raise
-            backoff(attempt)
-    else:
-        raise MlflowError(f"Model version {name} {mv['version']} kept changing; retry", "TEMPORARILY_UNAVAILABLE")
+        tx.commit()
+        return mv
+
+    mv = db.retry_on_conflict(attempt, f"Model version {name} {req.json.get('version')} kept changing; retry")
     packages.delete_tree(packages.package_prefix(req.project, name, mv["semver"]))
     return {}
 
@@ -283,7 +279,7 @@ def transition_model_version_stage(req: Request) -> dict:
     try:
         tx.commit()
     except ClientError as err:
-        if is_conflict(err):
+        if db.is_condition_failure(err):
             raise MlflowError(f"Versions of model {name} changed during the transition; retry",
                               "TEMPORARILY_UNAVAILABLE") from None
         raise
