@@ -92,6 +92,9 @@ def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
 
     def dispatch(event: dict, context: Any = None) -> dict:
         response = _dispatch(event)
+        if os.environ.get("MLREG_CORS_ORIGIN"):  # API Gateway answers preflights; this, the requests
+            response["headers"] = {**response.get("headers", {}),
+                                   "Access-Control-Allow-Origin": os.environ["MLREG_CORS_ORIGIN"], "Vary": "Origin"}
         status = response["statusCode"]
         if status >= 400:
             metrics.add_dimension(name="function", value=function)

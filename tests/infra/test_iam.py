@@ -17,7 +17,8 @@ S3_WRITES = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
 ALLOWED_VARIABLES = {"MLREG_TABLE", "MLREG_BUCKET", "MLREG_EVENT_BUS", "MLREG_ENV", "POWERTOOLS_SERVICE_NAME",
                      "POWERTOOLS_METRICS_NAMESPACE", "MLREG_SECRET_ARN",
                      # events: the publisher's webhook queues, the webhook secrets key (infra/constructs/events.py)
-                     "MLREG_WEBHOOK_QUEUE_URL", "MLREG_WEBHOOK_DLQ_URL", "MLREG_WEBHOOK_KEY_ARN"}
+                     "MLREG_WEBHOOK_QUEUE_URL", "MLREG_WEBHOOK_DLQ_URL", "MLREG_WEBHOOK_KEY_ARN",
+                     "MLREG_CORS_ORIGIN"}  # the web front end's origin, on every answer of the functions
 
 
 def _actions(policy: list[dict], prefix: str = "") -> set[str]:

@@ -86,3 +86,11 @@ def test_errors_are_counted_as_emf_metrics(monkeypatch, capsys):
     dispatch({"resource": "/projects/{project}/nope", "httpMethod": "GET"}, None)
     emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert emf["ClientErrors"] == [1.0] and emf["function"] == "tracking"
+
+
+def test_cors_origin_is_sent_when_configured(monkeypatch):
+    dispatch = http.make_dispatcher("tracking")
+    event = {"resource": "/projects/{project}/nope", "httpMethod": "GET"}
+    assert "Access-Control-Allow-Origin" not in dispatch(event, None)["headers"]
+    monkeypatch.setenv("MLREG_CORS_ORIGIN", "https://ui.example.com")
+    assert dispatch(event, None)["headers"]["Access-Control-Allow-Origin"] == "https://ui.example.com"
