@@ -225,37 +225,6 @@ class Measurement:
 
 # ---- emulated AWS and in-process API -------------------------------------------------------------
 
-class _CopyOncePerTransaction:
-    """moto's TransactWriteItems deep-copies the whole table once per item of the transaction (its
-    rollback copy), so a 100-item transaction on a 50,000-item table copies 5 million items. Within
-    one transaction the table does not change between those copies: one copy serves them all.
-    Everything else uses copy.deepcopy as before."""
-
-    def __init__(self, real_copy) -> None:
-        self._real = real_copy
-        self._local = threading.local()
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-    def deepcopy(self, obj, memo=None):
-        cache = getattr(self._local, "cache", None)
-        if cache is None:
-            return self._real.deepcopy(obj, memo)
-        if id(obj) not in cache:
-            cache[id(obj)] = self._real.deepcopy(obj, memo)
-        return cache[id(obj)]
-
-    def wrap(self, method):
-        def transact_write_items(backend, *args, **kwargs):
-            self._local.cache = {}
-            try:
-                return method(backend, *args, **kwargs)
-            finally:
-                self._local.cache = None
-        return transact_write_items
-
-
 @contextmanager
 def fast_moto_transactions():
     """Transactions copy the table once, and moto handles one request at a time: its rollback copy
@@ -266,7 +235,9 @@ def fast_moto_transactions():
     from moto.core.botocore_stubber import BotocoreStubber
     from moto.dynamodb import models
 
-    shim = _CopyOncePerTransaction(copy)
+    from mlreg.emulator import CopyOncePerTransaction
+
+    shim = CopyOncePerTransaction(copy)
     original, process = models.DynamoDBBackend.transact_write_items, BotocoreStubber.process_request
     lock = threading.RLock()
 
