@@ -171,21 +171,23 @@ def create_run(req: Request) -> dict:
 
 
 def create(project: str, run: dict, tags: dict[str, str]) -> None:
-    """One transaction: the run's items, on condition the experiment exists and is active."""
-    if len(tags) > 98:
-        raise invalid(f"A run can be created with at most 98 tags; got {len(tags)}")
+    """One transaction: the run's items, on condition the experiment exists and is active. Tags
+    beyond what a transaction holds follow in batches (the run exists by then)."""
+    tag_items = [tag_item(project, run, k, v) for k, v in tags.items()]
+    room = db.TRANSACT_MAX - 2
     tx = db.Tx()
     tx.check(keys.experiment(project, experiments.valid_experiment_id(run["experiment_id"])), keys.EXPERIMENT_SK,
              "lifecycle_stage = :active", values={":active": ACTIVE})
     tx.put(_meta_item(project, run), condition="attribute_not_exists(pk)")
-    for k, v in tags.items():
-        tx.put(tag_item(project, run, k, v))
+    for item in tag_items[:room]:
+        tx.put(item)
     try:
         tx.commit()
     except ClientError as err:
         if db.is_condition_failure(err):
             experiments.load_active(project, run["experiment_id"])  # raises the precise error
         raise
+    db.batch_put(tag_items[room:])
 
 
 def get_run(req: Request) -> dict:

@@ -338,3 +338,10 @@ def test_server_info_advertises_presigned_transfers(service):
                         headers={"Authorization": f"Bearer {service.token}"}, timeout=10)
     assert resp.status_code == 200
     assert resp.json()["multipart_uploads_enabled"] is True and resp.json()["multipart_downloads_enabled"] is True
+
+
+def test_create_run_with_more_tags_than_a_transaction_holds(tracking):
+    exp = tracking.create_experiment(unique("manytags"))
+    tags = {f"t{i:03d}": str(i) for i in range(150)}
+    run = tracking.create_run(exp, tags=tags)
+    assert {k: v for k, v in tracking.get_run(run.info.run_id).data.tags.items() if k.startswith("t")} == tags
