@@ -261,12 +261,18 @@ class Tx:
         self.items.append({"ConditionCheck": op})
         return self
 
-    def commit(self, token: str | None = None) -> None:
-        """`token` makes the commit idempotent for 10 minutes (safe client retries)."""
+    def commit(self, token: str | None = None, on_conflict: MlflowError | None = None) -> None:
+        """`token` makes the commit idempotent for 10 minutes (safe client retries); `on_conflict`
+        is raised instead when a condition fails (a name taken, an item gone)."""
         kwargs: dict = {"TransactItems": self.items}
         if token:
             kwargs["ClientRequestToken"] = token[:36]
-        client().transact_write_items(**kwargs)
+        try:
+            client().transact_write_items(**kwargs)
+        except ClientError as err:
+            if on_conflict is not None and is_condition_failure(err):
+                raise on_conflict from None
+            raise
 
 
 def conditional_puts(puts: list[tuple[dict, str, dict, dict]]) -> list[tuple[int, dict]]:

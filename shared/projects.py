@@ -128,12 +128,7 @@ def create_token(project: str, role: Role, name: str = "", expires_at_ms: int | 
     tx.put({"pk": keys.project(project), "sk": keys.token_sk(digest), "token_id": digest[:TOKEN_ID_LENGTH],
             "project": project, "role": role.name.lower(), "name": name, "created_at": now_ms(),
             "token_expires_at": expires_at_ms})
-    try:
-        tx.commit()
-    except ClientError as err:
-        if db.is_condition_failure(err):
-            raise not_found(f"Project {project} does not exist") from None
-        raise
+    tx.commit(on_conflict=not_found(f"Project {project} does not exist"))
     return token
 
 

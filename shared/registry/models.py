@@ -57,12 +57,7 @@ def create_registered_model(req: Request) -> dict:
     tx.put(items.meta_item(req.project, model), condition="attribute_not_exists(pk)")
     for k, v in tags.items():
         tx.put(items.tag_item(req.project, name, k, v))
-    try:
-        tx.commit()
-    except ClientError as err:
-        if db.is_condition_failure(err):
-            raise already_exists(f"Registered Model (name={name}) already exists.") from None
-        raise
+    tx.commit(on_conflict=already_exists(f"Registered Model (name={name}) already exists."))
     return {"registered_model": model_json({**model, "tags": tags, "aliases": {}})}
 
 

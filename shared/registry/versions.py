@@ -276,13 +276,8 @@ def transition_model_version_stage(req: Request) -> dict:
         tx.update(pk, keys.version_sk(other["version"]), "SET current_stage = :a, last_updated_timestamp = :t, actor = :w",
                   values={":a": "Archived", ":t": ts, ":w": req.token_id}, condition="attribute_exists(pk)")  # events: actor
     tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": ts}, condition="attribute_exists(pk)")
-    try:
-        tx.commit()
-    except ClientError as err:
-        if db.is_condition_failure(err):
-            raise MlflowError(f"Versions of model {name} changed during the transition; retry",
-                              "TEMPORARILY_UNAVAILABLE") from None
-        raise
+    tx.commit(on_conflict=MlflowError(f"Versions of model {name} changed during the transition; retry",
+                              "TEMPORARILY_UNAVAILABLE"))
     return {"model_version": version_json({**mv, "current_stage": stage, "last_updated_timestamp": ts})}
 
 

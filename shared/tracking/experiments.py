@@ -6,8 +6,6 @@ also sits in the project's experiment collection (GSI1) so search is one paged Q
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
 from shared import db, keys, pagination
 from shared.clock import now_ms
 from shared.errors import already_exists, invalid, not_found
@@ -95,12 +93,7 @@ def insert(project: str, name: str, tags: dict[str, str], experiment_id: str | N
     tx.put(_meta_item(project, exp), condition="attribute_not_exists(pk)")
     for k, v in tags.items():
         tx.put(_tag_item(project, experiment_id, k, v))
-    try:
-        tx.commit()
-    except ClientError as err:
-        if db.is_condition_failure(err):
-            raise already_exists(f"Experiment(name={name}) already exists.") from None
-        raise
+    tx.commit(on_conflict=already_exists(f"Experiment(name={name}) already exists."))
     return experiment_id
 
 
@@ -186,12 +179,7 @@ def update_experiment(req: Request) -> dict:
             "experiment_id": exp["experiment_id"]}, condition="attribute_not_exists(pk)")
     tx.delete(keys.experiment_name_guard(req.project, exp["name"]), keys.GUARD_SK)
     _touch(tx, req.project, exp["experiment_id"], ", #n = :name", {":name": new_name}, {"#n": "name"})
-    try:
-        tx.commit()
-    except ClientError as err:
-        if db.is_condition_failure(err):
-            raise already_exists(f"Experiment(name={new_name}) already exists.") from None
-        raise
+    tx.commit(on_conflict=already_exists(f"Experiment(name={new_name}) already exists."))
     return {}
 
 
