@@ -113,11 +113,19 @@ def update(pk: str, sk: str, expression: str, names: dict | None = None, values:
     return from_item(resp["Attributes"]) if return_new else None
 
 
-def delete(pk: str, sk: str, condition: str | None = None) -> None:
+def delete(pk: str, sk: str, condition: str | None = None, missing: MlflowError | None = None) -> None:
+    """`missing`: raised when the item is not there (the delete is then conditioned on it)."""
     kwargs: dict = {"TableName": table_name(), "Key": key(pk, sk)}
+    if missing is not None:
+        condition = "attribute_exists(pk)" + (f" AND ({condition})" if condition else "")
     if condition:
         kwargs["ConditionExpression"] = condition
-    client().delete_item(**kwargs)
+    try:
+        client().delete_item(**kwargs)
+    except ClientError as err:
+        if missing is not None and is_condition_failure(err):
+            raise missing from None
+        raise
 
 
 def _add_expression(kwargs: dict, condition: str | None, names: dict | None, values: dict | None) -> None:
@@ -169,6 +177,20 @@ def query(pk: str, sk_prefix: str | None = None, *, index: str | None = None, fo
         kwargs["ExclusiveStartKey"] = start_key
     resp = client().query(**kwargs)
     return [from_item(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
+
+
+def query_groups(pk: str, index: str, group_of: Callable[[dict], str]) -> list[list[dict]]:
+    """A collection's items (one paged Query of a GSI partition) grouped by the entity they belong
+    to, in first-seen order: what search assembles experiments, runs and models from."""
+    groups: dict[str, list[dict]] = {}
+    for item in iter_query(pk, index=index):
+        groups.setdefault(group_of(item), []).append(item)
+    return list(groups.values())
+
+
+def entity_of_g1sk(item: dict) -> str:
+    """The entity id that prefixes a collection item's g1sk (`<id>#...`)."""
+    return item["g1sk"].split("#", 1)[0]
 
 
 def query_all(pk: str, sk_prefix: str | None = None, **kwargs) -> list[dict]:

@@ -583,6 +583,11 @@ def run_filter_clauses(text: str | None) -> list[Clause]:
     return _parse_filter(text, _RUNS)
 
 
+def run_order_clause(text: str) -> tuple[str, str, bool]:
+    """One order_by clause of search_runs as (entity type, key, ascending)."""
+    return _parse_order_clause(_RUNS, text)
+
+
 def parse_run_filter(text: str | None) -> Predicate:
     return _predicate(_RUNS, run_filter_clauses(text))
 
@@ -612,6 +617,11 @@ def parse_model_order_by(order_by: list[str] | None) -> SortKey:
     """Registered models: ties (and the default) go to name ASC."""
     specs = _parse_order_by(_MODELS, order_by, [])
     return _sort_key(_MODELS, _with_ties(specs, ("name", True)))
+
+
+def version_filter_clauses(text: str | None) -> list[Clause]:
+    """The AND-ed clauses of a search_model_versions filter (for picking an index)."""
+    return _parse_filter(text, _VERSIONS)
 
 
 def parse_version_filter(text: str | None) -> Predicate:

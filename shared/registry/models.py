@@ -163,10 +163,8 @@ def delete_registered_model(req: Request) -> dict:
 
 def all_models(project: str) -> list[dict]:
     """Every model of a project with tags and aliases: one paged Query of the model collection."""
-    by_name: dict[str, list[dict]] = {}
-    for item in db.iter_query(keys.models_collection(project), index="gsi1"):
-        by_name.setdefault(item["model_name"], []).append(item)
-    return [m for m in map(items.assemble, by_name.values()) if m]
+    groups = db.query_groups(keys.models_collection(project), "gsi1", lambda item: item["model_name"])
+    return [m for m in map(items.assemble, groups) if m]
 
 
 def search_registered_models(req: Request) -> dict:

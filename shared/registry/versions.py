@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from shared import db, keys, pagination
 from shared.clock import now_ms
 from shared.errors import MlflowError, already_exists, invalid
-from shared.filters import _VERSIONS, _parse_filter, parse_version_filter, parse_version_order_by
+from shared.filters import parse_version_filter, parse_version_order_by, version_filter_clauses
 from shared.http import Request
 from shared.registry import items, packages
 from shared.registry.items import load_version, version_json
@@ -312,7 +312,7 @@ def delete_model_version_tag(req: Request) -> dict:
 
 def _equal_to(text: str | None, key: str) -> str | None:
     """The value of an `attribute <key> = '...'` clause of the filter, if any (it picks the index)."""
-    for clause in _parse_filter(text, _VERSIONS):
+    for clause in version_filter_clauses(text):
         if clause.entity_type == "attribute" and clause.key == key and clause.comparator == "=":
             return clause.value
     return None

@@ -149,12 +149,8 @@ def update_webhook(req: Request) -> dict:
 
 def delete_webhook(req: Request) -> dict:
     webhook_id = req.path_params["webhook_id"]
-    try:
-        db.delete(keys.webhooks(req.project), keys.webhook_sk(webhook_id), condition="attribute_exists(pk)")
-    except ClientError as err:
-        if db.is_condition_failure(err):
-            raise not_found(f"Webhook with ID {webhook_id} not found.") from None
-        raise
+    db.delete(keys.webhooks(req.project), keys.webhook_sk(webhook_id),
+              missing=not_found(f"Webhook with ID {webhook_id} not found."))
     return {}
 
 

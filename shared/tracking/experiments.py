@@ -161,10 +161,8 @@ def search_experiments(req: Request) -> dict:
 
 def all_experiments(project: str) -> list[dict]:
     """Every experiment of a project with its tags: one paged Query of the collection."""
-    by_id: dict[str, list[dict]] = {}
-    for item in db.iter_query(keys.experiments_collection(project), index="gsi1"):
-        by_id.setdefault(item["g1sk"].split("#")[0], []).append(item)
-    return [e for e in (_assemble(items) for items in by_id.values()) if e]
+    groups = db.query_groups(keys.experiments_collection(project), "gsi1", db.entity_of_g1sk)
+    return [e for e in map(_assemble, groups) if e]
 
 
 def update_experiment(req: Request) -> dict:

@@ -160,12 +160,8 @@ def write_tags(project: str, model: dict, tags: dict[str, str]) -> None:
 def delete_logged_model_tag(req: Request) -> dict:
     model = load(req.project, req.path_params.get("model_id"))
     key = req.path_params.get("tag_key")
-    try:
-        db.delete(keys.logged_model(req.project, model["model_id"]), f"T#{key}", condition="attribute_exists(pk)")
-    except ClientError as err:
-        if db.is_condition_failure(err):
-            raise not_found(f"No tag with key {key!r} found for model with ID {model['model_id']!r}.") from None
-        raise
+    db.delete(keys.logged_model(req.project, model["model_id"]), f"T#{key}",
+              missing=not_found(f"No tag with key {key!r} found for model with ID {model['model_id']!r}."))
     return {}
 
 
@@ -178,10 +174,8 @@ def log_logged_model_params(req: Request) -> dict:
 
 def models_of_experiment(project: str, experiment_id: str) -> list[dict]:
     """Every logged model of an experiment with tags and params: one paged Query of the collection."""
-    by_id: dict[str, list[dict]] = {}
-    for item in db.iter_query(keys.logged_models_collection(project, experiment_id), index="gsi1"):
-        by_id.setdefault(item["g1sk"].split("#", 1)[0], []).append(item)
-    return [m for m in map(_assemble, by_id.values()) if m]
+    groups = db.query_groups(keys.logged_models_collection(project, experiment_id), "gsi1", db.entity_of_g1sk)
+    return [m for m in map(_assemble, groups) if m]
 
 
 def search_logged_models(req: Request) -> dict:

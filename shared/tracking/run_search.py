@@ -12,7 +12,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from shared import db, keys
-from shared.filters import _parse_order_clause, _RUNS  # noqa: PLC2701 - the grammar's own parser
+from shared.filters import run_order_clause
 from shared.tracking import runs
 
 INDEX_PAGE = 100
@@ -34,7 +34,7 @@ def indexed_order(order_by: list[str]) -> Order | None:
         return Order("start", "", False)
     if len(order_by) != 1:
         return None
-    entity, key, ascending = _parse_order_clause(_RUNS, order_by[0])
+    entity, key, ascending = run_order_clause(order_by[0])
     if entity in _KIND:
         return Order(_KIND[entity], key, ascending)
     if entity == "attribute" and key == "start_time":

@@ -291,12 +291,7 @@ def set_tag(req: Request) -> dict:
 def delete_tag(req: Request) -> dict:
     meta = load_active_meta(req.project, _run_id_of(req))
     key = require(req.json, "key")
-    try:
-        db.delete(meta["pk"], f"T#{key}", condition="attribute_exists(pk)")
-    except ClientError as err:
-        if db.is_condition_failure(err):
-            raise not_found(f"No tag with name: {key} in run with id {meta['run_id']}") from None
-        raise
+    db.delete(meta["pk"], f"T#{key}", missing=not_found(f"No tag with name: {key} in run with id {meta['run_id']}"))
     return {}
 
 
@@ -374,10 +369,8 @@ def log_model(req: Request) -> dict:
 
 def runs_of_experiment(project: str, experiment_id: str) -> list[dict]:
     """Every run of an experiment with its data: one paged Query of the run collection."""
-    by_run: dict[str, list[dict]] = {}
-    for item in db.iter_query(keys.runs_collection(project, experiment_id), index="gsi1"):
-        by_run.setdefault(item["g1sk"].split("#", 1)[0], []).append(item)
-    return [r for r in map(assemble, by_run.values()) if r]
+    groups = db.query_groups(keys.runs_collection(project, experiment_id), "gsi1", db.entity_of_g1sk)
+    return [r for r in map(assemble, groups) if r]
 
 
 def search_runs(req: Request) -> dict:
