@@ -1,17 +1,19 @@
 """The emulator's own cost: the DynamoDB calls our handlers make, timed directly against moto
-in-process (as `mlreg serve` runs it: table stream on, moto unpatched), at growing table sizes.
-Explains where `mlreg serve` is slower than the reference server in bench.e2e.
+in-process (table stream on, as `mlreg serve` runs it), at growing table sizes, with moto as it is
+and with the patches `mlreg serve` installs (mlreg/moto_speedups.py). Explains where `mlreg serve`
+is slower than the reference server in bench.e2e.
 
     python -m bench.emulator_cost                     # table sizes 1,000 / 10,000 / 40,000 items
     python -m bench.emulator_cost --sizes 1000,100000
 
 Per call, median of --repeat: GetItem; Query of one 14-item partition (a run); Query through GSI1 of
 one experiment's run collection; TransactWriteItems of 5 puts (log-batch's params); BatchWriteItem
-of 25 puts (metric history); a full Scan (what the 2 s snapshot of `mlreg serve` does)."""
+of 25 puts (metric history); a full Scan."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -31,15 +33,16 @@ def _items(n_runs: int, experiment: str) -> list[dict]:
     return items
 
 
-def measure(sizes: list[int], repeat: int) -> list[tuple[int, dict[str, float]]]:
+def measure(sizes: list[int], repeat: int, patched: bool) -> list[tuple[int, dict[str, float]]]:
     import boto3
     from moto import mock_aws
 
+    from mlreg.moto_speedups import installed
     from shared import table as table_def
 
     out = []
     for size in sizes:
-        with mock_aws():
+        with mock_aws(), (installed() if patched else contextlib.nullcontext()):
             ddb = boto3.client("dynamodb")
             name = os.environ["MLREG_TABLE"]
             ddb.create_table(**table_def.create_table_kwargs(name))  # with its stream, as mlreg serve
@@ -62,7 +65,7 @@ def measure(sizes: list[int], repeat: int) -> list[tuple[int, dict[str, float]]]
                 "BatchWriteItem (25 puts)": lambda: ddb.batch_write_item(RequestItems={name: [
                     {"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"S": f"H#{uuid.uuid4().hex}"}}}}
                     for _ in range(25)]}),
-                "Scan (whole table, as the snapshot)": lambda: _scan_all(ddb, name),
+                "Scan (whole table)": lambda: _scan_all(ddb, name),
             }
             timings = {}
             for label, fn in calls.items():
@@ -86,11 +89,12 @@ def _scan_all(ddb, name: str) -> None:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def markdown(results: list[tuple[int, dict[str, float]]]) -> str:
-    labels = list(results[0][1])
-    out = ["| call (ms, median) | " + " | ".join(f"{size:,} items" for size, _ in results) + " |",
-           "|---|" + "---:|" * len(results)]
-    out += [f"| {label} | " + " | ".join(f"{t[label]:,.1f}" for _, t in results) + " |" for label in labels]
+def markdown(plain: list[tuple[int, dict[str, float]]], patched: list[tuple[int, dict[str, float]]]) -> str:
+    labels = list(plain[0][1])
+    out = ["| call (ms, median): moto / patched | " + " | ".join(f"{size:,} items" for size, _ in plain) + " |",
+           "|---|" + "---:|" * len(plain)]
+    out += [f"| {label} | " + " | ".join(f"{a[label]:,.1f} / {b[label]:,.1f}" for (_, a), (_, b) in zip(plain, patched))
+            + " |" for label in labels]
     return "\n".join(out)
 
 
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1000,10000,40000")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    print(markdown(measure([int(s) for s in args.sizes.split(",")], args.repeat)))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(markdown(measure(sizes, args.repeat, patched=False), measure(sizes, args.repeat, patched=True)))
 
 
 if __name__ == "__main__":

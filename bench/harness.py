@@ -226,31 +226,24 @@ class Measurement:
 # ---- emulated AWS and in-process API -------------------------------------------------------------
 
 @contextmanager
-def fast_moto_transactions():
-    """Transactions copy the table once, and moto handles one request at a time: its rollback copy
-    of the table otherwise races with writes from other threads ("dictionary changed size during
-    iteration"), which our parallel batches trigger."""
-    import copy
-
+def fast_moto():
+    """moto at DynamoDB's cost per request (mlreg/moto_speedups.py, as `mlreg serve` runs it), one
+    request at a time: moto is not thread-safe, and our parallel batches would race inside it."""
     from moto.core.botocore_stubber import BotocoreStubber
-    from moto.dynamodb import models
 
-    from mlreg.emulator import CopyOncePerTransaction
+    from mlreg.moto_speedups import installed
 
-    shim = CopyOncePerTransaction(copy)
-    original, process = models.DynamoDBBackend.transact_write_items, BotocoreStubber.process_request
-    lock = threading.RLock()
+    process, lock = BotocoreStubber.process_request, threading.RLock()
 
     def one_at_a_time(self, request):
         with lock:
             return process(self, request)
 
-    models.copy, models.DynamoDBBackend.transact_write_items = shim, shim.wrap(original)
     BotocoreStubber.process_request = one_at_a_time
     try:
-        yield
+        with installed():
+            yield
     finally:
-        models.copy, models.DynamoDBBackend.transact_write_items = copy, original
         BotocoreStubber.process_request = process
 
 
@@ -292,9 +285,8 @@ def emulated_aws(recorder: Recorder | None = None, stream: bool = False):
     """moto in-process with the table and bucket created from the shared definitions; the recorder
     (if any) sees every call made by shared/ code after setup.
 
-    Bench speed-ups that change no request count: the table's stream is off unless asked for (moto
-    keeps every stream record and copies them with the table), and transactions copy the table once
-    (see _CopyOncePerTransaction)."""
+    Bench speed-ups that change no request count: the table's stream is off unless asked for, and
+    moto costs per request what DynamoDB does (`fast_moto`)."""
     import boto3
     from moto import mock_aws
 
@@ -303,7 +295,7 @@ def emulated_aws(recorder: Recorder | None = None, stream: bool = False):
     kwargs = table_def.create_table_kwargs(os.environ["MLREG_TABLE"])
     if not stream:
         kwargs.pop("StreamSpecification", None)
-    with mock_aws(), fast_moto_transactions(), tagged_parallel():
+    with mock_aws(), fast_moto(), tagged_parallel():
         clear_client_caches()
         boto3.client("dynamodb").create_table(**kwargs)
         boto3.client("s3").create_bucket(Bucket=os.environ["MLREG_BUCKET"])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import boto3
 
+from mlreg import moto_speedups
 from shared import table as table_def
 
 SNAPSHOT_SECONDS = 2.0
@@ -64,48 +65,6 @@ def _serialise_dynamodb_requests() -> None:
     DynamoHandler.call_action = call_action
 
 
-class CopyOncePerTransaction:
-    """moto's TransactWriteItems deep-copies the whole table once per item of the transaction (its
-    rollback copy), so a 100-item transaction on a 50,000-item table copies 5 million items. Within
-    one transaction the table does not change between those copies: one copy serves them all.
-    Everything else uses copy.deepcopy as before."""
-
-    def __init__(self, real_copy) -> None:
-        self._real = real_copy
-        self._local = threading.local()
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-    def deepcopy(self, obj, memo=None):
-        cache = getattr(self._local, "cache", None)
-        if cache is None:
-            return self._real.deepcopy(obj, memo)
-        if id(obj) not in cache:
-            cache[id(obj)] = self._real.deepcopy(obj, memo)
-        return cache[id(obj)]
-
-    def wrap(self, method):
-        def transact_write_items(backend, *args, **kwargs):
-            self._local.cache = {}
-            try:
-                return method(backend, *args, **kwargs)
-            finally:
-                self._local.cache = None
-        return transact_write_items
-
-
-def _copy_tables_once_per_transaction() -> None:
-    import copy
-
-    from moto.dynamodb import models
-
-    if isinstance(models.copy, CopyOncePerTransaction):
-        return
-    shim = CopyOncePerTransaction(copy)
-    models.copy, models.DynamoDBBackend.transact_write_items = shim, shim.wrap(models.DynamoDBBackend.transact_write_items)
-
-
 class Emulator:
     """moto in-process plus a moto HTTP server for presigned URLs, with snapshots to `data_dir`."""
 
@@ -127,7 +86,7 @@ class Emulator:
         self._mock = mock_aws()
         self._mock.start()
         _serialise_dynamodb_requests()
-        _copy_tables_once_per_transaction()
+        moto_speedups.install()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()

@@ -105,8 +105,11 @@ def put(item: dict, condition: str | None = None, names: dict | None = None, val
 
 def update(pk: str, sk: str, expression: str, names: dict | None = None, values: dict | None = None,
            condition: str | None = None, return_new: bool = False) -> dict | None:
+    """A failed `condition` raises with the item as it was (`failed_item`), so no read is needed to tell why."""
     kwargs: dict = {"TableName": table_name(), "Key": key(pk, sk), "UpdateExpression": expression}
     _add_expression(kwargs, condition, names, values)
+    if condition:
+        kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     if return_new:
         kwargs["ReturnValues"] = "ALL_NEW"
     resp = client().update_item(**kwargs)
@@ -139,6 +142,18 @@ def _add_expression(kwargs: dict, condition: str | None, names: dict | None, val
 
 def is_condition_failure(err: ClientError) -> bool:
     return err.response["Error"]["Code"] in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def failed_item(err: ClientError) -> dict | None:
+    """The item a failed conditional update found (None: there was none)."""
+    return from_item(err.response["Item"]) if err.response.get("Item") else None
+
+
+def is_conflict(err: ClientError) -> bool:
+    """A condition failed or a concurrent transaction interfered: worth another optimistic attempt
+    (a cancelled transaction's other reasons, such as a ValidationError, are not)."""
+    retryable = {"None", "ConditionalCheckFailed", "TransactionConflict"}
+    return is_condition_failure(err) and set(cancellation_reasons(err)) <= retryable
 
 
 def cancellation_reasons(err: ClientError) -> list[str]:
@@ -361,7 +376,7 @@ def retry_on_conflict(attempt: Callable[[], T], busy_message: str, attempts: int
         try:
             return attempt()
         except ClientError as err:
-            if not is_condition_failure(err):
+            if not is_conflict(err):
                 raise
             time.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** n)))
     raise MlflowError(busy_message, "TEMPORARILY_UNAVAILABLE")

@@ -3,7 +3,7 @@
 A registered model is one partition `P#<p>#M#<name>`:
   `#M`            meta: description, timestamps, `last_version` counter, `latest_semver`, default experiment
   `T#<key>`       model tags
-  `A#<alias>`     alias -> version
+  `A#<alias>`     alias -> version, with a copy of that version (get-by-alias is one GetItem)
   `S#<semver>`    semver guard -> version (also answers `models:/<name>@<semver>`)
   `V#<%010d>`     versions: stage, status, source, run, tags (a map), aliases (a set), semver, package
 Meta, tag, alias and semver items also sit in the project's model collection (GSI1) for search;
@@ -13,6 +13,8 @@ version list (GSI2). See docs/data-model.md."""
 from __future__ import annotations
 
 import posixpath
+
+from botocore.exceptions import ClientError
 
 from shared import db, keys
 from shared.errors import invalid, not_found
@@ -88,8 +90,15 @@ def tag_item(project: str, name: str, key: str, value: str) -> dict:
     return _named(project, name, keys.model_tag_sk(key), key=key, value=value)
 
 
-def alias_item(project: str, name: str, alias: str, version: int) -> dict:
-    return _named(project, name, keys.alias_sk(alias), alias=alias, version=version)
+def alias_item(project: str, alias: str, mv: dict) -> dict:
+    """The alias and a copy of its version, kept equal to it by `change_version`."""
+    copy = {k: v for k, v in mv.items() if k != "renamed_from"}  # a rename mark belongs to the move, not the copy
+    return _named(project, mv["name"], keys.alias_sk(alias), **copy, alias=alias)
+
+
+def aliased_version(item: dict) -> dict:
+    """The version an alias item carries."""
+    return {k: v for k, v in strip(item).items() if k != "alias"}
 
 
 def semver_item(project: str, name: str, semver: str, version: int) -> dict:
@@ -183,6 +192,51 @@ def latest_versions(project: str, name: str, stages=STAGES) -> list[dict]:
             if len(found) == len(stages):
                 break
     return sorted(found.values(), key=lambda mv: STAGES.index(mv["current_stage"]))
+
+
+# ---- version writes ---------------------------------------------------------------------------------------
+# A version and the copies its aliases carry change together: every write bumps the version's `rev`, and a
+# write that copies the version (or updates the copies) is conditioned on the `rev` it read.
+
+def _counted(expression: str) -> str:
+    """The expression plus `rev` + 1 (in its ADD clause if it has one: a clause may appear only once)."""
+    return expression.replace("ADD ", "ADD rev :_one, ", 1) if "ADD " in expression else f"{expression} ADD rev :_one"
+
+
+def change_version(tx: db.Tx, project: str, mv: dict, expression: str, values: dict, names: dict | None = None,
+                   replaced_alias: str | None = None) -> None:
+    """Adds to `tx` the update of version `mv` (as read) and the same update of its aliases' copies; the
+    transaction fails if the version changed meanwhile. `replaced_alias`: an alias item `tx` rewrites itself."""
+    pk, expression, values = keys.registered_model(project, mv["name"]), _counted(expression), {**values, ":_one": 1}
+    tx.update(pk, keys.version_sk(mv["version"]), expression, names, {**values, ":_rev": mv["rev"]}, "rev = :_rev")
+    for alias in sorted(set(mv.get("aliases") or ()) - {replaced_alias}):
+        tx.update(pk, keys.alias_sk(alias), expression, names, {**values, ":_v": mv["version"]}, "version = :_v")
+
+
+def update_version(project: str, name: str, version, expression: str, values: dict,
+                   names: dict | None = None, return_new: bool = True) -> dict | None:
+    """Changes one version (and returns it). Unaliased (the common case): one conditional UpdateItem. Aliased:
+    that update fails, returning the version as it was, and one transaction changes it and its copies."""
+    number = valid_version(version)
+    pk, sk = keys.registered_model(project, valid_name(name)), keys.version_sk(number)
+    try:
+        return strip(db.update(pk, sk, _counted(expression), names, {**values, ":_one": 1}, return_new=True,
+                               condition="attribute_exists(pk) AND attribute_not_exists(aliases)"))
+    except ClientError as err:
+        if not db.is_condition_failure(err):
+            raise
+        seen = [strip(db.failed_item(err) or {})]
+
+    def attempt() -> None:
+        mv = seen.pop() if seen else load_version(project, name, number)
+        if not mv:
+            raise version_not_found(name, version)
+        tx = db.Tx()
+        change_version(tx, project, mv, expression, values, names)
+        tx.commit()
+
+    db.retry_on_conflict(attempt, f"Model version {name} {version} kept changing; retry")
+    return load_version(project, name, number) if return_new else None
 
 
 # ---- JSON -------------------------------------------------------------------------------------------------

@@ -136,8 +136,10 @@ def _renamed(project: str, item: dict, new_name: str, ts: int) -> dict:
         return items.meta_item(project, {**data, "name": new_name, "last_updated_timestamp": ts})
     if sk.startswith("V#"):
         return items.version_item(project, {**data, "name": new_name, "last_updated_timestamp": ts})
-    moved = {**item, "pk": keys.registered_model(project, new_name), "g1sk": f"{new_name}#{sk}", "model_name": new_name}
-    return moved
+    if sk.startswith("A#"):  # its copy of the version moves as the version does
+        return items.alias_item(project, data["alias"],
+                                {**items.aliased_version(item), "name": new_name, "last_updated_timestamp": ts})
+    return {**item, "pk": keys.registered_model(project, new_name), "g1sk": f"{new_name}#{sk}", "model_name": new_name}
 
 
 def delete_registered_model(req: Request) -> dict:
@@ -250,22 +252,22 @@ def set_registered_model_alias(req: Request) -> dict:
     pk = keys.registered_model(req.project, name)
 
     def attempt() -> dict:
-        items.load_version(req.project, name, version)  # 404 for a missing model or version
-        old = db.get(pk, keys.alias_sk(alias))
+        target, old = db.parallel(lambda sk: db.get(pk, sk), [keys.version_sk(version), keys.alias_sk(alias)])
+        if target is None:
+            raise items.version_not_found(name, version)
         if old and old["version"] == version:
             return {}
+        mv = items.strip(target)
         tx = db.Tx()
-        if old:
-            tx.put({**items.alias_item(req.project, name, alias, version), "actor": req.token_id},  # events: actor
-                   condition="version = :old",
-                   values={":old": old["version"]})
-            tx.update(pk, keys.version_sk(old["version"]), "DELETE aliases :a", values={":a": {alias}},
-                      condition="attribute_exists(pk)")
-        else:
-            tx.put({**items.alias_item(req.project, name, alias, version), "actor": req.token_id},  # events: actor
-                   condition="attribute_not_exists(pk)")
-        tx.update(pk, keys.version_sk(version), "ADD aliases :a", values={":a": {alias}},
-                  condition="attribute_exists(pk)")
+        copy = {**mv, "aliases": set(mv.get("aliases") or ()) | {alias}, "rev": mv["rev"] + 1}
+        tx.put({**items.alias_item(req.project, alias, copy), "actor": req.token_id},  # events: actor
+               **({"condition": "version = :old", "values": {":old": old["version"]}} if old
+                  else {"condition": "attribute_not_exists(pk)"}))
+        # replaced_alias: the two reads may straddle another move (then `mv` is stale and the commit fails)
+        items.change_version(tx, req.project, mv, "ADD aliases :a", {":a": {alias}}, replaced_alias=alias)
+        if old:  # the alias leaves its old version (the old alias item holds that version's copy)
+            items.change_version(tx, req.project, items.aliased_version(old), "DELETE aliases :a", {":a": {alias}},
+                                 replaced_alias=alias)
         tx.commit()
         return {}
 
@@ -285,33 +287,40 @@ def delete_registered_model_alias(req: Request) -> dict:
             return {}
         tx = db.Tx()
         delete_if(tx, pk, keys.alias_sk(alias), "version = :v", {":v": old["version"]})
-        tx.update(pk, keys.version_sk(old["version"]), "DELETE aliases :a", values={":a": {alias}},
-                  condition="attribute_exists(pk)")
+        items.change_version(tx, req.project, items.aliased_version(old), "DELETE aliases :a", {":a": {alias}},
+                             replaced_alias=alias)
         tx.commit()
         return {}
 
     return db.retry_on_conflict(attempt, f"Alias {alias} of model {name} kept changing; retry")
 
 
-def resolve_alias(project: str, name: str, alias: str) -> int:
-    """An alias, a semantic version (`1.2.0`, also `v1.2.0`) or `latest` -> version number."""
+def _alias_target(project: str, name: str, alias: str) -> dict:
+    """The item an alias names, in one read: `latest` -> the newest version; a semantic version (`1.2.0`,
+    also `v1.2.0`) -> its guard (the version number only); an alias -> the alias item (a copy of its version)."""
     pk = keys.registered_model(project, name)
     if alias.lower() == "latest":
         newest, _ = db.query(pk, "V#", forward=False, limit=1, consistent=True)
         if not newest:
             load_meta(project, name)
             raise items.not_found(f"Latest version not found for model {name}.")
-        return newest[0]["version"]
+        return items.strip(newest[0])
     semver = alias[1:] if alias[:1] in "vV" and "." in alias else alias
     item = db.get(pk, keys.semver_sk(semver) if "." in alias else keys.alias_sk(alias))
     if item is None:
         load_meta(project, name)  # 404 for a missing model
         raise invalid(f"Registered model alias {alias} not found.")
-    return item["version"]
+    return items.aliased_version(item)
+
+
+def resolve_alias(project: str, name: str, alias: str) -> int:
+    """An alias, a semantic version or `latest` -> version number."""
+    return _alias_target(project, name, alias)["version"]
 
 
 def get_model_version_by_alias(req: Request) -> dict:
+    """One read for an alias or `latest`; a semantic version reads its guard, then the version."""
     name = items.valid_name(require(req.json, "name"))
-    alias = require(req.json, "alias")
-    version = resolve_alias(req.project, name, alias)
-    return {"model_version": version_json(items.load_version(req.project, name, version))}
+    found = _alias_target(req.project, name, require(req.json, "alias"))
+    mv = found if "current_stage" in found else items.load_version(req.project, name, found["version"])
+    return {"model_version": version_json(mv)}

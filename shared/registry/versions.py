@@ -143,7 +143,7 @@ def _allocate(project: str, name: str, fields: dict, wanted: str | None) -> dict
         semver = wanted or next_semver(last)
         ts = now_ms()
         mv = {**fields, "name": name, "version": number, "semver": semver, "creation_timestamp": ts,
-              "last_updated_timestamp": ts, "tags": {**fields["tags"], SEMVER_TAG: semver}}
+              "last_updated_timestamp": ts, "tags": {**fields["tags"], SEMVER_TAG: semver}, "rev": 0}
         tx = db.Tx()
         tx.update(pk, keys.MODEL_SK, "SET last_version = :n, latest_semver = :s, last_updated_timestamp = :t",
                   values={":n": number, ":s": highest(last, semver), ":t": ts, ":old": meta["last_version"]},
@@ -177,8 +177,8 @@ def create_model_version(req: Request) -> dict:
               "user_id": "", "current_stage": "None", "status": items.PENDING, "tags": tags,
               "actor": req.token_id}  # events: who made the change (shared/events/)
     mv = _allocate(req.project, name, fields, wanted)
-    mv.update(_fill_package(req.project, mv, origin["prefix"]))
-    if mv["model_id"]:
+    mv = _fill_package(req.project, mv, origin["prefix"])
+    if mv.get("model_id"):
         logged_models.add_model_version(req.project, mv["model_id"], name, mv["version"])
     return {"model_version": version_json(mv)}
 
@@ -191,10 +191,8 @@ def _fill_package(project: str, mv: dict, source_prefix: str) -> dict:
         status, message = items.READY, None if copied else f"The source {mv['source']} holds no files"
     except ClientError as err:
         status, message = items.FAILED, f"Copying the package failed: {err}"
-    update = {"status": status, "status_message": message}
-    db.update(keys.registered_model(project, mv["name"]), keys.version_sk(mv["version"]),
-              "SET #s = :s, status_message = :m", names={"#s": "status"}, values={":s": status, ":m": message or ""})
-    return update
+    return items.update_version(project, mv["name"], mv["version"], "SET #s = :s, status_message = :m",
+                                {":s": status, ":m": message or ""}, {"#s": "status"})
 
 
 # ---- get / update / delete ------------------------------------------------------------------------------
@@ -205,18 +203,14 @@ def get_model_version(req: Request) -> dict:
 
 
 def _update_version(project: str, name: str, version, expression: str, values: dict,
-                    names: dict | None = None) -> dict:
-    number = items.valid_version(version)
+                    names: dict | None = None, return_new: bool = True) -> dict | None:
     try:
-        item = db.update(keys.registered_model(project, items.valid_name(name)), keys.version_sk(number),
-                         expression, names=names, values=values, condition="attribute_exists(pk)", return_new=True)
+        return items.update_version(project, name, version, expression, values, names, return_new)
     except ClientError as err:
-        if db.is_condition_failure(err):
-            raise items.version_not_found(name, version) from None
-        if err.response["Error"]["Code"] == "ValidationException" and "size" in str(err):
+        if "size" in str(err) and (err.response["Error"]["Code"] == "ValidationException"
+                                   or "ValidationError" in db.cancellation_reasons(err)):
             raise invalid(f"The tags of model version {name} {version} would exceed 400 KB") from None
         raise
-    return items.strip(item)
 
 
 def update_model_version(req: Request) -> dict:
@@ -265,20 +259,22 @@ def transition_model_version_stage(req: Request) -> dict:
     if archive and stage not in items.ACTIVE_STAGES:
         raise invalid(f"Model version transition cannot archive existing model versions because '{stage}' is not "
                       f"an Active stage. Valid stages are {list(items.ACTIVE_STAGES)}")
-    mv = load_version(req.project, name, require(req.json, "version"))
-    pk, ts = keys.registered_model(req.project, name), now_ms()
-    others = [v for v in items.iter_versions(req.project, name)
-              if archive and v["current_stage"] == stage and v["version"] != mv["version"]]
-    tx = db.Tx()
-    tx.update(pk, keys.version_sk(mv["version"]), "SET current_stage = :s, last_updated_timestamp = :t, actor = :a",
-              values={":s": stage, ":t": ts, ":a": req.token_id}, condition="attribute_exists(pk)")  # events: actor
-    for other in others:
-        tx.update(pk, keys.version_sk(other["version"]), "SET current_stage = :a, last_updated_timestamp = :t, actor = :w",
-                  values={":a": "Archived", ":t": ts, ":w": req.token_id}, condition="attribute_exists(pk)")  # events: actor
-    tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": ts}, condition="attribute_exists(pk)")
-    tx.commit(on_conflict=MlflowError(f"Versions of model {name} changed during the transition; retry",
-                              "TEMPORARILY_UNAVAILABLE"))
-    return {"model_version": version_json({**mv, "current_stage": stage, "last_updated_timestamp": ts})}
+    pk, moved = keys.registered_model(req.project, name), "SET current_stage = :s, last_updated_timestamp = :t, actor = :a"
+
+    def attempt() -> dict:
+        mv, ts = load_version(req.project, name, require(req.json, "version")), now_ms()
+        others = [v for v in items.iter_versions(req.project, name)
+                  if v["current_stage"] == stage and v["version"] != mv["version"]] if archive else []
+        tx = db.Tx()
+        items.change_version(tx, req.project, mv, moved, {":s": stage, ":t": ts, ":a": req.token_id})  # events: actor
+        for other in others:
+            items.change_version(tx, req.project, other, moved, {":s": "Archived", ":t": ts, ":a": req.token_id})
+        tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": ts}, condition="attribute_exists(pk)")
+        tx.commit()
+        return {**mv, "current_stage": stage, "last_updated_timestamp": ts}
+
+    mv = db.retry_on_conflict(attempt, f"Versions of model {name} changed during the transition; retry")
+    return {"model_version": version_json(mv)}
 
 
 def get_model_version_download_uri(req: Request) -> dict:
@@ -295,7 +291,7 @@ def set_model_version_tag(req: Request) -> dict:
     key, value = items.tag(req.json.get("key"), req.json.get("value"))
     _fixed_tag(key)
     _update_version(req.project, require(req.json, "name"), require(req.json, "version"), "SET tags.#k = :v, actor = :a",
-                    {":v": value, ":a": req.token_id}, {"#k": key})  # events: actor
+                    {":v": value, ":a": req.token_id}, {"#k": key}, return_new=False)  # events: actor
     return {}
 
 
@@ -304,7 +300,7 @@ def delete_model_version_tag(req: Request) -> dict:
     key = require(req.json, "key")
     _fixed_tag(key)
     _update_version(req.project, require(req.json, "name"), require(req.json, "version"), "REMOVE tags.#k SET actor = :a",
-                    {":a": req.token_id}, {"#k": key})  # events: actor
+                    {":a": req.token_id}, {"#k": key}, return_new=False)  # events: actor
     return {}
 
 

@@ -158,3 +158,97 @@ def test_rename_moves_every_item_and_the_run_link(run_with_files):
     assert "L#new#1" in run_items and "L#old#1" not in run_items
     assert _objects(f"projects/{P}/packages/old/") == []
     assert len(_objects(f"projects/{P}/packages/new/1.0.0/")) == 2
+
+
+def _assert_alias_copies_match(name: str) -> None:
+    """Every alias item carries exactly its version (get-by-alias answers from it alone)."""
+    from shared.registry import items
+
+    partition = db.query_all(keys.registered_model(P, name), consistent=True)
+    versions = {i["version"]: items.strip(i) for i in partition if i["sk"].startswith("V#")}
+    aliases = [i for i in partition if i["sk"].startswith("A#")]
+    for alias in aliases:
+        copy, version = items.aliased_version(alias), versions[alias["version"]]
+        drop = ("actor", "renamed_from")  # who last wrote, and a rename's mark: per item, not per version
+        assert {k: v for k, v in copy.items() if k not in drop} == {k: v for k, v in version.items() if k not in drop}
+        assert alias["alias"] in version["aliases"]
+    assert sum(len(v.get("aliases") or ()) for v in versions.values()) == len(aliases)
+
+
+def test_alias_items_carry_their_version_through_every_write(run_with_files):
+    from shared.registry import models, versions
+
+    call(models.create_registered_model, {"name": "copies"})
+    source = {"name": "copies", "source": f"{run_with_files['artifact_uri']}/model", "run_id": run_with_files["run_id"]}
+    for _ in range(3):
+        call(versions.create_model_version, source)
+    steps = [
+        (models.set_registered_model_alias, {"alias": "a", "version": "1"}),
+        (models.set_registered_model_alias, {"alias": "b", "version": "1"}),
+        (models.set_registered_model_alias, {"alias": "c", "version": "2"}),
+        (versions.set_model_version_tag, {"version": "1", "key": "k", "value": "v"}),
+        (versions.set_model_version_tag, {"version": "2", "key": "k", "value": "w"}),
+        (versions.delete_model_version_tag, {"version": "1", "key": "k"}),
+        (versions.update_model_version, {"version": "1", "description": "first"}),
+        (versions.transition_model_version_stage, {"version": "2", "stage": "Production"}),
+        (versions.transition_model_version_stage, {"version": "1", "stage": "Production",
+                                                   "archive_existing_versions": True}),
+        (models.set_registered_model_alias, {"alias": "b", "version": "2"}),
+        (models.set_registered_model_alias, {"alias": "a", "version": "3"}),
+        (models.delete_registered_model_alias, {"alias": "c"}),
+        (versions.delete_model_version, {"version": "3"}),
+    ]
+    for handler, body in steps:
+        call(handler, {"name": "copies", **body})
+        _assert_alias_copies_match("copies")
+    by_alias = call(models.get_model_version_by_alias, {"name": "copies", "alias": "b"})["model_version"]
+    assert by_alias == call(versions.get_model_version, {"name": "copies", "version": "2"})["model_version"]
+    assert (by_alias["current_stage"], by_alias["tags"][-1], by_alias["aliases"]) == (
+        "Archived", {"key": "k", "value": "w"}, ["b", "1.1.0"])
+
+    call(models.rename_registered_model, {"name": "copies", "new_name": "renamed"})
+    _assert_alias_copies_match("renamed")
+    moved = call(models.get_model_version_by_alias, {"name": "renamed", "alias": "b"})["model_version"]
+    assert moved == call(versions.get_model_version, {"name": "renamed", "version": "2"})["model_version"]
+    assert moved["name"] == "renamed"
+
+
+def test_alias_copies_stay_exact_under_concurrent_writers(run_with_files):
+    """Tag writers on both versions race alias moves between them: nothing is lost, copies stay exact."""
+    from shared.registry import models, versions
+
+    call(models.create_registered_model, {"name": "busy"})
+    source = {"name": "busy", "source": f"{run_with_files['artifact_uri']}/model", "run_id": run_with_files["run_id"]}
+    call(versions.create_model_version, source)
+    call(versions.create_model_version, source)
+    call(models.set_registered_model_alias, {"name": "busy", "alias": "stable", "version": "1"})
+    handler_cls, original, locked = _serialised_moto()
+    errors = []
+
+    def tagger(version: str, n: int):
+        for i in range(n):
+            try:
+                call(versions.set_model_version_tag, {"name": "busy", "version": version, "key": f"k{i}", "value": str(i)})
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    def mover(n: int):
+        for i in range(n):
+            try:
+                call(models.set_registered_model_alias, {"name": "busy", "alias": "champion", "version": str(1 + i % 2)})
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    handler_cls.call_action = locked
+    try:
+        threads = [threading.Thread(target=tagger, args=("1", 12)), threading.Thread(target=tagger, args=("2", 12)),
+                   threading.Thread(target=mover, args=(12,)), threading.Thread(target=mover, args=(11,))]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    finally:
+        handler_cls.call_action = original
+    assert not errors
+    _assert_alias_copies_match("busy")
+    for version in ("1", "2"):
+        tags = call(versions.get_model_version, {"name": "busy", "version": version})["model_version"]["tags"]
+        assert {t["key"] for t in tags} >= {f"k{i}" for i in range(12)}

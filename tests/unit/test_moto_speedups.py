@@ -1,0 +1,102 @@
+"""The emulator's moto patches (mlreg/moto_speedups.py) change cost, not results: the same requests
+give the same answers, items and stream records with and without them."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from mlreg import moto_speedups
+from shared import table as table_def
+
+
+def _item(pk: str, sk: str, group: str | None = None, **attrs) -> dict:
+    item = {"pk": {"S": pk}, "sk": {"S": sk}, **{k: {"S": v} for k, v in attrs.items()}}
+    if group:
+        item.update(g1pk={"S": group}, g1sk={"S": f"{pk}#{sk}"})
+    return item
+
+
+def _query_all(ddb, **kwargs) -> list[list[dict]]:
+    """Every page of a Query (pages of 4), as the pages came."""
+    pages, start = [], None
+    while True:
+        resp = ddb.query(TableName=os.environ["MLREG_TABLE"], Limit=4, **kwargs,
+                         **({"ExclusiveStartKey": start} if start else {}))
+        pages.append(resp["Items"])
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            return pages
+
+
+def _stream(ddb) -> list[tuple]:
+    from moto.dynamodb.models import dynamodb_backends
+
+    backend = dynamodb_backends["123456789012"][os.environ.get("AWS_DEFAULT_REGION", "us-east-1")]
+    records = backend.tables[os.environ["MLREG_TABLE"]].stream_shard.items
+    return [(r.record["eventName"], r.record["dynamodb"]["Keys"]["sk"]["S"]) for r in records]
+
+
+def _exercise() -> list:
+    """Queries (table and GSI, pages, both directions, filters), writes that move items between GSI
+    partitions, and transactions that fail part-way and that succeed."""
+    name = os.environ["MLREG_TABLE"]
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(**table_def.create_table_kwargs(name))
+    for p in range(3):
+        for i in range(9):
+            ddb.put_item(TableName=name, Item=_item(f"P#{p}", f"S#{i}", f"G#{i % 2}", v=str(i)))
+    seen = []
+
+    def look():
+        seen.append(_query_all(ddb, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "P#1"}}))
+        seen.append(_query_all(ddb, KeyConditionExpression="pk = :p AND begins_with(sk, :s)", ScanIndexForward=False,
+                               ExpressionAttributeValues={":p": {"S": "P#2"}, ":s": {"S": "S#"}}))
+        for group in ("G#0", "G#1", "G#2"):
+            seen.append(_query_all(ddb, IndexName="gsi1", KeyConditionExpression="g1pk = :g",
+                                   ExpressionAttributeValues={":g": {"S": group}}))
+        seen.append(_query_all(ddb, IndexName="gsi1", KeyConditionExpression="g1pk = :g AND g1sk > :s",
+                               FilterExpression="v <> :v", ScanIndexForward=False,
+                               ExpressionAttributeValues={":g": {"S": "G#0"}, ":s": {"S": "P#1"}, ":v": {"S": "4"}}))
+        seen.append(_stream(ddb))
+
+    look()
+    ddb.update_item(TableName=name, Key={"pk": {"S": "P#0"}, "sk": {"S": "S#0"}}, UpdateExpression="SET g1pk = :g",
+                    ExpressionAttributeValues={":g": {"S": "G#2"}})
+    ddb.delete_item(TableName=name, Key={"pk": {"S": "P#1"}, "sk": {"S": "S#1"}})
+    look()
+    failing = [{"Put": {"TableName": name, "Item": _item("P#1", "S#new", "G#1")}},
+               {"Update": {"TableName": name, "Key": {"pk": {"S": "P#2"}, "sk": {"S": "S#2"}},
+                           "UpdateExpression": "SET g1pk = :g", "ExpressionAttributeValues": {":g": {"S": "G#2"}}}},
+               {"Delete": {"TableName": name, "Key": {"pk": {"S": "P#2"}, "sk": {"S": "S#3"}}}},
+               {"ConditionCheck": {"TableName": name, "Key": {"pk": {"S": "P#0"}, "sk": {"S": "S#5"}},
+                                   "ConditionExpression": "attribute_not_exists(pk)"}}]
+    with pytest.raises(ClientError) as cancelled:
+        ddb.transact_write_items(TransactItems=failing)
+    seen.append(cancelled.value.response["CancellationReasons"])
+    look()
+    ddb.transact_write_items(TransactItems=failing[:3])
+    look()
+    return seen
+
+
+def test_patched_moto_answers_exactly_as_moto():
+    with mock_aws():
+        plain = _exercise()
+    with mock_aws(), moto_speedups.installed():
+        patched = _exercise()
+    assert patched == plain
+    assert any(len(pages) > 1 for pages in plain if isinstance(pages, list))  # pagination was exercised
+
+
+def test_a_failed_transaction_leaves_no_item_and_no_stream_record():
+    with mock_aws(), moto_speedups.installed():
+        seen = _exercise()
+    streams = [s for s in seen if s and isinstance(s[0], tuple)]
+    before_failure, after_failure = streams[1], streams[2]
+    assert after_failure == before_failure
+    assert ("INSERT", "S#new") in streams[3] and ("REMOVE", "S#3") in streams[3]
