@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import boto3
@@ -132,11 +133,15 @@ class Emulator:
 
     # -- persistence --
     def _snapshot_loop(self) -> None:
-        while not self._stop.wait(SNAPSHOT_SECONDS):
+        pause = SNAPSHOT_SECONDS
+        while not self._stop.wait(pause):
+            started = time.monotonic()
             try:
                 self.snapshot()
             except Exception as exc:  # keep serving; the next round tries again
                 logging.getLogger("mlreg").warning("snapshot failed: %s", exc)
+            # Saving holds moto's lock: a big table is saved less often, so requests wait at most ~10% of the time.
+            pause = max(SNAPSHOT_SECONDS, 10 * (time.monotonic() - started))
 
     def snapshot(self) -> None:
         with self._lock:

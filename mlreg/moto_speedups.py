@@ -6,18 +6,24 @@ moto as it is (bench.emulator_cost measures both):
   once per item of the transaction: 31 s for 5 puts at 40,000 items.
 - Query walks and sorts every item of the table for a base-table Query, and of the table again for
   a GSI Query: 1.3 s at 40,000 items.
+- Responses go through a generic serializer that walks the API's shape model per attribute: a
+  Query page of 1 MB takes seconds (most of a 20,000-point metric history's 13 s).
 
 Patched, with the same results:
 - a transaction saves only the items it names, and on failure puts them back (and drops the stream
   records it wrote);
 - a base-table Query reads its partition only;
-- a GSI Query reads the items of its index partition, grouped once per index until the next write.
+- a GSI Query reads the items of its index partition, grouped once per index until the next write;
+- reads (GetItem, BatchGetItem, Query, Scan) answer with plain JSON: their results already are
+  DynamoDB JSON, with bytes for binary values (base64 on the wire).
 
 Every patch assumes moto handles one request at a time (`mlreg.emulator` serialises them)."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import threading
 from collections import defaultdict
 from contextlib import contextmanager
@@ -54,7 +60,7 @@ def _patches() -> list[tuple[object, str, object]]:
     from moto.dynamodb import models
     from moto.dynamodb.models.table import Table
 
-    return [*_transactions(models, Table), *_queries(Table), *_writes(models.DynamoDBBackend, Table)]
+    return [*_transactions(models, Table), *_queries(Table), *_writes(models.DynamoDBBackend, Table), *_responses()]
 
 
 # ---- transactions: undo by item ------------------------------------------------------------------------
@@ -165,9 +171,7 @@ def _queries(table_class) -> list:
 
     def all_items(self):
         partition = getattr(_state, "partition", None)
-        if partition is None:
-            return original_all_items(self)
-        return sorted(partition, key=lambda item: (item.hash_key, item.range_key))
+        return original_all_items(self) if partition is None else partition  # query sorts what it reads
 
     return [(table_class, "query", query), (table_class, "all_items", all_items)]
 
@@ -192,3 +196,27 @@ def _writes(backend_class, table_class) -> list:
 
     return [(table_class, "put_item", put_item), (table_class, "delete_item", delete_item),
             (backend_class, "update_item", update_item)]
+
+
+# ---- responses: plain JSON for reads ------------------------------------------------------------------
+
+_READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
+
+
+def _binary(value):
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(type(value).__name__)
+
+
+def _responses() -> list:
+    from moto.dynamodb.responses import DynamoResult
+
+    original = DynamoResult.execute_result
+
+    def execute_result(self, context):
+        if context.operation_model.name not in _READS or isinstance(self.result, Exception):
+            return original(self, context)
+        return 200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(self.result, default=_binary)
+
+    return [(DynamoResult, "execute_result", execute_result)]

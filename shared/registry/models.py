@@ -260,9 +260,9 @@ def set_registered_model_alias(req: Request) -> dict:
         mv = items.strip(target)
         tx = db.Tx()
         copy = {**mv, "aliases": set(mv.get("aliases") or ()) | {alias}, "rev": mv["rev"] + 1}
+        condition, values = ("version = :old", {":old": old["version"]}) if old else ("attribute_not_exists(pk)", None)
         tx.put({**items.alias_item(req.project, alias, copy), "actor": req.token_id},  # events: actor
-               **({"condition": "version = :old", "values": {":old": old["version"]}} if old
-                  else {"condition": "attribute_not_exists(pk)"}))
+               condition=condition, values=values)
         # replaced_alias: the two reads may straddle another move (then `mv` is stale and the commit fails)
         items.change_version(tx, req.project, mv, "ADD aliases :a", {":a": {alias}}, replaced_alias=alias)
         if old:  # the alias leaves its old version (the old alias item holds that version's copy)
