@@ -419,6 +419,33 @@ def test_aliases_set_move_get_delete_and_errors(tracking, service, source_run):
     assert code(dangling) == "INVALID_PARAMETER_VALUE"
 
 
+def test_get_by_alias_sees_every_change_to_its_version_at_once(tracking, source_run):
+    """get-by-alias answers from the alias item's copy of the version (one read): every write to the
+    version must reach it in the same commit."""
+    name = unique("fresh")
+    tracking.create_registered_model(name)
+    new_version(tracking, name, source_run)
+    new_version(tracking, name, source_run)
+    tracking.set_registered_model_alias(name, "champion", "1")
+    tracking.set_registered_model_alias(name, "stable", "1")
+    tracking.set_model_version_tag(name, "1", "validated", "yes")
+    tracking.update_model_version(name, "1", "the first")
+    tracking.transition_model_version_stage(name, "1", "Production")
+    tracking.set_registered_model_alias(name, "challenger", "2")
+    tracking.delete_registered_model_alias(name, "stable")
+    for alias in ("champion", "1.0.0"):
+        by_alias = tracking.get_model_version_by_alias(name, alias)
+        assert (by_alias.version, by_alias.tags["validated"], by_alias.description, by_alias.current_stage) == (
+            "1", "yes", "the first", "Production")
+        assert by_alias.aliases == ["champion", "1.0.0"]
+    tracking.set_registered_model_alias(name, "champion", "2")
+    moved = tracking.get_model_version_by_alias(name, "champion")
+    assert (moved.version, moved.aliases, "validated" in moved.tags) == ("2", ["challenger", "champion", "1.1.0"], False)
+    assert tracking.get_model_version_by_alias(name, "challenger").aliases == ["challenger", "champion", "1.1.0"]
+    tracking.set_model_version_tag(name, "2", "note", "moved")
+    assert tracking.get_model_version_by_alias(name, "challenger").tags["note"] == "moved"
+
+
 # ---- candidate runs ------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not MLFLOW3, reason="logged models are MLflow 3")
