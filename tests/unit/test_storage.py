@@ -91,3 +91,36 @@ def test_every_key_starts_with_the_project():
                 keys.experiments_collection("p"), keys.run("p", "r"), keys.runs_collection("p", "1"),
                 keys.runs_by_start("p", "1"), keys.metric_history("p", "r", "m")]
     assert all(k.startswith("P#p") for k in builders)
+
+
+def test_reads_skip_botocore_parsing_with_the_same_result(aws):
+    """db.client() takes read items with json.loads instead of botocore's shape parser (CPU): every
+    attribute type comes back exactly as botocore would return it, and round-trips to plain Python."""
+    import boto3
+
+    name = db.table_name()
+    item = {"pk": {"S": "P#x"}, "sk": {"S": "S#1"}, "g3pk": {"S": "o"}, "g3sk": {"B": b"\x00\xff order"},
+            "n": {"N": "12"}, "f": {"N": "0.25"}, "big": {"N": "1E+3"}, "t": {"BOOL": True}, "z": {"NULL": True},
+            "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1", "2.5"]}, "bs": {"BS": [b"\x01", b"\x02"]},
+            "tags": {"M": {"B": {"S": "a tag named B"}, "S": {"N": "7"}, "bin": {"B": b"\x03"}}},
+            "l": {"L": [{"S": "x"}, {"B": b"\x04"}, {"M": {"k": {"L": [{"N": "-1"}]}}}]}}
+    plain_botocore = boto3.client("dynamodb")
+    plain_botocore.put_item(TableName=name, Item=item)
+    key = {"pk": item["pk"], "sk": item["sk"]}
+    requests = [("get_item", {"Key": key}), ("query", {"KeyConditionExpression": "pk = :p",
+                                                       "ExpressionAttributeValues": {":p": item["pk"]}}),
+                ("query", {"IndexName": "gsi3", "KeyConditionExpression": "g3pk = :p",
+                           "ExpressionAttributeValues": {":p": {"S": "o"}}}),
+                ("scan", {}), ("batch_get_item", {})]
+    for operation, kwargs in requests:
+        if operation == "batch_get_item":
+            call = lambda c: c.batch_get_item(RequestItems={name: {"Keys": [key]}})  # noqa: E731
+        else:
+            call = lambda c: getattr(c, operation)(TableName=name, **kwargs)  # noqa: E731
+        ours, theirs = call(db.client()), call(plain_botocore)
+        ours.pop("ResponseMetadata"), theirs.pop("ResponseMetadata")
+        assert ours == theirs, operation
+    assert db.get("P#x", "S#1") == {
+        "pk": "P#x", "sk": "S#1", "g3pk": "o", "g3sk": b"\x00\xff order", "n": 12, "f": 0.25, "big": 1000, "t": True,
+        "z": None, "ss": {"a", "b"}, "ns": {1, 2.5}, "bs": {b"\x01", b"\x02"},
+        "tags": {"B": "a tag named B", "S": 7, "bin": b"\x03"}, "l": ["x", b"\x04", {"k": [-1]}]}
