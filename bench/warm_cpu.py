@@ -3,12 +3,14 @@ AWS call answered instantly from memory.
 
     python -m bench.warm_cpu                   # every scenario of bench.request_budget, 500-run search
     python -m bench.warm_cpu --runs 500,5000 --repeat 30
+    python -m bench.warm_cpu --baseline        # also with a plain boto3 DynamoDB client, same run
 
 Each scenario of bench/request_budget.py first runs once against moto while the raw HTTP responses
 are recorded (moto's botocore hook is wrapped). Then moto is switched off and a `before-send` hook
 answers each request with its recorded bytes, so botocore still serialises, signs and parses as in
 Lambda; the dispatcher (event -> handler -> JSON response) is timed with process_time (all threads),
-median of --repeat runs."""
+median of --repeat runs. --baseline also times each scenario with a plain boto3 DynamoDB client
+(botocore's parameter validation and response parsing, which shared/db.py's client skips)."""
 
 from __future__ import annotations
 
@@ -104,23 +106,49 @@ def _client_factories():
             yield fn
 
 
+@contextmanager
+def plain_dynamodb_client():
+    """shared/ code talks to DynamoDB through a default boto3 client for the block."""
+    from functools import cache
+
+    import boto3
+
+    from shared import db
+
+    ours = db.client
+    db.client = cache(lambda: boto3.client("dynamodb"))
+    try:
+        yield
+    finally:
+        db.client = ours
+
+
 class WarmScenarios(request_budget.Scenarios):
     """Same scenarios; measure() records once against moto, then times replays."""
 
-    def __init__(self, api: Api, repeat: int) -> None:
+    def __init__(self, api: Api, repeat: int, baseline: bool = False) -> None:
         super().__init__(recorder=None, api=api)
-        self.repeat = repeat
-        self.results: list[tuple[str, float, float, int]] = []  # label, CPU ms, wall ms, AWS calls
+        self.repeat, self.baseline = repeat, baseline
+        self.results: list[tuple] = []  # label, CPU ms, wall ms, AWS calls[, CPU ms with a plain client]
 
     def measure(self, label: str, method: str, path: str, body=None, query=None) -> dict:
-        from shared.http import make_dispatcher
-
         tape = Tape()
         with recording(tape):
             result = self.api.call(method, path, body, query)
+        repeat = max(3, self.repeat // 6) if any(w in label for w in SLOW_LABEL_WORDS) else self.repeat
+        cpu, wall = self._replays(tape, label, method, path, body, query, repeat)
+        row: tuple = (label, cpu, wall, len(tape.exact))
+        if self.baseline:
+            with plain_dynamodb_client():
+                row += (self._replays(tape, label, method, path, body, query, repeat)[0],)
+        self.results.append(row)
+        return result
+
+    def _replays(self, tape: Tape, label: str, method: str, path: str, body, query, repeat: int) -> tuple[float, float]:
+        from shared.http import make_dispatcher
+
         event, function = self.api.event(method, path, body, query)
         dispatch = make_dispatcher(function)
-        repeat = max(3, self.repeat // 6) if any(w in label for w in SLOW_LABEL_WORDS) else self.repeat
         cpu, wall = [], []
         with replaying(tape):
             dispatch(event, None)  # first replay warms caches (handler resolution, parsers)
@@ -130,16 +158,16 @@ class WarmScenarios(request_budget.Scenarios):
                 cpu.append((time.process_time() - c0) * 1000)
                 wall.append((time.perf_counter() - w0) * 1000)
         assert response["statusCode"] < 500, (label, response["body"][:300])
-        self.results.append((label, statistics.median(cpu), statistics.median(wall), len(tape.exact)))
-        return result
+        return statistics.median(cpu), statistics.median(wall)
 
 
-def run_all(run_sizes: tuple[int, ...] = (500,), repeat: int = 30, n_versions: int = 50) -> list[tuple]:
+def run_all(run_sizes: tuple[int, ...] = (500,), repeat: int = 30, n_versions: int = 50,
+            baseline: bool = False) -> list[tuple]:
     from shared.projects import create_project
 
     with emulated_aws():
         create_project(PROJECT)
-        s = WarmScenarios(Api(), repeat)
+        s = WarmScenarios(Api(), repeat, baseline)
         request_budget.tracking(s)
         request_budget.logged_models(s)
         if request_budget._route_exists("registry"):
@@ -152,9 +180,13 @@ def run_all(run_sizes: tuple[int, ...] = (500,), repeat: int = 30, n_versions: i
 
 
 def markdown(results: list[tuple]) -> str:
-    out = ["| scenario | handler CPU (ms, median) | wall (ms, median) | distinct AWS responses replayed |",
-           "|---|---:|---:|---:|"]
-    out += [f"| {label} | {cpu:.2f} | {wall:.2f} | {n} |" for label, cpu, wall, n in results]
+    baseline = len(results[0]) > 4
+    out = ["| scenario | handler CPU (ms, median) | wall (ms, median) | distinct AWS responses replayed |"
+           + (" with a plain boto3 client (CPU ms) | ratio |" if baseline else ""),
+           "|---|---:|---:|---:|" + ("---:|---:|" if baseline else "")]
+    for label, cpu, wall, n, *plain in results:
+        out.append(f"| {label} | {cpu:.2f} | {wall:.2f} | {n} |"
+                   + (f" {plain[0]:.2f} | {cpu / plain[0]:.2f} |" if plain else ""))
     return "\n".join(out)
 
 
@@ -163,9 +195,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", default="500", help="experiment sizes for search_runs (comma-separated)")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--versions", type=int, default=50)
+    parser.add_argument("--baseline", action="store_true", help="also time a plain boto3 DynamoDB client")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    results = run_all(tuple(int(n) for n in args.runs.split(",") if n), args.repeat, args.versions)
+    results = run_all(tuple(int(n) for n in args.runs.split(",") if n), args.repeat, args.versions, args.baseline)
     print(markdown(results))
     print(f"\n(process_time of the dispatcher, {args.repeat} repeats (searches over many runs: fewer); "
           f"bench took {time.perf_counter() - t0:.0f} s)")
