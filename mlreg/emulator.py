@@ -66,6 +66,22 @@ def _serialise_dynamodb_requests() -> None:
     DynamoHandler.call_action = call_action
 
 
+def upgraded(items: list[dict]) -> list[dict]:
+    """Items saved by an older mlreg, in today's shape: versions count their writes (`rev`) and alias
+    items carry a copy of their version (get-by-alias reads them alone)."""
+    from shared import keys
+
+    versions = {(i["pk"]["S"], i["sk"]["S"]): i for i in items if "#M#" in i["pk"]["S"] and i["sk"]["S"].startswith("V#")}
+    for version in versions.values():
+        version.setdefault("rev", {"N": "0"})
+    for item in items:
+        if "#M#" in item["pk"]["S"] and item["sk"]["S"].startswith("A#") and "current_stage" not in item:
+            version = versions.get((item["pk"]["S"], keys.version_sk(int(item["version"]["N"]))))
+            own = ("pk", "sk", "g1pk", "g1sk", "g2pk", "g2sk", "model_name", "renamed_from", "alias", "version")
+            item.update({k: v for k, v in (version or {}).items() if k not in own})
+    return items
+
+
 class Emulator:
     """moto in-process plus a moto HTTP server for presigned URLs, with snapshots to `data_dir`."""
 
@@ -185,7 +201,7 @@ class Emulator:
     def _restore(self) -> None:
         table_file = self.data_dir / "table.json"
         if table_file.exists():
-            items = json.loads(table_file.read_text(), object_hook=_unb64)
+            items = upgraded(json.loads(table_file.read_text(), object_hook=_unb64))
             for i in range(0, len(items), 25):
                 self.ddb.batch_write_item(RequestItems={self.table: [{"PutRequest": {"Item": it}} for it in items[i:i + 25]]})
         manifest_path = self.data_dir / "objects.json"

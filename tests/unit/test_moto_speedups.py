@@ -106,3 +106,4 @@ def test_a_failed_transaction_leaves_no_item_and_no_stream_record():
     before_failure, after_failure = streams[1], streams[2]
     assert after_failure == before_failure
     assert ("INSERT", "S#new") in streams[3] and ("REMOVE", "S#3") in streams[3]
+
