@@ -138,19 +138,20 @@ def _written(table) -> None:
     table.__dict__.pop("_mlreg_index_groups", None)
 
 
-def _index_partition(table, index_name: str, hash_conditions) -> list:
-    """The items whose index hash attributes equal the Query's, from a grouping built once per write."""
+def _index_partition(table, hash_conditions) -> list:
+    """The items whose index hash attributes equal the Query's, from a grouping built once per write
+    (each index has its own hash attributes, so they name the grouping)."""
     groups = table.__dict__.setdefault("_mlreg_index_groups", {})
     names = tuple(name for name, _ in hash_conditions)
-    if (index_name, names) not in groups:
+    if names not in groups:
         grouped = defaultdict(list)
         for partition in table.items.values():
             for item in partition.values():
                 values = tuple(item.attrs.get(name) for name in names)
                 if all(v is not None for v in values):
                     grouped[values].append(item)
-        groups[(index_name, names)] = grouped
-    return groups[(index_name, names)].get(tuple(value for _, value in hash_conditions), [])
+        groups[names] = grouped
+    return groups[names].get(tuple(value for _, value in hash_conditions), [])
 
 
 def _queries(table_class) -> list:
@@ -161,7 +162,7 @@ def _queries(table_class) -> list:
         if index_name is None and self.range_key_attr:
             _state.partition = list(self.items.get(hash_key, {}).values())
         elif index_name and hash_key_conditions:
-            _state.partition = _index_partition(self, index_name, hash_key_conditions)
+            _state.partition = _index_partition(self, hash_key_conditions)
         try:
             return original_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
                                   scan_index_forward, projection_expressions, index_name, *args,

@@ -50,7 +50,7 @@ def client():
     return ddb
 
 
-_READ_FIELDS = {"GetItem": "Item", "Query": "Items", "Scan": "Items", "BatchGetItem": "Responses"}
+_READ_FIELDS = {"GetItem": "Item", "Query": "Items", "BatchGetItem": "Responses"}
 
 
 def _items_without_botocore_parsing(operation_model, response_dict, customized_response_dict, **_) -> None:
@@ -208,6 +208,13 @@ def is_condition_failure(err: ClientError) -> bool:
     return err.response["Error"]["Code"] in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
+def condition_failed(err: ClientError) -> bool:
+    """A condition of the request (or of one of the transaction's items) was false."""
+    code = err.response["Error"]["Code"]
+    return code == "ConditionalCheckFailedException" or (
+        code == "TransactionCanceledException" and "ConditionalCheckFailed" in cancellation_reasons(err))
+
+
 def failed_item(err: ClientError) -> dict | None:
     """The item a failed conditional update found (None: there was none)."""
     return from_item(err.response["Item"]) if err.response.get("Item") else None
@@ -349,10 +356,9 @@ class Tx:
         self.items.append({"Update": op})
         return self
 
-    def delete(self, pk: str, sk: str, condition: str | None = None) -> "Tx":
+    def delete(self, pk: str, sk: str, condition: str | None = None, values: dict | None = None) -> "Tx":
         op: dict = {"TableName": table_name(), "Key": key(pk, sk)}
-        if condition:
-            op["ConditionExpression"] = condition
+        _add_expression(op, condition, None, values)
         self.items.append({"Delete": op})
         return self
 
@@ -364,14 +370,15 @@ class Tx:
 
     def commit(self, token: str | None = None, on_conflict: MlflowError | None = None) -> None:
         """`token` makes the commit idempotent for 10 minutes (safe client retries); `on_conflict`
-        is raised instead when a condition fails (a name taken, an item gone)."""
+        is raised instead when a condition fails (a name taken, an item gone). A concurrent
+        transaction's interference is not a failed condition: it stays a retryable error."""
         kwargs: dict = {"TransactItems": self.items}
         if token:
             kwargs["ClientRequestToken"] = token[:36]
         try:
             client().transact_write_items(**kwargs)
         except ClientError as err:
-            if on_conflict is not None and is_condition_failure(err):
+            if on_conflict is not None and condition_failed(err):
                 raise on_conflict from None
             raise
 

@@ -58,6 +58,11 @@ def decode(token: str | None, project: str, query: Any) -> Any:
     return data["c"]
 
 
+def with_token(response: dict, token: str | None) -> dict:
+    """A page of a list: `next_page_token` only when there is a next page, as MLflow answers."""
+    return {**response, "next_page_token": token} if token else response
+
+
 def offset_page(project: str, query: Any, token: str | None, keyed: Iterable[tuple[Any, Any]],
                 limit: int) -> tuple[list, str | None]:
     """Sort (sort key, item) pairs and cut one page; the token carries the next offset. For

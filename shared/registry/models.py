@@ -37,12 +37,6 @@ def _default_experiment(project: str, name: str) -> str:
         return db.get(keys.experiment_name_guard(project, name), keys.GUARD_SK)["experiment_id"]
 
 
-def delete_if(tx: db.Tx, pk: str, sk: str, condition: str, values: dict) -> None:
-    """A transactional delete whose condition compares values (db.Tx.delete takes none)."""
-    tx.items.append({"Delete": {"TableName": db.table_name(), "Key": db.key(pk, sk), "ConditionExpression": condition,
-                                "ExpressionAttributeValues": db.to_item(values)}})
-
-
 # ---- create / get / update / rename / delete ----------------------------------------------------------
 
 def create_registered_model(req: Request) -> dict:
@@ -102,7 +96,7 @@ def rename_registered_model(req: Request) -> dict:
         moved = {**_renamed(req.project, item, new_name, ts), "renamed_from": name}
         if item["sk"] == keys.MODEL_SK:
             tx.put(moved, condition="attribute_not_exists(pk)")
-            delete_if(tx, pk, item["sk"], "last_version = :v", {":v": meta["last_version"]})  # no new versions
+            tx.delete(pk, item["sk"], "last_version = :v", {":v": meta["last_version"]})  # no new versions
         else:
             tx.put(moved)
             tx.delete(pk, item["sk"])
@@ -183,8 +177,7 @@ def search_registered_models(req: Request) -> dict:
     page, token = pagination.offset_page(req.project, [data.get("filter"), order_by, limit], data.get("page_token"),
                                          found, limit)
     latest = db.parallel(lambda m: items.latest_versions(req.project, m["name"]), page)
-    out: dict = {"registered_models": [model_json(m, lv) for m, lv in zip(page, latest)]}
-    return {**out, "next_page_token": token} if token else out
+    return pagination.with_token({"registered_models": [model_json(m, lv) for m, lv in zip(page, latest)]}, token)
 
 
 def get_latest_versions(req: Request) -> dict:
@@ -203,7 +196,7 @@ def set_registered_model_tag(req: Request) -> dict:
     tx = db.Tx()
     tx.check(keys.registered_model(req.project, name), keys.MODEL_SK, "attribute_exists(pk)")
     tx.put(items.tag_item(req.project, name, key, value))
-    _commit_or_404(tx, name)
+    tx.commit(on_conflict=items.model_not_found(name))
     return {}
 
 
@@ -214,17 +207,8 @@ def delete_registered_model_tag(req: Request) -> dict:
     tx = db.Tx()
     tx.check(keys.registered_model(req.project, name), keys.MODEL_SK, "attribute_exists(pk)")
     tx.delete(keys.registered_model(req.project, name), keys.model_tag_sk(key))
-    _commit_or_404(tx, name)
+    tx.commit(on_conflict=items.model_not_found(name))
     return {}
-
-
-def _commit_or_404(tx: db.Tx, name: str) -> None:
-    try:
-        tx.commit()
-    except ClientError as err:
-        if db.is_condition_failure(err) and db.cancellation_reasons(err)[:1] == ["ConditionalCheckFailed"]:
-            raise items.model_not_found(name) from None
-        raise
 
 
 # ---- aliases -----------------------------------------------------------------------------------------
@@ -286,7 +270,7 @@ def delete_registered_model_alias(req: Request) -> dict:
             load_meta(req.project, name)
             return {}
         tx = db.Tx()
-        delete_if(tx, pk, keys.alias_sk(alias), "version = :v", {":v": old["version"]})
+        tx.delete(pk, keys.alias_sk(alias), "version = :v", {":v": old["version"]})
         items.change_version(tx, req.project, items.aliased_version(old), "DELETE aliases :a", {":a": {alias}},
                              replaced_alias=alias)
         tx.commit()
@@ -313,14 +297,13 @@ def _alias_target(project: str, name: str, alias: str) -> dict:
     return items.aliased_version(item)
 
 
-def resolve_alias(project: str, name: str, alias: str) -> int:
-    """An alias, a semantic version or `latest` -> version number."""
-    return _alias_target(project, name, alias)["version"]
+def version_by_alias(project: str, name: str, alias: str) -> dict:
+    """The version an alias, a semantic version or `latest` names: one read for an alias or `latest`;
+    a semantic version reads its guard, then the version."""
+    found = _alias_target(project, name, alias)
+    return found if "current_stage" in found else items.load_version(project, name, found["version"])
 
 
 def get_model_version_by_alias(req: Request) -> dict:
-    """One read for an alias or `latest`; a semantic version reads its guard, then the version."""
     name = items.valid_name(require(req.json, "name"))
-    found = _alias_target(req.project, name, require(req.json, "alias"))
-    mv = found if "current_stage" in found else items.load_version(req.project, name, found["version"])
-    return {"model_version": version_json(mv)}
+    return {"model_version": version_json(version_by_alias(req.project, name, require(req.json, "alias")))}

@@ -20,7 +20,7 @@ from shared.filters import parse_version_filter, parse_version_order_by, version
 from shared.http import Request
 from shared.registry import items, packages
 from shared.registry.items import load_version, version_json
-from shared.registry.models import delete_if, resolve_alias
+from shared.registry.models import version_by_alias
 from shared.tracking import experiments, logged_models, runs
 from shared.validation import max_results, require
 
@@ -91,9 +91,8 @@ def resolve_source(project: str, source: str, run_id: str | None, model_id: str 
                 "prefix": packages.artifacts_prefix(project, _artifact_path(model["artifact_uri"]))}
     if parsed.scheme == "models":  # models:/<name>/<version> or models:/<name>@<alias>
         name, _, ref = path.partition("/") if "/" in path else path.partition("@")
-        number = resolve_alias(project, name, ref) if "@" in path else items.valid_version(ref)
-        mv = load_version(project, name, number)
-        return {"source": f"models:/{name}/{number}", "run_id": run_id or mv.get("run_id"),
+        mv = version_by_alias(project, name, ref) if "@" in path else load_version(project, name, ref)
+        return {"source": f"models:/{name}/{mv['version']}", "run_id": run_id or mv.get("run_id"),
                 "model_id": model_id or mv.get("model_id"),
                 "prefix": packages.package_prefix(project, name, mv["semver"])}
     if parsed.scheme == "runs":
@@ -232,11 +231,11 @@ def delete_model_version(req: Request) -> dict:
         aliases = sorted(mv.get("aliases") or ())
         tx = db.Tx()
         if aliases:
-            delete_if(tx, pk, keys.version_sk(mv["version"]), "size(aliases) = :n", {":n": len(aliases)})
+            tx.delete(pk, keys.version_sk(mv["version"]), "size(aliases) = :n", {":n": len(aliases)})
         else:
             tx.delete(pk, keys.version_sk(mv["version"]), condition="attribute_exists(pk) AND attribute_not_exists(aliases)")
         for alias in aliases:
-            delete_if(tx, pk, keys.alias_sk(alias), "version = :v", {":v": mv["version"]})
+            tx.delete(pk, keys.alias_sk(alias), "version = :v", {":v": mv["version"]})
         tx.delete(pk, keys.semver_sk(mv["semver"]))
         if mv.get("run_id"):
             tx.delete(keys.run(req.project, mv["run_id"]), runs.link_sk(name, mv["version"]))
@@ -338,5 +337,4 @@ def search_model_versions(req: Request) -> dict:
             found.append((sort_key(view), mv))
     page, token = pagination.offset_page(req.project, [data.get("filter"), order_by, limit], data.get("page_token"),
                                          found, limit)
-    out: dict = {"model_versions": [version_json(mv) for mv in page]}
-    return {**out, "next_page_token": token} if token else out
+    return pagination.with_token({"model_versions": [version_json(mv) for mv in page]}, token)

@@ -156,7 +156,7 @@ def search_experiments(req: Request) -> dict:
     found = [(sort_key(e), e) for e in all_experiments(req.project) if e["lifecycle_stage"] in view and matches(e)]
     page, token = pagination.offset_page(req.project, [view, data.get("filter"), order_by, limit],
                                          data.get("page_token"), found, limit)
-    return {"experiments": [to_json(e) for e in page], **({"next_page_token": token} if token else {})}
+    return pagination.with_token({"experiments": [to_json(e) for e in page]}, token)
 
 
 def all_experiments(project: str) -> list[dict]:

@@ -199,8 +199,7 @@ def search_logged_models(req: Request) -> dict:
             if model["lifecycle_stage"] == ACTIVE and matches(view):
                 found.append((sort_key(view), model))
     page, token = pagination.offset_page(req.project, query, data.get("page_token"), found, limit)
-    out: dict = {"models": [to_json(m) for m in page]}
-    return {**out, "next_page_token": token} if token else out
+    return pagination.with_token({"models": [to_json(m) for m in page]}, token)
 
 
 def list_logged_model_artifacts(req: Request) -> dict:
