@@ -9,7 +9,9 @@ enforce each route's role from the route table. See docs/auth.md."""
 
 from __future__ import annotations
 
-from shared import projects
+from shared import db, projects
+
+db.client()  # in the init phase: every call reads the token (docs/performance.md, cold start)
 
 
 class Unauthorized(Exception):
