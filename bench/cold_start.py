@@ -250,7 +250,7 @@ def markdown(starts: dict, groups: dict, models: dict, package: tuple[float, flo
         wall = _ms(shipped, "init_wall") + _ms(shipped, "invoke_wall")
         out.append(f"| {name}: {FIRST_REQUESTS[name]} | {_ms(shipped, 'init_cpu'):.0f} | {_ms(shipped, 'invoke_cpu'):.0f} "
                    f"| **{first:.0f}** ({wall:.0f}) | {_ms(primed, 'init_cpu'):.0f} | "
-                   f"restore + {_ms(primed, 'invoke_cpu'):.0f} | {'met' if first <= TARGET_MS else '**not met**'} |")
+                   f"restore + {_ms(primed, 'invoke_cpu'):.0f} | {'met' if round(first) <= TARGET_MS else '**not met**'} |")
     out += ["", "| function | imports of the shipped first request (ms): " + " | ".join(GROUPS) + " | other | "
             "modules with pydantic models |", "|---|" + "---:|" * (len(GROUPS) + 1) + "---|"]
     for name in FUNCTIONS:
