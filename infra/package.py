@@ -37,6 +37,7 @@ SOURCE_ASSET = BUILD / "lambda-source"
 LOCK_FILE = "infra/lambda-requirements.txt"
 
 PYTHON_VERSION = "3.12"  # keep in step with the runtime in infra/constructs/functions.py
+TASK_ROOT = "/var/task"  # where Lambda unpacks the asset
 PLATFORM = "manylinux2014_aarch64"  # keep in step with the architecture there
 # The Lambda runtime ships these (boto3 and its dependencies). Left out, they cannot shadow the
 # runtime's own, matching versions, and the asset stays small.
@@ -115,6 +116,30 @@ def install_dependencies(target: Path, root: Path = ROOT) -> None:
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: shebangs name the build machine's Python
 
 
+def bytecode_python() -> tuple[str, str] | None:
+    """(command, version) of a CPython PYTHON_VERSION to compile the asset's bytecode with, if any."""
+    probe = "import platform; print(platform.python_implementation(), platform.python_version())"
+    for command in (os.environ.get("MLREG_LAMBDA_PYTHON"), shutil.which(f"python{PYTHON_VERSION}")):
+        if command:
+            done = subprocess.run([command, "-c", probe], capture_output=True, text=True)
+            implementation, _, version = done.stdout.strip().partition(" ")
+            if done.returncode == 0 and implementation == "CPython" and version.startswith(PYTHON_VERSION + "."):
+                return command, version
+    return None
+
+
+def compile_bytecode(target: Path) -> bool:
+    """Bytecode for Lambda's Python next to every module; False when no such interpreter is at hand."""
+    found = bytecode_python()
+    if found is None:
+        print(f"mlreg: no CPython {PYTHON_VERSION} found (python{PYTHON_VERSION} on PATH or MLREG_LAMBDA_PYTHON): "
+              "the asset ships without bytecode, and Lambda compiles it at every cold start", file=sys.stderr)
+        return False
+    subprocess.run([found[0], "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                    "-s", str(target), "-p", TASK_ROOT, str(target)], check=True)
+    return True
+
+
 def source_files(root: Path = ROOT) -> Iterator[Path]:
     """The repository's files that go into the asset, relative to `root`, in a stable order."""
     for name in SOURCES:
@@ -146,14 +171,19 @@ def build(target: Path | None = None, *, with_dependencies: bool = True, root: P
     if with_dependencies:
         install_dependencies(target, root)
     copy_sources(target, root)
+    if with_dependencies:
+        compile_bytecode(target)
     normalise_modes(target)
     return target
 
 
 def asset_hash(root: Path = ROOT) -> str:
     """sha256 of what decides the asset's content: the source files (names and bytes), the lock
-    file, and this packager. Timestamps, caches and the wheelhouse do not count."""
+    file, this packager and the bytecode interpreter's version. Timestamps, caches and the
+    wheelhouse do not count."""
     digest = hashlib.sha256()
+    compiler = bytecode_python()
+    digest.update(f"bytecode: {compiler[1] if compiler else 'none'}\0".encode())
     for relative in [*source_files(root), Path(LOCK_FILE), Path("infra/package.py")]:
         digest.update(relative.as_posix().encode() + b"\0")
         digest.update(hashlib.sha256((root / relative).read_bytes()).digest())

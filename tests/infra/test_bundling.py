@@ -59,8 +59,17 @@ def test_cdk_synth_on_a_fresh_clone_builds_the_locked_asset(tmp_path, wheelhouse
     (native,) = asset.glob("pydantic_core/_pydantic_core.cpython-312-*.so")
     assert int.from_bytes(native.read_bytes()[18:20], "little") == AARCH64, "built for Lambda's arm64"
     assert (asset / "functions" / "tracking.py").read_bytes() == (ROOT / "functions" / "tracking.py").read_bytes()
-    assert not (asset / "bin").exists() and not list(asset.rglob("__pycache__"))
+    assert not (asset / "bin").exists()
     assert {oct(p.stat().st_mode & 0o777) for p in asset.rglob("*") if p.is_file()} == {"0o644"}
+    modules = list(asset.rglob("*.py"))
+    compiled = [m for m in modules if (m.parent / "__pycache__" / f"{m.stem}.cpython-312.pyc").is_file()]
+    if package.bytecode_python():  # bytecode for Lambda's Python, checked by source hash, naming /var/task paths
+        assert len(compiled) == len(modules)
+        pyc = (asset / "shared" / "__pycache__" / "routes.cpython-312.pyc").read_bytes()
+        assert int.from_bytes(pyc[4:8], "little") == 0b01, "unchecked-hash bytecode: unzip timestamps do not matter"
+        assert b"/var/task/shared/routes.py" in pyc and str(clone).encode() not in pyc
+    else:
+        assert not list(asset.rglob("__pycache__"))
 
 
 def staged_hash(cdk_out: Path) -> str:
@@ -75,6 +84,16 @@ def test_two_builds_give_the_same_files_bytes_and_modes(tmp_path, wheelhouse):
     os.utime(clone / "shared" / "routes.py", (1, 1))  # a new timestamp changes nothing
     second = package.build(tmp_path / "second", root=clone)
     assert package.tree_digest(first) == package.tree_digest(second)
+
+
+def test_bytecode_needs_lambdas_python_and_names_it_in_the_hash(monkeypatch):
+    monkeypatch.setattr(package.shutil, "which", lambda name: None)
+    monkeypatch.setenv("MLREG_LAMBDA_PYTHON", sys.executable)  # this interpreter: not CPython 3.12 (3.11 here)
+    if sys.version_info[:2] != (3, 12):
+        assert package.bytecode_python() is None
+    without = package.asset_hash()
+    monkeypatch.setattr(package, "bytecode_python", lambda: ("python3.12", "3.12.1"))
+    assert package.asset_hash() != without, "bytecode changes the asset: it changes the hash"
 
 
 def test_the_asset_hash_follows_sources_lock_and_packager_only(tmp_path):
