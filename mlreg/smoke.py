@@ -130,14 +130,19 @@ class EventWatch:
         self.sqs, self.events = boto3.client("sqs", **kwargs), boto3.client("events", **kwargs)
         self.bus, self.name, self.seen = bus, model, []
         self.queue = self.sqs.create_queue(QueueName=model)["QueueUrl"]
-        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        rule_arn = self.events.put_rule(Name=model, EventBusName=bus, EventPattern=json.dumps(
-            {"source": ["mlreg"], "detail": {"project": [project], "model": [model]}}))["RuleArn"]
-        self.sqs.set_queue_attributes(QueueUrl=self.queue, Attributes={"Policy": json.dumps({
-            "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
-                "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]})})
-        self.events.put_targets(Rule=model, EventBusName=bus, Targets=[{"Id": "smoke", "Arn": queue_arn}])
+        try:
+            queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue,
+                                                      AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            rule_arn = self.events.put_rule(Name=model, EventBusName=bus, EventPattern=json.dumps(
+                {"source": ["mlreg"], "detail": {"project": [project], "model": [model]}}))["RuleArn"]
+            self.sqs.set_queue_attributes(QueueUrl=self.queue, Attributes={"Policy": json.dumps({
+                "Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
+                    "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]})})
+            self.events.put_targets(Rule=model, EventBusName=bus, Targets=[{"Id": "smoke", "Arn": queue_arn}])
+        except Exception:
+            self.remove()  # what was made so far
+            raise
 
     def wait_for(self, detail_types: set[str], timeout: float) -> list[str]:
         deadline = time.monotonic() + timeout
@@ -151,8 +156,15 @@ class EventWatch:
                 self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
 
     def remove(self) -> None:
-        self.events.remove_targets(Rule=self.name, EventBusName=self.bus, Ids=["smoke"])
-        self.events.delete_rule(Name=self.name, EventBusName=self.bus)
+        """The rule (with its target) and the queue, as far as they exist."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.events.remove_targets(Rule=self.name, EventBusName=self.bus, Ids=["smoke"])
+            self.events.delete_rule(Name=self.name, EventBusName=self.bus)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
         self.sqs.delete_queue(QueueUrl=self.queue)
 
 
@@ -360,7 +372,11 @@ def run(s: Smoke, checks: list[Check], keep: bool = False, out=sys.stdout) -> bo
         else:
             line("PASS", check.name, f"{detail} ({(time.monotonic() - started) * 1000:.0f} ms)")
     if s.watch:
-        s.watch.remove()
+        try:
+            s.watch.remove()
+        except Exception as err:
+            failed = True
+            line("FAIL", "cleanup", f"the temporary rule and queue {s.name} stay: {type(err).__name__}: {err}")
     if keep:
         line("KEEP", "cleanup", f"left experiment and model {s.name} (--keep)")
         return not failed
