@@ -17,7 +17,6 @@ skipped, not failed twice. Adding a check is one function and one line in CHECKS
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
