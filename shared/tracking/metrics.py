@@ -5,23 +5,15 @@
 from __future__ import annotations
 
 import bisect
-import math
 
-from shared import db, keys, pagination
+from shared import db, doubles, keys, pagination
 from shared.http import Request
 from shared.tracking import messages
 from shared.tracking.messages import Metric
 
 
-def stored(value: float):
-    """DynamoDB numbers cannot hold NaN or infinities: those are kept as their protobuf names."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
 def metric_value(item: dict) -> float:
-    return float(item["value"])
+    return doubles.decode(item["value"])
 
 
 def metric_json(item: dict) -> dict:
@@ -35,7 +27,7 @@ def write_points(project: str, run: dict, points: list[Metric], also: list[dict]
 
     history = {(p.key, keys.metric_point_sk(p.timestamp, p.step, p.value)): p for p in points}
     db.batch_put([{"pk": keys.metric_history(project, run["run_id"], k), "sk": sk, "key": k,
-                   "value": stored(p.value), "timestamp": p.timestamp, "step": p.step}
+                   "value": doubles.encode(p.value), "timestamp": p.timestamp, "step": p.step}
                   for (k, sk), p in history.items()] + list(also))
     latest: dict[str, tuple[str, Metric]] = {}
     for p in points:
@@ -46,7 +38,7 @@ def write_points(project: str, run: dict, points: list[Metric], also: list[dict]
     # A failed condition means a newer point is already the latest: nothing to do for that key.
     db.conditional_puts([
         (ordered_item(project, run, f"M#{p.key}", "metric", p.key, p.value, key=p.key,
-                      value=stored(p.value), timestamp=p.timestamp, step=p.step, ord=order),
+                      value=doubles.encode(p.value), timestamp=p.timestamp, step=p.step, ord=order),
          "attribute_not_exists(pk) OR #o < :o", {"#o": "ord"}, {":o": order})
         for order, p in latest.values()])
 
