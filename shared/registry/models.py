@@ -162,7 +162,7 @@ def search_registered_models(req: Request, msg: messages.SearchRegisteredModels)
                 "last_updated_timestamp": model["last_updated_timestamp"]}
         if matches(view):
             found.append((sort_key(view), model))
-    page, token = pagination.offset_page(req.project, [msg.filter, msg.order_by, msg.max_results], msg.page_token, found,
+    page, token = pagination.offset_page(req.project, [msg.filter, msg.order_by], msg.page_token, found,
                                          msg.max_results)
     latest = db.parallel(lambda m: items.latest_versions(req.project, m["name"]), page)
     return pagination.with_token({"registered_models": [model_json(m, lv) for m, lv in zip(page, latest)]}, token)

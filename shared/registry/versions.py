@@ -324,6 +324,6 @@ def search_model_versions(req: Request, msg: messages.SearchModelVersions) -> di
         view["tags"] = mv.get("tags") or {}
         if matches(view):
             found.append((sort_key(view), mv))
-    page, token = pagination.offset_page(req.project, [msg.filter, msg.order_by, msg.max_results], msg.page_token, found,
+    page, token = pagination.offset_page(req.project, [msg.filter, msg.order_by], msg.page_token, found,
                                          msg.max_results)
     return pagination.with_token({"model_versions": [version_json(mv) for mv in page]}, token)

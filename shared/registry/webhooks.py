@@ -63,7 +63,7 @@ def create_webhook(req: Request, msg: messages.CreateWebhook) -> dict:
 
 def list_webhooks(req: Request, msg: messages.ListWebhooks) -> dict:
     """Newest first, as MLflow; pages of 100 by default, at most 1000."""
-    query = ["webhooks", msg.max_results]
+    query = ["webhooks"]  # not max_results: clients change it between pages
     offset = pagination.decode(msg.page_token, req.project, query) or 0
     limit = msg.max_results
     hooks = sorted(db.query_all(keys.webhooks(req.project)), key=lambda h: (-h["creation_timestamp"], h["webhook_id"]))

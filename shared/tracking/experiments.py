@@ -128,7 +128,7 @@ def search_experiments(req: Request, msg: messages.SearchExperiments) -> dict:
     matches = parse_experiment_filter(msg.filter)
     sort_key = parse_experiment_order_by(msg.order_by)
     found = [(sort_key(e), e) for e in all_experiments(req.project) if e["lifecycle_stage"] in view and matches(e)]
-    page, token = pagination.offset_page(req.project, [view, msg.filter, msg.order_by, msg.max_results], msg.page_token, found,
+    page, token = pagination.offset_page(req.project, [view, msg.filter, msg.order_by], msg.page_token, found,
                                          msg.max_results)
     return pagination.with_token({"experiments": [to_json(e) for e in page]}, token)
 

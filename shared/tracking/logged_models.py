@@ -151,7 +151,7 @@ def search_logged_models(req: Request, msg: messages.SearchLoggedModels) -> dict
     order_by = [o.model_dump() for o in msg.order_by]
     datasets = [d.model_dump() for d in msg.datasets]
     matches, sort_key = parse_logged_model_filter(msg.filter), parse_logged_model_order_by(order_by)
-    query = [msg.experiment_ids, msg.filter, order_by, datasets, msg.max_results]
+    query = [msg.experiment_ids, msg.filter, order_by, datasets]  # not max_results: clients change it between pages
     found = []
     for models in db.parallel(lambda e: models_of_experiment(req.project, e), msg.experiment_ids):
         for model in models:

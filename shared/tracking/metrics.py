@@ -62,7 +62,7 @@ def get_metric_history(req: Request, msg: messages.GetMetricHistory) -> dict:
     from shared.tracking.runs import load_meta
 
     load_meta(req.project, msg.run_id)
-    query = [msg.run_id, msg.metric_key, msg.max_results]
+    query = [msg.run_id, msg.metric_key]  # not max_results: clients change it between pages
     start = pagination.decode(msg.page_token, req.project, query)
     pk = keys.metric_history(req.project, msg.run_id, msg.metric_key)
     items, last = [], start

@@ -332,7 +332,7 @@ def search_runs(req: Request, msg: messages.SearchRuns) -> dict:
 
     view = VIEW_TYPES[msg.run_view_type]
     matches, sort_key = parse_run_filter(msg.filter), parse_run_order_by(msg.order_by)
-    query = [msg.experiment_ids, view, msg.filter, msg.order_by, msg.max_results]
+    query = [msg.experiment_ids, view, msg.filter, msg.order_by]  # not max_results: clients change it between pages
     cursor = pagination.decode(msg.page_token, req.project, query)
     order = run_search.indexed_order(msg.order_by)
     if order is not None:
