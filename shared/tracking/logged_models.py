@@ -186,6 +186,6 @@ def add_model_version(project: str, model_id: str, name: str, version: int) -> N
 
     model = load(project, model_id)
     registered = json.loads(model["tags"].get(MODEL_VERSIONS_TAG) or "[]")
-    entry = {"name": name, "version": str(version)}
+    entry = {"name": name, "version": version}  # a number, as MLflow's server writes it
     if entry not in registered:
         write_tags(project, model, {MODEL_VERSIONS_TAG: json.dumps(registered + [entry])})
