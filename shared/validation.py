@@ -203,8 +203,6 @@ def alias(name: str) -> str:
     if not _ALIAS.match(name):
         raise Refused(f"Invalid alias name: '{name}'. Names may only contain alphanumerics, underscores (_), "
                       "and dashes (-).")
-    if len(name) > MAX_ALIAS_LENGTH:
-        raise Refused(exceeds_maximum_length("Registered model alias name", MAX_ALIAS_LENGTH))
     if len(name.encode()) > MAX_KEY_BYTES:
         raise too_long(MAX_KEY_BYTES, "Registered model alias name", "bytes (UTF-8)")
     return name

@@ -29,7 +29,8 @@ Version = typed(_version, int, {"type": "string", "pattern": "^[0-9]+$"})
 Description = text(rules.MAX_DESCRIPTION_LENGTH)
 RegistryTagValue = text(rules.MAX_REGISTRY_TAG_VALUE_LENGTH, name="value")
 Stage = text(20, rules.stage)
-Alias = text(rules.MAX_ALIAS_LENGTH, rules.alias)
+ALIAS_NAME = "Registered model alias name"  # how MLflow's length message names the field
+Alias = text(rules.MAX_ALIAS_LENGTH, rules.alias, name=ALIAS_NAME)
 
 
 class RegistryTag(Message):
@@ -85,7 +86,7 @@ class DeleteRegisteredModelTag(Message):
 
 class SetRegisteredModelAlias(Message):
     name: ModelName
-    alias: text(rules.MAX_ALIAS_LENGTH, lambda alias: rules.settable_alias(rules.alias(alias)))
+    alias: text(rules.MAX_ALIAS_LENGTH, lambda alias: rules.settable_alias(rules.alias(alias)), name=ALIAS_NAME)
     version: Version
 
 
