@@ -39,7 +39,7 @@ MAX_INPUT_TAG_VALUE_SIZE = 500
 MAX_NAME_LENGTH = 256  # registered model names, user ids
 MAX_DESCRIPTION_LENGTH = 5000  # registered models and model versions
 MAX_URI_LENGTH = 500  # run links, webhook URLs
-MAX_SHORT_TEXT_LENGTH = 1000  # webhook descriptions and secrets, logged model names and types
+MAX_SHORT_TEXT_LENGTH = 1000  # webhook descriptions and secrets, upload ids, etags
 
 # ---- mlreg's own bounds: what one DynamoDB item and key can hold (docs/reliability.md) ----
 MAX_KEY_BYTES = 500  # names and keys that become part of a sort key (at most 1,024 bytes with their prefix)

@@ -298,8 +298,8 @@ class LoggedModelTag(Message):
 
 class CreateLoggedModel(Message):
     experiment_id: ExperimentId
-    name: text(rules.MAX_SHORT_TEXT_LENGTH, rules.logged_model_name) = ""
-    model_type: text(rules.MAX_SHORT_TEXT_LENGTH) = ""
+    name: text(rules.MAX_DATASET_NAME_SIZE, rules.logged_model_name) = ""  # MLflow's column: 500, as dataset names
+    model_type: text(rules.MAX_DATASET_NAME_SIZE) = ""
     source_run_id: RunId = ""
     params: list[LoggedModelParam] = many()
     tags: list[LoggedModelTag] = many()
