@@ -240,3 +240,16 @@ def test_an_item_over_dynamodbs_size_limits_is_the_requests_fault():
             400, "INVALID_PARAMETER_VALUE")
     other = ClientError({"Error": {"Code": "ValidationException", "Message": "Invalid UpdateExpression"}}, "Update")
     assert http._aws_error(other, None).status == 500
+
+
+def test_the_reliability_doc_states_every_limit():
+    """docs/reliability.md lists the limits per field: each limit constant's value appears there."""
+    from pathlib import Path
+
+    from shared import validation
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text()
+    section = doc.split("## Limits per field and malformed input", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name, value in vars(validation).items()
+               if name.startswith("MAX_") and name != "MAX_INT64" and str(value) not in section]
+    assert not missing, missing
