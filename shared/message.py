@@ -191,6 +191,11 @@ def choice(values: dict[Any, str], refusal: Callable[[Any], Refused] = wrong_typ
     return typed(check, str, {"enum": sorted({v for v in values.values()})})
 
 
+def enum(*names: str, refusal: Callable[[Any], Refused] = wrong_type):
+    """A protobuf enum whose numbers 1, 2, ... are `names` (0, unspecified, is refused)."""
+    return choice({**{name: name for name in names}, **dict(enumerate(names, 1))}, refusal)
+
+
 def many(limit: int | None = rules.MAX_LIST_LENGTH):
     """A list field: empty when absent, at most `limit` items (None: the route bounds it otherwise)."""
     return Field(default_factory=list, max_length=limit)
@@ -208,8 +213,7 @@ LoggedModelId = text(256, rules.logged_model_id)
 TagKey = text(rules.MAX_ENTITY_KEY_LENGTH, rules.key_name)
 KeyRef = text(rules.MAX_ENTITY_KEY_LENGTH, rules.key_bytes)  # a key looked up (deleted, read), not written
 QueryText = text(rules.MAX_QUERY_TEXT_LENGTH)  # filters, order_by clauses, page tokens
-ViewType = choice({"ACTIVE_ONLY": "ACTIVE_ONLY", "DELETED_ONLY": "DELETED_ONLY", "ALL": "ALL",
-                   1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"})
+ViewType = enum("ACTIVE_ONLY", "DELETED_ONLY", "ALL")
 
 
 class Empty(Message):

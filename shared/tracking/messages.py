@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from shared import validation as rules
 from shared.message import (Bool, Double, ExperimentId, KeyRef, LoggedModelId, Message, QueryText, RunId, TagKey,
-                            ViewType, choice, long, many, run_id_field, text, typed)
+                            ViewType, enum, long, many, run_id_field, text, typed)
 from shared.validation import (MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH, Refused,
                                invalid_value)
 
@@ -25,13 +25,10 @@ RunTagValue = text(rules.MAX_TAG_VAL_LENGTH, truncatable=True)
 RunName = text(rules.MAX_TAG_VAL_LENGTH)  # the name is also the mlflow.runName tag
 Timestamp = long(0, refusal=lambda value: Refused(lambda path: invalid_value(
     path, value, "Timestamp must be a nonnegative long (64-bit integer)")))
-RunStatus = choice({**{name: name for name in ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")},
-                    1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"},
-                   refusal=lambda value: Refused(lambda path: invalid_value(path, value, "not a run status")))
-LoggedModelStatus = choice({"LOGGED_MODEL_PENDING": "LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY": "LOGGED_MODEL_READY",
-                            "LOGGED_MODEL_UPLOAD_FAILED": "LOGGED_MODEL_UPLOAD_FAILED", 1: "LOGGED_MODEL_PENDING",
-                            2: "LOGGED_MODEL_READY", 3: "LOGGED_MODEL_UPLOAD_FAILED"},
-                           refusal=lambda value: Refused(lambda path: invalid_value(path, value)))
+RunStatus = enum("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED",
+                 refusal=lambda value: Refused(lambda path: invalid_value(path, value, "not a run status")))
+LoggedModelStatus = enum("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED",
+                         refusal=lambda value: Refused(lambda path: invalid_value(path, value)))
 
 
 # ---- experiments ------------------------------------------------------------------------------------------
