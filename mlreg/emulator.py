@@ -66,6 +66,25 @@ def _serialise_dynamodb_requests() -> None:
     DynamoHandler.call_action = call_action
 
 
+def answer_unknown_uploads_as_s3() -> None:
+    """moto's CompleteMultipartUpload fails with a KeyError (a 500 here) for an upload id it does not
+    know; S3 answers NoSuchUpload, which the artifact routes turn into MLflow's 404."""
+    from moto.s3.exceptions import NoSuchUpload
+    from moto.s3.models import S3Backend
+
+    original = S3Backend.complete_multipart_upload
+    if getattr(original, "_mlreg", False):
+        return
+
+    def complete_multipart_upload(self, bucket_name, multipart_id, *args, **kwargs):
+        if multipart_id not in self.get_bucket(bucket_name).multiparts:
+            raise NoSuchUpload(upload_id=multipart_id)
+        return original(self, bucket_name, multipart_id, *args, **kwargs)
+
+    complete_multipart_upload._mlreg = True
+    S3Backend.complete_multipart_upload = complete_multipart_upload
+
+
 def upgraded(items: list[dict]) -> list[dict]:
     """Items saved by an older mlreg, in today's shape: versions count their writes (`rev`) and alias
     items carry a copy of their version (get-by-alias reads them alone)."""
@@ -103,6 +122,7 @@ class Emulator:
         self._mock = mock_aws()
         self._mock.start()
         _serialise_dynamodb_requests()
+        answer_unknown_uploads_as_s3()
         moto_speedups.install()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
