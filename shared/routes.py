@@ -144,6 +144,14 @@ ROUTES: list[Route] = [
         ("DELETE", "/webhooks/{webhook_id}", "delete_webhook", A),
         ("POST", "/webhooks/{webhook_id}/test", "test_webhook", A),
     ], API2),
+    # -- traces and evaluation datasets: not stored; their list routes answer empty (shared/tracking/genai.py) --
+    *_routes("tracking", "shared.tracking.genai", [
+        ("GET", "/traces", "search_traces", R),
+    ], API2),
+    *_routes("tracking", "shared.tracking.genai", [
+        ("POST", "/traces/search", "search_traces_v3", R),
+        ("POST", "/datasets/search", "search_datasets", R),
+    ], API3),
     *_routes("tracking", "shared.tracking.server_info", [
         ("GET", "/server-info", "server_info", R),
         ("GET", "/server-features", "server_info", R),
