@@ -32,8 +32,10 @@ BUS = "mlreg-local"
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    """This module's own `mlreg serve` (overrides the session one): short webhook retry delays."""
-    svc = start_service(tmp_path_factory.mktemp("events") / "data", extra=["--webhook-retry-delays", RETRY_DELAYS])
+    """This module's own `mlreg serve` (overrides the session one): short webhook retry delays, and
+    receivers on this machine allowed."""
+    svc = start_service(tmp_path_factory.mktemp("events") / "data",
+                        extra=["--webhook-retry-delays", RETRY_DELAYS, "--webhook-allow-private-ips"])
     yield svc
     stop_service(svc)
 

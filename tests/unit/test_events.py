@@ -147,6 +147,9 @@ def test_deployed_environments_refuse_private_and_plain_http_destinations(monkey
     outcome = webhooks.post("https://127.0.0.1:1/x", "{}", {})
     assert outcome.error.startswith("refused:") and not outcome.retryable
     monkeypatch.setenv("MLREG_ENV", "local")
+    with pytest.raises(webhooks.UnsafeDestination, match="non-public"):
+        webhooks.resolve("http://127.0.0.1:9/x")  # as MLflow: private addresses only when allowed
+    monkeypatch.setenv("MLREG_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
     assert webhooks.resolve("http://127.0.0.1:9/x") == "127.0.0.1"
 
 
