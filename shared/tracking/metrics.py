@@ -40,14 +40,20 @@ def parse_point(raw: dict, path: str) -> dict:
     if timestamp < 0:
         raise invalid(f"Invalid value {timestamp} for parameter '{path}.timestamp' supplied. "
                       "Timestamp must be a nonnegative long (64-bit integer)")
-    return {"key": key, "value": value, "timestamp": timestamp, "step": integer(raw.get("step"), f"{path}.step", 0)}
+    point = {"key": key, "value": value, "timestamp": timestamp, "step": integer(raw.get("step"), f"{path}.step", 0)}
+    for field in ("model_id", "dataset_name", "dataset_digest"):  # MLflow 3: a value of a logged model
+        if raw.get(field):
+            point[field] = str(raw[field])
+    return point
 
 
 def write_points(project: str, run: dict, points: list[dict], also: list[dict] = ()) -> None:
     """History in parallel batches (idempotent keys), with any `also` items, then the latest item per
-    key on condition."""
+    key on condition; points with a `model_id` also go to their logged model."""
+    from shared.tracking.logged_models import log_metrics  # imports runs, which imports this module
     from shared.tracking.runs import ordered_item
 
+    log_metrics(project, run["run_id"], points)
     history = {(p["key"], keys.metric_point_sk(p["timestamp"], p["step"], p["value"])): p for p in points}
     db.batch_put([{"pk": keys.metric_history(project, run["run_id"], k), "sk": sk, "key": k,
                    "value": stored(p["value"]), "timestamp": p["timestamp"], "step": p["step"]}

@@ -608,7 +608,8 @@ def _build_logged_models(n=30, seed=9):
                 "last_updated_timestamp": rng.choice([4, 5]), "status": "READY",
                 "model_type": rng.choice(["sk", "torch"]),
                 "source_run_id": rng.choice(["r1", "r2"]),
-                "tags": tags, "params": params, "metrics": metrics}
+                "tags": tags, "params": params,
+                "metrics": [{"key": k, "value": v, "timestamp": 0, "step": 0} for k, v in metrics.items()]}
         views.append(view)
         models.append(LoggedModel(
             "1", view["model_id"], view["name"], "s3://x", view["creation_timestamp"],
