@@ -42,6 +42,7 @@ class Origin:
     package_from: str | None  # S3 prefix copied into the package; None: external, no package
     download_uri: str | None = None  # external only: what get-download-uri answers
     run_in_project: bool = True  # False: a run id mlreg does not hold (no run link is written)
+    copy_of: tuple[str, str] | None = None  # (model, semver) of the registry version a models:/ source names
 
     @property
     def external(self) -> bool:
@@ -206,12 +207,11 @@ def _from_models_uri(project: str, source: str, run_id: str | None, model_id: st
             (model_id is not None and (model_id or "") != (mv.get("model_id") or "")):
         raise invalid(f"Invalid model version source: '{source}'. The run_id and model_id request parameters must "
                       "match the referenced model version.")
-    resolved, in_project = f"models:/{name}/{mv['version']}", mv.get("run_linked", True)
+    resolved, run, model = f"models:/{name}/{mv['version']}", mv.get("run_id"), mv.get("model_id")
+    shared = {"run_in_project": mv.get("run_linked", True), "copy_of": (name, mv["semver"])}
     if packages.is_external(mv):
-        return Origin(resolved, mv.get("run_id"), mv.get("model_id"), None, packages.version_download_uri(mv),
-                      run_in_project=in_project)
-    return Origin(resolved, mv.get("run_id"), mv.get("model_id"), packages.package_prefix(project, name, mv["semver"]),
-                  run_in_project=in_project)
+        return Origin(resolved, run, model, None, packages.version_download_uri(mv), **shared)
+    return Origin(resolved, run, model, packages.package_prefix(project, name, mv["semver"]), **shared)
 
 
 def _version_or_stage(project: str, name: str, ref: str) -> dict:

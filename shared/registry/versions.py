@@ -114,6 +114,9 @@ def create_model_version(req: Request) -> dict:
     wanted = requested_semver(tags)
     meta = items.load_meta(req.project, name)
     origin = sources.resolve(req.project, source, data.get("run_id"), data.get("model_id"))
+    if wanted and origin.copy_of == (name, wanted):  # copy_model_version within a model brings the source's
+        wanted = None                                 # tags, semver included: the copy gets the next one
+        tags = {k: v for k, v in tags.items() if k not in (SEMVER_TAG, GITLAB_SEMVER_TAG)}
     run_id = origin.run_id or _candidate_run(req.project, meta)
     fields = {"source": origin.source, "run_id": run_id, "model_id": origin.model_id,
               "run_link": data.get("run_link") or None, "description": data.get("description") or "",

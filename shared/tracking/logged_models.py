@@ -130,7 +130,7 @@ def create_logged_model(req: Request) -> dict:
     items += [_item(req.project, model, f"T#{k}", key=k, value=v) for k, v in tags.items()]
     items += [_item(req.project, model, f"P#{k}", key=k, value=v) for k, v in params.items()]
     db.batch_put(items)  # a fresh id: nothing to collide with, and the meta item is what makes it visible
-    return {"model": to_json({**model, "tags": tags, "params": params})}
+    return {"model": to_json({**model, "tags": tags, "params": params, "metrics": []})}
 
 
 def get_logged_model(req: Request) -> dict:
