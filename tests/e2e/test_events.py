@@ -126,7 +126,7 @@ def test_a_failed_transaction_produces_no_event(service, tracking):
     rule = model_rule(service, model)
     mv, _ = register(tracking, model)
     with pytest.raises(MlflowException):  # the semver is taken: the version's transaction is cancelled
-        tracking.create_model_version(model, f"models:/{model}/1", tags={"mlreg.version": "1.0.0"})
+        tracking.create_model_version(model, mv.source, mv.run_id, tags={"mlreg.version": "1.0.0"})
     with pytest.raises(MlflowException):  # the name is taken: the model's transaction is cancelled
         tracking.create_registered_model(model)
     tracking.set_model_version_tag(model, mv.version, "marker", "after the failures")
