@@ -71,14 +71,14 @@ def _ip_literal(host: str) -> bool:
 def check_url(url: str) -> tuple[str, int, str]:
     """The URL's form, without DNS: allowed scheme, a host name, a canonical IP literal if numeric, and
     a public one unless private addresses are allowed. Returns (scheme, port, host)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as err:  # `http://[invalid`, a port out of range
+        raise UnsafeDestination(f"Invalid webhook URL {url!r}: {err!r}") from None
     allowed = ("https",) if deployed() else ("https", "http")
     if parts.scheme not in allowed:
         raise UnsafeDestination(f"Invalid webhook URL scheme: {parts.scheme!r}. Allowed schemes are: {', '.join(allowed)}.")
-    try:
-        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as err:
-        raise UnsafeDestination(f"Invalid webhook URL {url!r}: {err}") from None
     if not host:
         raise UnsafeDestination(f"Webhook URL must include a hostname: {url!r}")
     if _ip_literal(host):
