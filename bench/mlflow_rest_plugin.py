@@ -135,20 +135,36 @@ def mlflow_server(app_client):
         yield uri
 
 
+def wait_until_ready(health_endpoint: str, max_attempts: int = 120) -> None:
+    """tests/webhooks/test_e2e.py's, with more patience: its receiver app takes more than its 10 s to
+    start on a loaded 2-core machine (both runs, mlreg and reference, get the same)."""
+    import time
+
+    for _ in range(max_attempts):
+        try:
+            if requests.get(health_endpoint, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"Failed to start server at {health_endpoint}")
+
+
 OVERRIDES = {"store_type": store_type, "mlflow_client": mlflow_client, "client": client,
              "artifacts_server": artifacts_server, "mlflow_server": mlflow_server}
 
 
 def pytest_collectstart(collector):
-    if not SERVICE or not isinstance(collector, pytest.Module):
+    if not isinstance(collector, pytest.Module):
         return
     try:
         module = collector.obj  # imported now, before pytest reads its fixtures
     except Exception:
         return  # pytest reports the import error itself
-    for name, fixture in OVERRIDES.items():
+    replaced = {**(OVERRIDES if SERVICE else {}), "wait_until_ready": wait_until_ready}
+    for name, replacement in replaced.items():
         if name in vars(module):
-            setattr(module, name, fixture)
+            setattr(module, name, replacement)
 
 
 # ---- the token on MLflow's raw `requests` calls ---------------------------------------------------------
