@@ -168,9 +168,10 @@ def snapshot(client: mlflow.MlflowClient, prefix: str, tmp_path: Path, versions:
         model = out["registered_models"][rm.name] = {"description": rm.description, "tags": _tags(rm.tags)}
         if versions:
             model["aliases"] = rm.aliases
+            # Each version read with get: MLflow's search answers versions without their aliases.
+            found = [client.get_model_version(rm.name, v.version) for v in client.search_model_versions(f"name = '{rm.name}'")]
             model["versions"] = {v.version: {"stage": v.current_stage, "status": v.status, "description": v.description,
-                                             "tags": _tags(v.tags), "aliases": sorted(v.aliases)}
-                                 for v in client.search_model_versions(f"name = '{rm.name}'")}
+                                             "tags": _tags(v.tags), "aliases": sorted(v.aliases)} for v in found}
     return out
 
 
