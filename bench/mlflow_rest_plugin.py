@@ -35,21 +35,20 @@ _state = SimpleNamespace(token=None)
 def pytest_collection_modifyitems(config, items):
     kept, dropped = [], []
     for item in items:
-        (dropped if skip_reason(item.nodeid, reference=not SERVICE) else kept).append(item)
+        (dropped if skip_reason(item.nodeid) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = kept
 
 
 def pytest_runtest_logreport(report):
-    if not RESULTS or (report.when != "call" and report.passed) or (report.when == "teardown" and report.skipped):
+    """One line per test (its call, or the setup that failed or skipped it), plus failed teardowns."""
+    if not RESULTS or not (report.when == "call" or report.failed or (report.when == "setup" and report.skipped)):
         return
-    if report.when == "call" or report.failed or report.skipped:
-        outcome = "passed" if report.passed else ("skipped" if report.skipped else "failed")
-        message = "" if report.passed else _first_line(report)
-        with open(RESULTS, "a") as out:
-            out.write(json.dumps({"test": report.nodeid, "when": report.when, "outcome": outcome,
-                                  "message": message}) + "\n")
+    outcome = "passed" if report.passed else ("skipped" if report.skipped else "failed")
+    with open(RESULTS, "a") as out:
+        out.write(json.dumps({"test": report.nodeid, "when": report.when, "outcome": outcome,
+                              "message": "" if report.passed else _first_line(report)}) + "\n")
 
 
 def _first_line(report) -> str:

@@ -1,8 +1,9 @@
 """MLflow 3 logged models: create, get, finalize, delete, search, tags, params, metrics, list artifacts.
 
 A logged model is one partition (`P#<p>#LM#<id>`): a meta item, then `T#` tag, `P#` param and `M#`
-metric items (every value logged with the model's id, as MLflow's logged_model_metrics), so get is one Query. Every item also sits in its experiment's logged-model collection (GSI1), so
-search loads an experiment's models with their tags and params in one paged Query. Artifacts live
+metric items (every value logged with the model's id, as MLflow's logged_model_metrics), so get is one
+Query. Every item also sits in its experiment's logged-model collection (GSI1), so search loads an
+experiment's models with their tags, params and metrics in one paged Query. Artifacts live
 under the experiment, as MLflow puts them: `<exp>/models/<id>/artifacts/`."""
 
 from __future__ import annotations
@@ -251,7 +252,8 @@ def log_metrics(project: str, run_id: str, points: list[dict]) -> None:
             by_model.setdefault(point["model_id"], []).append(point)
     if not by_model:
         return
-    metas = db.parallel(lambda m: db.get(keys.logged_model(project, _valid_id(m)), keys.LOGGED_MODEL_SK), list(by_model))
+    metas = db.parallel(lambda m: db.get(keys.logged_model(project, _valid_id(m)), keys.LOGGED_MODEL_SK),
+                        list(by_model))
     items = []
     for model_id, meta in zip(by_model, metas):
         if meta is None:

@@ -204,7 +204,8 @@ def test_webhook_urls_are_not_resolved_until_delivery(tracking):
     assert not result.success and "Cannot resolve webhook URL hostname" in result.error_message
     # Private addresses are refused unless `mlreg serve --webhook-allow-private-ips` (this service: not).
     for url, why in (("https://127.0.0.1/x", "non-public"), ("https://10.1.2.3/x", "non-public"),
-                     ("https://127.1/x", "not a canonical IP address literal"), ("http://[invalid", "Invalid webhook URL")):
+                     ("https://127.1/x", "not a canonical IP address literal"),
+                     ("http://[invalid", "Invalid webhook URL")):
         with pytest.raises(MlflowException, match=why) as refused:
             tracking.create_webhook(unique("hook"), url, [created])
         assert refused.value.error_code == "INVALID_PARAMETER_VALUE"

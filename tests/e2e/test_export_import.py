@@ -155,7 +155,8 @@ def snapshot(client: mlflow.MlflowClient, prefix: str, tmp_path: Path, versions:
                 continue
             runs[run.info.run_name] = {
                 "status": run.info.status, "params": run.data.params, "tags": _tags(run.data.tags),
-                "metrics": {k: sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run.info.run_id, k))
+                "metrics": {k: sorted((m.step, m.timestamp, m.value)
+                                      for m in client.get_metric_history(run.info.run_id, k))
                             for k in run.data.metrics},
                 "artifacts": _sha256_tree(client, run.info.run_id, tmp_path)}
         models = {m.name: {"status": str(m.status), "params": m.params, "tags": _tags(m.tags),
@@ -169,7 +170,8 @@ def snapshot(client: mlflow.MlflowClient, prefix: str, tmp_path: Path, versions:
         if versions:
             model["aliases"] = rm.aliases
             # Each version read with get: MLflow's search answers versions without their aliases.
-            found = [client.get_model_version(rm.name, v.version) for v in client.search_model_versions(f"name = '{rm.name}'")]
+            found = [client.get_model_version(rm.name, v.version)
+                     for v in client.search_model_versions(f"name = '{rm.name}'")]
             model["versions"] = {v.version: {"stage": v.current_stage, "status": v.status, "description": v.description,
                                              "tags": _tags(v.tags), "aliases": sorted(v.aliases)} for v in found}
     return out
