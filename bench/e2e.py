@@ -62,11 +62,11 @@ class Server:
             self.proc.kill()
 
 
-def start_mlreg(work: Path) -> Server:
+def start_mlreg(work: Path, extra: list[str] = ()) -> Server:
     port, data = free_port(), work / "mlreg-data"
     log = work / "mlreg.log"
-    proc = subprocess.Popen([sys.executable, "-m", "mlreg.cli", "serve", "--port", str(port), "--data-dir", str(data)],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "mlreg.cli", "serve", "--port", str(port), "--data-dir", str(data),
+                             *extra], stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
     _wait(f"http://127.0.0.1:{port}/", proc, log)
     while not (data / "admin-token").exists():
         time.sleep(0.1)

@@ -107,6 +107,9 @@ BUDGETS: dict[str, tuple[int, int, int]] = {
     "mlflow-artifacts mpu complete (1 part)": (0, 1, 1),
     "mlflow-artifacts delete": (0, 2, 2),
     "server-info": (0, 0, 0),
+    "traces (GET, none stored)": (0, 0, 0),
+    "traces/search (none stored)": (0, 0, 0),
+    "datasets/search (none stored)": (0, 0, 0),
 }
 
 # Issue 8's targets (sequential round trips, "at most"), shown against the measurement.
@@ -179,6 +182,10 @@ def run_all(run_sizes: tuple[int, ...] = (500, 5000), n_versions: int = 50, late
                     scenario(s, *args)
         if "tracking" in scenarios:
             s.measure("server-info", "GET", "/api/3.0/mlflow/server-info")
+            s.measure("traces (GET, none stored)", "GET", "/api/2.0/mlflow/traces", query={"experiment_ids": "0"})
+            s.measure("traces/search (none stored)", "POST", "/api/3.0/mlflow/traces/search",
+                      {"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}}]})
+            s.measure("datasets/search (none stored)", "POST", "/api/3.0/mlflow/datasets/search", {})
         # Last: a big table makes moto's every request slower (its Query walks the whole table).
         for n in run_sizes if "search" in scenarios else ():
             recorder.latency = 0.0

@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "throttling": {"rate_limit": 50, "burst_limit": 100},  # requests/s for the whole stage
     "authorizer_cache_seconds": 60,  # a revoked token keeps working at most this long
     "cors_origin": None,  # the web front end's origin; None: no CORS preflight routes
+    # Webhooks may call private and loopback addresses (MLflow's MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS); refused
+    # where removal_policy is "retain" (production data).
+    "webhook_allow_private_ips": False,
     "waf_web_acl_arn": None,  # an existing regional WAF web ACL to associate with the stage
     "api_cloudwatch_role": True,  # create API Gateway's account-level logging role (see docs)
     "alarms": {"emails": [], "topic_arn": None},
@@ -77,6 +80,7 @@ class EnvironmentConfig:
     alarm_emails: tuple[str, ...]
     alarm_topic_arn: str | None
     projects: tuple[Project, ...] = field(default=())
+    webhook_allow_private_ips: bool = False
 
     @property
     def stack_name(self) -> str:
@@ -117,6 +121,11 @@ def load(name: str, environments: Mapping[str, Any] | None) -> EnvironmentConfig
         raise ConfigError(f"{where}: log_retention_days must be one of {LOG_RETENTION_DAYS}")
     if not 0 <= int(s["authorizer_cache_seconds"]) <= 3600:
         raise ConfigError(f"{where}: authorizer_cache_seconds is 0-3600 (API Gateway's limit)")
+    if not isinstance(s["webhook_allow_private_ips"], bool):
+        raise ConfigError(f"{where}: webhook_allow_private_ips is true or false")
+    if s["webhook_allow_private_ips"] and retain:
+        raise ConfigError(f"{where}: webhook_allow_private_ips is for development environments; an environment "
+                          "that retains its data (removal_policy 'retain') is production")
 
     config = EnvironmentConfig(
         name=name,
@@ -136,6 +145,7 @@ def load(name: str, environments: Mapping[str, Any] | None) -> EnvironmentConfig
         alarm_emails=tuple(alarms["emails"] or ()),
         alarm_topic_arn=alarms["topic_arn"] or None,
         projects=tuple(_project(where, pid, spec) for pid, spec in (s["projects"] or {}).items()),
+        webhook_allow_private_ips=s["webhook_allow_private_ips"],
     )
     _check_principal_accounts(config)
     return config

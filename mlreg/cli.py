@@ -60,6 +60,8 @@ def _configure(args) -> None:
         os.environ["MLREG_DYNAMODB_ENDPOINT"] = args.dynamodb_endpoint
     if args.s3_endpoint:
         os.environ["MLREG_S3_ENDPOINT"] = args.s3_endpoint
+    if args.webhook_allow_private_ips:
+        os.environ["MLREG_WEBHOOK_ALLOW_PRIVATE_IPS"] = "true"
 
 
 def _ensure_aws_resources(args) -> None:
@@ -192,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--verbose", action="store_true", help="log every request")
     serve.add_argument("--webhook-retry-delays", help="events: seconds before each webhook retry, e.g. 1,5,30 "
                        "(default 10,60,300,1800,7200)")
+    serve.add_argument("--webhook-allow-private-ips", action="store_true",
+                       help="events: let webhooks call private and loopback addresses (as MLflow's "
+                       "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS); for receivers on this machine or network")
     serve.set_defaults(func=cmd_serve)
     from mlreg import admin  # auth: `mlreg project create|list|delete`, `mlreg token create|list|revoke`
 

@@ -73,6 +73,7 @@ class _Schema:
     int_literals: bool = False  # SQL stores reject float literals for numeric attributes
     quoted_numbers: bool = False  # model versions accept version_number = '3'
     prompt_tag: bool = False  # registry: a missing is_prompt tag reads as 'false'
+    metric_rows: bool = False  # logged models: view["metrics"] lists every logged value
     transforms: dict[str, Callable[[Any], Any]] = field(default_factory=dict)  # sort values
 
 
@@ -379,7 +380,9 @@ def _comparison(comparator: str, value: Any) -> Callable[[Any], bool]:
     return test
 
 
-def _getter(schema: _Schema, entity: str, key: str) -> Callable[[dict], Any]:
+def _getter(schema: _Schema, entity: str, key) -> Callable[[dict], Any]:
+    if entity == "metric" and schema.metric_rows:
+        return _latest_metric_getter(*key)
     if entity == "attribute":
         if schema.info_key:
             return lambda view: (view.get(schema.info_key) or {}).get(key)
@@ -393,6 +396,9 @@ def _clause_test(schema: _Schema, clause: Clause) -> Predicate:
     if clause.entity_type == "dataset":  # any logged dataset input may satisfy the clause
         key = clause.key
         return lambda view: any(compare(d.get(key)) for d in view.get("datasets") or ())
+    if clause.entity_type == "metric" and schema.metric_rows:  # any logged value may satisfy the clause
+        key = clause.key
+        return lambda view: any(compare(m["value"]) for m in view["metrics"] if m["key"] == key)
     get = _getter(schema, clause.entity_type, clause.key)
     if schema.prompt_tag and clause.entity_type == "tag" and clause.key == IS_PROMPT_TAG:
         # Clients add `tags.mlflow.prompt.is_prompt != 'true'`; plain models lack the tag.
@@ -400,6 +406,22 @@ def _clause_test(schema: _Schema, clause: Clause) -> Predicate:
         missing = (c == "=" and v == "false") or (c == "!=" and v == "true")
         return lambda view: missing if get(view) is None else compare(get(view))
     return lambda view: compare(get(view))
+
+
+def _latest_metric_getter(name: str, dataset_name: str | None, dataset_digest: str | None) -> Callable[[dict], Any]:
+    """A logged model's value of a metric for ordering, as MLflow's SQL store picks it: the newest by
+    timestamp, then step, then the lowest run id, among values logged for the dataset if one is named."""
+    def get(view: dict) -> Any:
+        rows = [m for m in view["metrics"] if m["key"] == name
+                and (not dataset_name or m.get("dataset_name") == dataset_name)
+                and (not dataset_digest or m.get("dataset_digest") == dataset_digest)]
+        if not rows:
+            return None
+        newest = max(m["timestamp"] for m in rows)
+        at = [m for m in rows if m["timestamp"] == newest]
+        top = max(m["step"] for m in at)
+        return min((m for m in at if m["step"] == top), key=lambda m: m.get("run_id") or "")["value"]
+    return get
 
 
 def _predicate(schema: _Schema, clauses: list[Clause]) -> Predicate:
@@ -572,6 +594,7 @@ _LOGGED_MODELS = _Schema(
                  "tag": STRING_COMPARATORS, "attribute": _STRING_ATTR},
     orderable=_LOGGED_FIELDS,
     order_entities=frozenset({"metric", "attribute"}),
+    metric_rows=True,
 )
 
 
@@ -642,10 +665,8 @@ def parse_logged_model_filter(text: str | None) -> Predicate:
 
 
 def parse_logged_model_order_by(order_by: list[dict] | None) -> SortKey:
-    """order_by is MLflow 3's list of {field_name, ascending, dataset_name, dataset_digest}.
-
-    Views hold one value per metric, so dataset_name/dataset_digest are validated but
-    cannot narrow which metric value is used. Ties: creation_timestamp DESC, model_id ASC.
+    """order_by is MLflow 3's list of {field_name, ascending, dataset_name, dataset_digest}; a metric
+    orders by its newest value (for that dataset, if named). Ties: creation_timestamp DESC, model_id ASC.
     """
     if order_by is not None and not isinstance(order_by, (list, tuple)):
         raise invalid("`order_by` must be a list of dictionaries.")
@@ -676,7 +697,7 @@ def _logged_order_clause(item: Any) -> tuple[str, str, bool]:
             raise invalid(
                 f"Invalid order by field name: {_cut(entity)}, only `metrics.<name>` is allowed."
             )
-        return "metric", key, ascending
+        return "metric", (key, item.get("dataset_name"), item.get("dataset_digest")), ascending
     if name.strip() not in _LOGGED_FIELDS:
         raise invalid(f"Invalid order by field name: {_cut(name)}.")
     return "attribute", _LOGGED_FIELDS[name.strip()], ascending

@@ -148,10 +148,16 @@ def logged_model(p: str, model_id: str) -> str:
 
 
 LOGGED_MODEL_SK = "#LM"
+LOGGED_MODEL_METRIC = "M#"
+
+
+def logged_model_metric_sk(key: str, run_id: str, timestamp: int, step: int) -> str:
+    """One logged value of a logged model's metric; MLflow's key is (model, name, timestamp, step, run)."""
+    return f"{LOGGED_MODEL_METRIC}{key}#{run_id}#{timestamp}#{step}"
 
 
 def logged_models_collection(p: str, experiment_id: str) -> str:
-    """GSI1 partition: every item (meta, tags, params) of the logged models of an experiment."""
+    """GSI1 partition: every item (meta, tags, params, metrics) of the logged models of an experiment."""
     return f"P#{p}#E#{experiment_id}#LMODELS"
 
 

@@ -152,6 +152,16 @@ ROUTES: list[Route] = [
         ("DELETE", "/webhooks/{webhook_id}", "delete_webhook", A, "WebhookRef"),
         ("POST", "/webhooks/{webhook_id}/test", "test_webhook", A, "WebhookTest"),
     ], API2),
+    # -- traces and evaluation datasets: not stored; their list routes answer empty (shared/tracking/genai.py) --
+    *_routes("tracking", "shared.tracking.genai", TRACKING_MESSAGES, [
+        ("GET", "/traces", "search_traces", R, "SearchTraces"),
+    ], API2),
+    *_routes("tracking", "shared.tracking.genai", TRACKING_MESSAGES, [
+        ("POST", "/traces/search", "search_traces_v3", R, "SearchTracesV3"),
+    ], API3),
+    *_routes("tracking", "shared.tracking.genai", COMMON_MESSAGES, [
+        ("POST", "/datasets/search", "search_datasets", R, "Empty"),
+    ], API3),
     *_routes("tracking", "shared.tracking.server_info", COMMON_MESSAGES, [
         ("GET", "/server-info", "server_info", R, "Empty"),
         ("GET", "/server-features", "server_info", R, "Empty"),

@@ -73,9 +73,13 @@ def start_service(data_dir: Path, port: int | None = None, extra: list[str] | No
             raise RuntimeError(f"mlreg serve exited: {(data_dir.parent / f'serve-{port}.log').read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
+                pass
         except OSError:
             time.sleep(0.1)
+            continue
+        if (data_dir / "endpoint.json").exists():  # published just after the port opens: tests read it
+            break
+        time.sleep(0.1)
     else:
         proc.kill()
         raise RuntimeError("mlreg serve did not start within 60 s")

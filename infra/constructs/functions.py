@@ -112,6 +112,8 @@ class Functions(Construct):
             environment["MLREG_EVENT_BUS"] = self._bus.event_bus_name
         if access.page_token_secret:
             environment["MLREG_SECRET_ARN"] = self._data.page_token_secret.secret_arn
+        if self._config.webhook_allow_private_ips:  # webhooks to private addresses (create, test, deliveries)
+            environment["MLREG_WEBHOOK_ALLOW_PRIVATE_IPS"] = "true"
         if self._config.cors_origin:  # the web front end reads the API's answers
             environment["MLREG_CORS_ORIGIN"] = self._config.cors_origin
 

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from shared import db, keys
 from shared.events import schema as s
-from shared.registry.packages import download_uri
+from shared.registry.packages import is_external, version_download_uri
 
 _MODEL_PARTITION = re.compile(r"^P#(?P<project>[^#]+)#M#(?P<model>[^#]+)$")
 READY, FAILED = "READY", "FAILED_REGISTRATION"
@@ -74,7 +74,7 @@ def _model_events(old: dict | None, new: dict | None, base: dict) -> list[s.Doma
 def _version_fields(mv: dict) -> dict:
     return {"version": mv.get("version"), "semver": mv.get("semver"), "run_id": mv.get("run_id") or None,
             "source": mv.get("source"), "stage": mv.get("current_stage"), "status": mv.get("status"),
-            "package_uri": download_uri(mv["name"], mv["semver"]) if mv.get("semver") and mv.get("name") else None}
+            "package_uri": None if is_external(mv) else version_download_uri(mv)}
 
 
 def _version_created(mv: dict, base: dict) -> s.DomainEvent:

@@ -1,5 +1,5 @@
 """MLflow webhook deliveries: MLflow's body, headers and signature, sent only to public addresses
-in a deployed environment, through a queue that retries with backoff and then dead-letters.
+(unless private ones are allowed), through a queue that retries with backoff and then dead-letters.
 
 The body is `{"entity", "action", "timestamp", "data"}` serialised as MLflow does (json.dumps), with
 `X-MLflow-Delivery-Id`, `X-MLflow-Timestamp` (unix seconds) and
@@ -40,9 +40,18 @@ class UnsafeDestination(Exception):
 
 
 # ---- where a delivery may go ------------------------------------------------------------------------
+# Create and update check the URL's form only: resolving its host there would fail wherever DNS is
+# unavailable (CI, air-gapped VPCs) and proves nothing, since the name may point elsewhere by the time
+# of delivery. The address check happens at delivery, on the address actually connected to.
 
 def deployed() -> bool:
     return os.environ.get("MLREG_ENV", "local") != "local"
+
+
+def allow_private_ips() -> bool:
+    """MLflow's MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS: off unless turned on (`mlreg serve
+    --webhook-allow-private-ips`, or `webhook_allow_private_ips` of a CDK environment; never in production)."""
+    return os.environ.get("MLREG_WEBHOOK_ALLOW_PRIVATE_IPS", "").lower() in ("1", "true", "yes")
 
 
 def _public(address: str) -> bool:
@@ -54,35 +63,59 @@ def _public(address: str) -> bool:
     return ip.is_global
 
 
-def resolve(url: str) -> str:
-    """The address to connect to. Deployed: https only, and every address the name resolves to must
-    be public (one private answer taints the name: a rebinding attacker controls the order)."""
-    parts = urlsplit(url)
+def _ip_literal(host: str) -> bool:
+    """Hosts an HTTP client dials without a DNS lookup (MLflow's `_is_ip_literal_like`)."""
+    return ":" in host or host.replace(".", "").isdigit()
+
+
+def check_url(url: str) -> tuple[str, int, str]:
+    """The URL's form, without DNS: allowed scheme, a host name, a canonical IP literal if numeric, and
+    a public one unless private addresses are allowed. Returns (scheme, port, host)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as err:  # `http://[invalid`, a port out of range
+        raise UnsafeDestination(f"Invalid webhook URL {url!r}: {err!r}") from None
     allowed = ("https",) if deployed() else ("https", "http")
     if parts.scheme not in allowed:
         raise UnsafeDestination(f"Invalid webhook URL scheme: {parts.scheme!r}. Allowed schemes are: {', '.join(allowed)}.")
-    if not parts.hostname:
+    if not host:
         raise UnsafeDestination(f"Webhook URL must include a hostname: {url!r}")
+    if _ip_literal(host):
+        try:
+            ipaddress.ip_address(host)  # `127.1` and `0177.0.0.1` are loopback to some parsers, not to others
+        except ValueError:
+            raise UnsafeDestination(f"Webhook URL host {host!r} is not a canonical IP address literal.") from None
+        _check_address(host, host)
+    return parts.scheme, port, host
+
+
+def _check_address(host: str, address: str) -> None:
+    if not allow_private_ips() and not _public(address):
+        raise UnsafeDestination(f"Webhook URL must not resolve to a non-public IP address. "
+                                f"{host!r} resolves to {address}.")
+
+
+def resolve(url: str) -> str:
+    """At delivery: the address to connect to. Every address the name resolves to must be public (one
+    private answer taints the name: a rebinding attacker controls the order), unless allowed."""
+    scheme, port, host = check_url(url)
     try:
-        answers = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                                     type=socket.SOCK_STREAM)
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as err:
-        raise UnsafeDestination(f"Cannot resolve webhook URL hostname {parts.hostname!r}: {err}") from None
+        raise UnsafeDestination(f"Cannot resolve webhook URL hostname {host!r}: {err}") from None
     addresses = [a[4][0] for a in answers]
-    if deployed():
-        for address in addresses:
-            if not _public(address):
-                raise UnsafeDestination(f"Webhook URL must not resolve to a non-public IP address. "
-                                        f"{parts.hostname!r} resolves to {address}.")
+    for address in addresses:
+        _check_address(host, address)
     return addresses[0]
 
 
 def validate_url(url) -> str:
-    """For create/update: MLflow's checks, as INVALID_PARAMETER_VALUE."""
+    """For create/update: MLflow's checks of the URL's form, as INVALID_PARAMETER_VALUE (no DNS)."""
     if not isinstance(url, str) or not url.strip():
         raise invalid(f"Webhook URL cannot be empty or just whitespace: {url!r}")
     try:
-        resolve(url)
+        check_url(url)
     except UnsafeDestination as err:
         raise invalid(str(err)) from None
     return url

@@ -63,6 +63,11 @@ def version_item(project: str, mv: dict) -> dict:
     return item
 
 
+def linked_run(mv: dict) -> str | None:
+    """The run a version backs onto, if the project holds it (an external source may name a run it does not)."""
+    return mv.get("run_id") if mv.get("run_linked", True) else None
+
+
 def link_item(project: str, run_id: str, name: str, version: int) -> dict:
     """The run-side mark that a version backs onto this run (runs refuse deletion while it exists)."""
     from shared.tracking.runs import link_sk

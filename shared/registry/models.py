@@ -91,7 +91,7 @@ def rename_registered_model(req: Request, msg: messages.RenameRegisteredModel) -
         else:
             tx.put(moved)
             tx.delete(pk, item["sk"])
-        if item["sk"].startswith("V#") and item.get("run_id"):
+        if item["sk"].startswith("V#") and items.linked_run(item):
             from shared.tracking.runs import link_sk
 
             tx.put(items.link_item(req.project, item["run_id"], new_name, item["version"]))
@@ -140,7 +140,7 @@ def delete_registered_model(req: Request, msg: messages.ModelRef) -> dict:
     packages.delete_tree(packages.model_prefix(req.project, name))
     doomed = [(pk, i["sk"]) for i in every if i["sk"] != keys.MODEL_SK]
     doomed += [(keys.run(req.project, i["run_id"]), link_sk(name, i["version"]))
-               for i in every if i["sk"].startswith("V#") and i.get("run_id")]
+               for i in every if i["sk"].startswith("V#") and items.linked_run(i)]
     db.batch_delete(doomed)
     db.delete(pk, keys.MODEL_SK)
     return {}

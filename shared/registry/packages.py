@@ -36,14 +36,34 @@ def package_prefix(project: str, model: str, semver: str) -> str:
     return f"{model_prefix(project, model)}{semver}/"
 
 
+def artifacts_root(project: str) -> str:
+    return f"projects/{project}/artifacts/"
+
+
 def artifacts_prefix(project: str, path: str) -> str:
     """The key prefix of an artifact route path (`<exp>/<run>/artifacts/model`)."""
-    return f"projects/{project}/artifacts/{path.strip('/')}/"
+    return f"{artifacts_root(project)}{path.strip('/')}/"
 
 
 def download_uri(model: str, semver: str) -> str:
     """Resolved by the client against the tracking URI: the project's read-only packages path."""
     return f"mlflow-artifacts:/packages/{model}/{semver}"
+
+
+# A version whose source mlreg does not hold has no package: it carries this tag, and its
+# `storage_location` (the source, as MLflow's registry keeps it) is what get-download-uri answers.
+PACKAGE_TAG, EXTERNAL = "mlreg.package", "external"
+
+
+def is_external(mv: dict) -> bool:
+    return (mv.get("tags") or {}).get(PACKAGE_TAG) == EXTERNAL
+
+
+def version_download_uri(mv: dict) -> str | None:
+    """Where a version's files are read: its package, or the source of an external version."""
+    if is_external(mv):
+        return mv.get("storage_location") or mv.get("source")
+    return download_uri(mv["name"], mv["semver"]) if mv.get("semver") and mv.get("name") else None
 
 
 def _keys(prefix: str) -> list[tuple[str, int]]:

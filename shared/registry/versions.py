@@ -8,21 +8,19 @@ the value read: concurrent creators retry and get distinct, consecutive numbers.
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlparse
 
 import semver as semver_lib
 from botocore.exceptions import ClientError
 
 from shared import db, keys, pagination
 from shared.clock import now_ms
-from shared.errors import MlflowError, already_exists, invalid
+from shared.errors import already_exists, invalid
 from shared.filters import parse_version_filter, parse_version_order_by, version_filter_clauses
 from shared.http import Request
-from shared.registry import items, messages, packages
+from shared.registry import items, messages, packages, sources
 from shared.registry.items import load_version, version_json
-from shared.registry.models import version_by_alias
 from shared.tracking import experiments, logged_models, runs
-from shared.validation import key_bytes, model_name, version_number
+from shared.validation import key_bytes
 
 SEMVER_TAG = "mlreg.version"  # ours: set on every version
 GITLAB_SEMVER_TAG = "gitlab.version"  # GitLab's name for the same thing, accepted on create
@@ -62,62 +60,6 @@ def highest(a: str | None, b: str) -> str:
     return b if a is None or semver_lib.Version.parse(b) > semver_lib.Version.parse(a) else a
 
 
-# ---- sources -----------------------------------------------------------------------------------------
-
-def _bad_source(source: str, why: str) -> MlflowError:
-    return invalid(f"Invalid model version source: '{source}'. {why}")
-
-
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _artifact_path(uri: str) -> str:
-    """`mlflow-artifacts:/1/abc/artifacts` -> `1/abc/artifacts`."""
-    return urlparse(uri).path.strip("/")
-
-
-def resolve_source(project: str, source: str, run_id: str | None, model_id: str | None) -> dict:
-    """Where a version's files come from: {source, run_id, model_id, prefix (S3 key prefix)}."""
-    parsed = urlparse(source)
-    path = parsed.path.strip("/")
-    if parsed.netloc or any(part in (".", "..") for part in path.split("/")):
-        raise _bad_source(source, "Sources must be paths of this project, without '.' or '..' segments.")
-    if parsed.scheme == "models" and "/" not in path and "@" not in path:  # models:/<logged model id>
-        model = logged_models.load(project, path)
-        if model_id and model_id != model["model_id"]:
-            raise _bad_source(source, "The model_id request parameter must match the source.")
-        return {"source": source, "run_id": run_id or model.get("source_run_id"), "model_id": model["model_id"],
-                "prefix": packages.artifacts_prefix(project, _artifact_path(model["artifact_uri"]))}
-    if parsed.scheme == "models":  # models:/<name>/<version> or models:/<name>@<alias>
-        name, _, ref = path.partition("/") if "/" in path else path.partition("@")
-        name, ref = model_name(name), key_bytes(ref)  # they key items: as checked as a request's
-        mv = version_by_alias(project, name, ref) if "@" in path else load_version(project, name, version_number(ref))
-        return {"source": f"models:/{name}/{mv['version']}", "run_id": run_id or mv.get("run_id"),
-                "model_id": model_id or mv.get("model_id"),
-                "prefix": packages.package_prefix(project, name, mv["semver"])}
-    if parsed.scheme == "runs":
-        source_run, _, sub = path.partition("/")
-        if run_id and run_id != source_run:
-            raise _bad_source(source, "The run_id request parameter must match the run of the source.")
-        root = _artifact_path(runs.load_meta(project, source_run)["artifact_uri"])
-        return {"source": source, "run_id": source_run, "model_id": model_id,
-                "prefix": packages.artifacts_prefix(project, f"{root}/{sub}" if sub else root)}
-    if parsed.scheme == "mlflow-artifacts":
-        if model_id:
-            model = logged_models.load(project, model_id)
-            root, run_id = _artifact_path(model["artifact_uri"]), run_id or model.get("source_run_id")
-        elif run_id:
-            root = _artifact_path(runs.load_meta(project, run_id)["artifact_uri"])
-        else:
-            raise _bad_source(source, "An mlflow-artifacts source needs the run_id (or model_id) it belongs to.")
-        if not _within(path, root):
-            raise _bad_source(source, f"It must lie within the artifacts of the given run or model ({root}).")
-        return {"source": source, "run_id": run_id, "model_id": model_id,
-                "prefix": packages.artifacts_prefix(project, path)}
-    raise _bad_source(source, "mlreg registers runs:/, models:/ and mlflow-artifacts:/ sources of this project.")
-
-
 def _candidate_run(project: str, meta: dict) -> str:
     """A version without a run gets one in the model's experiment, so users can log params,
     metrics and files to the version through its run_id."""
@@ -150,7 +92,7 @@ def _allocate(project: str, name: str, fields: dict, wanted: str | None) -> dict
                   condition="last_version = :old")
         tx.put(items.semver_item(project, name, semver, number), condition="attribute_not_exists(pk)")
         tx.put(items.version_item(project, mv), condition="attribute_not_exists(pk)")
-        if mv.get("run_id"):
+        if items.linked_run(mv):
             tx.put(items.link_item(project, mv["run_id"], name, number))
         try:
             tx.commit()
@@ -165,16 +107,26 @@ def _allocate(project: str, name: str, fields: dict, wanted: str | None) -> dict
 
 def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict:
     name, tags = msg.name, {t.key: t.value for t in msg.tags}
+    tags.pop(packages.PACKAGE_TAG, None)  # the server's to set (a version copied from another registry brings it)
     wanted = requested_semver(tags)
     meta = items.load_meta(req.project, name)
-    origin = resolve_source(req.project, msg.source, msg.run_id or None, msg.model_id or None)
-    run_id = origin["run_id"] or _candidate_run(req.project, meta)
-    fields = {"source": origin["source"], "run_id": run_id, "model_id": origin["model_id"],
+    origin = sources.resolve(req.project, msg.source, msg.run_id or None, msg.model_id or None)
+    if wanted and origin.copy_of == (name, wanted):  # copy_model_version within a model brings the source's
+        wanted = None                                 # tags, semver included: the copy gets the next one
+        tags = {k: v for k, v in tags.items() if k not in (SEMVER_TAG, GITLAB_SEMVER_TAG)}
+    run_id = origin.run_id or _candidate_run(req.project, meta)
+    fields = {"source": origin.source, "run_id": run_id, "model_id": origin.model_id,
               "run_link": msg.run_link or None, "description": msg.description,
-              "user_id": "", "current_stage": "None", "status": items.PENDING, "tags": tags,
-              "actor": req.token_id}  # events: who made the change (shared/events/)
+              "user_id": "", "current_stage": "None", "status": items.READY if origin.external else items.PENDING,
+              "tags": tags, "actor": req.token_id}  # events: who made the change (shared/events/)
+    if origin.external:
+        fields["tags"] = {**tags, packages.PACKAGE_TAG: packages.EXTERNAL}
+        fields["storage_location"] = origin.download_uri
+    if not origin.run_in_project:
+        fields["run_linked"] = False  # a run mlreg does not hold: no link item in a partition of nothing
     mv = _allocate(req.project, name, fields, wanted)
-    mv = _fill_package(req.project, mv, origin["prefix"])
+    if not origin.external:
+        mv = _fill_package(req.project, mv, origin.package_from)
     if mv.get("model_id"):
         logged_models.add_model_version(req.project, mv["model_id"], name, mv["version"])
     return {"model_version": version_json(mv)}
@@ -233,7 +185,7 @@ def delete_model_version(req: Request, msg: messages.VersionRef) -> dict:
         for alias in aliases:
             tx.delete(pk, keys.alias_sk(alias), "version = :v", {":v": mv["version"]})
         tx.delete(pk, keys.semver_sk(mv["semver"]))
-        if mv.get("run_id"):
+        if items.linked_run(mv):
             tx.delete(keys.run(req.project, mv["run_id"]), runs.link_sk(name, mv["version"]))
         tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": now_ms()},
                   condition="attribute_exists(pk)")
@@ -241,7 +193,8 @@ def delete_model_version(req: Request, msg: messages.VersionRef) -> dict:
         return mv
 
     mv = db.retry_on_conflict(attempt, f"Model version {name} {msg.version} kept changing; retry")
-    packages.delete_tree(packages.package_prefix(req.project, name, mv["semver"]))
+    if not packages.is_external(mv):
+        packages.delete_tree(packages.package_prefix(req.project, name, mv["semver"]))
     return {}
 
 
@@ -272,12 +225,14 @@ def transition_model_version_stage(req: Request, msg: messages.TransitionStage) 
 
 def get_model_version_download_uri(req: Request, msg: messages.VersionRef) -> dict:
     mv = load_version(req.project, msg.name, msg.version)
-    return {"artifact_uri": packages.download_uri(mv["name"], mv["semver"])}
+    return {"artifact_uri": packages.version_download_uri(mv)}
 
 
 def _fixed_tag(key: str) -> None:
     if key in (SEMVER_TAG, GITLAB_SEMVER_TAG):
         raise invalid(f"Tag '{key}' holds the version's semantic version, which is fixed once the version exists")
+    if key == packages.PACKAGE_TAG:
+        raise invalid(f"Tag '{key}' tells whether the version has a package, which is fixed once the version exists")
 
 
 def set_model_version_tag(req: Request, msg: messages.SetModelVersionTag) -> dict:

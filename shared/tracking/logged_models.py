@@ -1,8 +1,9 @@
-"""MLflow 3 logged models: create, get, finalize, delete, search, tags, params, list artifacts.
+"""MLflow 3 logged models: create, get, finalize, delete, search, tags, params, metrics, list artifacts.
 
-A logged model is one partition (`P#<p>#LM#<id>`): a meta item, then `T#` tag and `P#` param items,
-so get is one Query. Every item also sits in its experiment's logged-model collection (GSI1), so
-search loads an experiment's models with their tags and params in one paged Query. Artifacts live
+A logged model is one partition (`P#<p>#LM#<id>`): a meta item, then `T#` tag, `P#` param and `M#`
+metric items (every value logged with the model's id, as MLflow's logged_model_metrics), so get is one
+Query. Every item also sits in its experiment's logged-model collection (GSI1), so search loads an
+experiment's models with their tags, params and metrics in one paged Query. Artifacts live
 under the experiment, as MLflow puts them: `<exp>/models/<id>/artifacts/`."""
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import uuid
 
 from botocore.exceptions import ClientError
 
-from shared import db, keys, pagination
+from shared import db, doubles, keys, pagination
 from shared.clock import now_ms
 from shared.errors import invalid, not_found
 from shared.filters import parse_logged_model_filter, parse_logged_model_order_by
 from shared.http import Request
 from shared.tracking import experiments, messages, runs
+from shared.tracking.metrics import metric_value
 from shared.validation import logged_model_id
 
 ACTIVE, DELETED = "active", "deleted"
@@ -38,8 +40,11 @@ def _item(project: str, model: dict, sk: str, **attrs) -> dict:
             "g1sk": f"{model['model_id']}#{sk}", **attrs}
 
 
+_METRIC_FIELDS = ("key", "timestamp", "step", "run_id", "dataset_name", "dataset_digest")
+
+
 def _assemble(items: list[dict]) -> dict | None:
-    model: dict = {"tags": {}, "params": {}}
+    model: dict = {"tags": {}, "params": {}, "metrics": []}
     for item in items:
         if item["sk"] == keys.LOGGED_MODEL_SK:
             model.update({k: item.get(k) for k in (*_INFO_FIELDS, "lifecycle_stage")})
@@ -47,6 +52,10 @@ def _assemble(items: list[dict]) -> dict | None:
             model["tags"][item["key"]] = item["value"]
         elif item["sk"].startswith("P#"):
             model["params"][item["key"]] = item["value"]
+        elif item["sk"].startswith(keys.LOGGED_MODEL_METRIC):
+            model["metrics"].append({**{k: item[k] for k in _METRIC_FIELDS if item.get(k) is not None},
+                                     "value": metric_value(item)})
+    model["metrics"].sort(key=lambda m: (m["key"], m["timestamp"], m["step"], m["run_id"]))
     return model if "model_id" in model else None
 
 
@@ -54,23 +63,35 @@ def to_json(model: dict) -> dict:
     info = {k: model[k] for k in _INFO_FIELDS if model.get(k) not in (None, "")}
     info["tags"] = [{"key": k, "value": v} for k, v in model["tags"].items()]
     return {"info": info, "data": {"params": [{"key": k, "value": v} for k, v in model["params"].items()],
-                                   "metrics": []}}
+                                   "metrics": [{**m, "model_id": model["model_id"]} for m in model["metrics"]]}}
 
 
-def _view(model: dict) -> dict:
-    """The plain view shared.filters evaluates."""
+def _view(model: dict, datasets: list[dict]) -> dict:
+    """The plain view shared.filters evaluates. `datasets`: the search's dataset filters; metric
+    clauses then see only the values logged for one of them, as in MLflow."""
     return {"name": model["name"], "model_id": model["model_id"], "model_type": model.get("model_type"),
             "status": model["status"].removeprefix("LOGGED_MODEL_"), "source_run_id": model.get("source_run_id"),
             "creation_timestamp": model["creation_timestamp_ms"],
             "last_updated_timestamp": model["last_updated_timestamp_ms"],
-            "metrics": {}, "params": model["params"], "tags": model["tags"]}
+            "metrics": [m for m in model["metrics"] if _on_datasets(m, datasets)],
+            "params": model["params"], "tags": model["tags"]}
+
+
+def _on_datasets(metric: dict, datasets: list[dict]) -> bool:
+    return not datasets or any(metric.get("dataset_name") == d["dataset_name"]
+                               and (not d.get("dataset_digest") or metric.get("dataset_digest") == d["dataset_digest"])
+                               for d in datasets)
 
 
 def load(project: str, model_id: str, allow_deleted: bool = False) -> dict:
     model = _assemble(db.query_all(keys.logged_model(project, logged_model_id(model_id)), consistent=True))
     if model is None or (model["lifecycle_stage"] == DELETED and not allow_deleted):
-        raise not_found(f"Logged model with ID '{model_id}' not found.")
+        raise model_not_found(model_id)
     return model
+
+
+def model_not_found(model_id: str):
+    return not_found(f"Logged model with ID '{model_id}' not found.")
 
 
 # ---- routes ----------------------------------------------------------------------------------------
@@ -89,7 +110,7 @@ def create_logged_model(req: Request, msg: messages.CreateLoggedModel) -> dict:
     items += [_item(req.project, model, f"T#{k}", key=k, value=v) for k, v in tags.items()]
     items += [_item(req.project, model, f"P#{k}", key=k, value=v) for k, v in params.items()]
     db.batch_put(items)  # a fresh id: nothing to collide with, and the meta item is what makes it visible
-    return {"model": to_json({**model, "tags": tags, "params": params})}
+    return {"model": to_json({**model, "tags": tags, "params": params, "metrics": []})}
 
 
 def get_logged_model(req: Request, msg: messages.GetLoggedModel) -> dict:
@@ -103,7 +124,7 @@ def _touch(project: str, model_id: str, extra: str = "", values: dict | None = N
                   names=names, values={":t": now_ms(), **(values or {})}, condition="attribute_exists(pk)")
     except ClientError as err:
         if db.is_condition_failure(err):
-            raise not_found(f"Logged model with ID '{model_id}' not found.") from None
+            raise model_not_found(model_id) from None
         raise
 
 
@@ -155,9 +176,10 @@ def search_logged_models(req: Request, msg: messages.SearchLoggedModels) -> dict
     found = []
     for models in db.parallel(lambda e: models_of_experiment(req.project, e), msg.experiment_ids):
         for model in models:
-            view = _view(model)
-            if model["lifecycle_stage"] == ACTIVE and matches(view):
-                found.append((sort_key(view), model))
+            view = _view(model, datasets)
+            if model["lifecycle_stage"] == ACTIVE and (view["metrics"] or not datasets) and matches(view):
+                order = sort_key({**view, "metrics": model["metrics"]})  # order_by names its own dataset
+                found.append((order, model))
     page, token = pagination.offset_page(req.project, query, msg.page_token, found, msg.max_results)
     return pagination.with_token({"models": [to_json(m) for m in page]}, token)
 
@@ -178,6 +200,28 @@ def list_logged_model_artifacts(req: Request, msg: messages.ListLoggedModelArtif
             entry["file_size"] = size
         files.append(entry)
     return {"root_uri": model["artifact_uri"], "files": files}
+
+
+def log_metrics(project: str, run_id: str, points: list[messages.Metric]) -> None:
+    """Points logged with a `model_id` (log-metric, log-batch) also belong to that logged model, as
+    MLflow's logged_model_metrics: one GetItem per model (its experiment files the items for search),
+    then one batch."""
+    by_model: dict[str, list[messages.Metric]] = {}
+    for point in points:
+        if point.model_id:
+            by_model.setdefault(point.model_id, []).append(point)
+    if not by_model:
+        return
+    metas = db.parallel(lambda m: db.get(keys.logged_model(project, m), keys.LOGGED_MODEL_SK), list(by_model))
+    items = []
+    for model_id, meta in zip(by_model, metas):
+        if meta is None:
+            raise model_not_found(model_id)
+        items += [_item(project, meta, keys.logged_model_metric_sk(p.key, run_id, p.timestamp, p.step),
+                        key=p.key, value=doubles.encode(p.value), timestamp=p.timestamp, step=p.step,
+                        run_id=run_id, dataset_name=p.dataset_name or None, dataset_digest=p.dataset_digest or None)
+                  for p in by_model[model_id]]
+    db.batch_put(items)
 
 
 def add_model_version(project: str, model_id: str, name: str, version: int) -> None:

@@ -94,6 +94,10 @@ class Metric(Message):
     value: Double
     timestamp: Timestamp
     step: long() = 0
+    # MLflow 3: a value that also belongs to a logged model (and, optionally, was measured on a dataset)
+    model_id: LoggedModelId = ""
+    dataset_name: text(rules.MAX_DATASET_NAME_SIZE) = ""
+    dataset_digest: text(rules.MAX_DATASET_DIGEST_SIZE) = ""
 
 
 class CreateRun(Message):
@@ -135,9 +139,6 @@ class DeleteTag(Message):
 
 class LogMetric(Metric):
     run_id: RunId = run_id_field()
-    model_id: LoggedModelId = ""
-    dataset_name: text(rules.MAX_DATASET_NAME_SIZE) = ""
-    dataset_digest: text(rules.MAX_DATASET_DIGEST_SIZE) = ""
 
 
 class LogBatch(Message):
@@ -359,4 +360,28 @@ class SearchLoggedModels(Message):
             raise Refused(rules.missing_value("experiment_ids"))
         if any(not d.dataset_name for d in self.datasets):
             raise Refused("`dataset_name` in the `datasets` clause must be specified.")
+        return self
+
+
+# ---- traces and evaluation datasets: not stored, their list routes answer empty (shared/tracking/genai.py) ----
+
+class SearchTraces(Message):
+    """GET /api/2.0/mlflow/traces: MLflow requires the experiments; the rest is read and ignored."""
+    experiment_ids: list[ExperimentId] = many()
+
+    @model_validator(mode="after")
+    def _mlflow_rules(self):
+        if not self.experiment_ids:  # an empty list is a missing value, as in protobuf
+            raise Refused(rules.missing_value("experiment_ids") + rules.API_DOCS)
+        return self
+
+
+class SearchTracesV3(Message):
+    locations: list[Any] = many()
+    max_results: long(1, 500, refusal=rules.search_limit(500)) = 500
+
+    @model_validator(mode="after")
+    def _mlflow_rules(self):
+        if not self.locations:
+            raise Refused(rules.missing_value("locations") + rules.API_DOCS)
         return self

@@ -22,9 +22,11 @@ def metric_json(item: dict) -> dict:
 
 def write_points(project: str, run: dict, points: list[Metric], also: list[dict] = ()) -> None:
     """History in parallel batches (idempotent keys), with any `also` items, then the latest item per
-    key on condition."""
+    key on condition; points with a `model_id` also go to their logged model."""
+    from shared.tracking.logged_models import log_metrics  # imports runs, which imports this module
     from shared.tracking.runs import ordered_item
 
+    log_metrics(project, run["run_id"], points)
     history = {(p.key, keys.metric_point_sk(p.timestamp, p.step, p.value)): p for p in points}
     db.batch_put([{"pk": keys.metric_history(project, run["run_id"], k), "sk": sk, "key": k,
                    "value": doubles.encode(p.value), "timestamp": p.timestamp, "step": p.step}

@@ -32,8 +32,10 @@ BUS = "mlreg-local"
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    """This module's own `mlreg serve` (overrides the session one): short webhook retry delays."""
-    svc = start_service(tmp_path_factory.mktemp("events") / "data", extra=["--webhook-retry-delays", RETRY_DELAYS])
+    """This module's own `mlreg serve` (overrides the session one): short webhook retry delays, and
+    receivers on this machine allowed."""
+    svc = start_service(tmp_path_factory.mktemp("events") / "data",
+                        extra=["--webhook-retry-delays", RETRY_DELAYS, "--webhook-allow-private-ips"])
     yield svc
     stop_service(svc)
 
@@ -124,7 +126,7 @@ def test_a_failed_transaction_produces_no_event(service, tracking):
     rule = model_rule(service, model)
     mv, _ = register(tracking, model)
     with pytest.raises(MlflowException):  # the semver is taken: the version's transaction is cancelled
-        tracking.create_model_version(model, f"models:/{model}/1", tags={"mlreg.version": "1.0.0"})
+        tracking.create_model_version(model, mv.source, mv.run_id, tags={"mlreg.version": "1.0.0"})
     with pytest.raises(MlflowException):  # the name is taken: the model's transaction is cancelled
         tracking.create_registered_model(model)
     tracking.set_model_version_tag(model, mv.version, "marker", "after the failures")

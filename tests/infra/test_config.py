@@ -28,6 +28,8 @@ def test_a_new_environment_needs_only_what_differs():
     ({"log_retention_days": 10}, "log_retention_days"),
     ({"account": "12345"}, "12-digit"),
     ({"authorizer_cache_seconds": 7200}, "0-3600"),
+    ({"webhook_allow_private_ips": "yes"}, "true or false"),
+    ({"webhook_allow_private_ips": True, "removal_policy": "retain"}, "is production"),
     ({"throttle": {}}, "unknown settings"),
     ({"projects": {"Bad_Id": {}}}, "invalid project id"),
     ({"projects": {"p": {"readers": []}}}, "unknown settings"),
@@ -38,6 +40,11 @@ def test_a_new_environment_needs_only_what_differs():
 def test_invalid_settings_fail_with_a_clear_message(settings, message):
     with pytest.raises(config.ConfigError, match=message):
         config.load("dev", {"dev": settings})
+
+
+def test_webhooks_to_private_addresses_are_off_unless_a_development_environment_asks():
+    assert not config.load("dev", {"dev": {}}).webhook_allow_private_ips
+    assert config.load("dev", {"dev": {"webhook_allow_private_ips": True}}).webhook_allow_private_ips
 
 
 def test_unknown_environment_lists_the_declared_ones():

@@ -46,6 +46,8 @@ def test_the_publisher_delivers_from_the_queue_reporting_partial_failures(synthe
                    if f["Properties"]["Handler"] == "functions.publisher.handler"]
     variables = function["Properties"]["Environment"]["Variables"]
     assert {"MLREG_EVENT_BUS", "MLREG_WEBHOOK_QUEUE_URL", "MLREG_WEBHOOK_DLQ_URL"} <= set(variables)
+    # No declared environment lets webhooks call private addresses (cdk.json: webhook_allow_private_ips).
+    assert "MLREG_WEBHOOK_ALLOW_PRIVATE_IPS" not in variables
 
 
 def test_the_publisher_may_decrypt_webhook_secrets_and_send_to_its_queues(dev):

@@ -51,3 +51,48 @@ def test_e2e_runs_the_workload_against_both_servers():
     mlreg_ms, reference_ms, ratio = (float(x.replace(",", "")) for x in found["get_model_version_by_alias"][:3])
     assert mlreg_ms > 0 and reference_ms > 0 and ratio == pytest.approx(mlreg_ms / reference_ms, abs=0.01)
     assert "search_runs 5 runs: filter + order by metric, 100" in found
+
+
+FAKE_REST_TESTS = '''
+import pytest
+import requests
+
+
+@pytest.fixture(params=["file", "sqlalchemy"])
+def store_type(request):
+    return request.param
+
+
+@pytest.fixture
+def mlflow_client(store_type):
+    raise RuntimeError("MLflow's own server fixture ran")
+
+
+def test_a_client_and_raw_requests_reach_the_project(mlflow_client):
+    experiment_id = mlflow_client.create_experiment("x")
+    got = requests.get(f"{mlflow_client.tracking_uri}/api/2.0/mlflow/experiments/get",
+                       params={"experiment_id": experiment_id})
+    assert got.json()["experiment"]["name"] == "x"
+
+
+def test_each_test_has_a_fresh_project(mlflow_client):
+    assert mlflow_client.get_experiment_by_name("x") is None
+
+
+def test_graphql_is_left_out(mlflow_client):
+    raise AssertionError("a left-out test ran")
+'''
+
+
+def test_mlflow_rest_tests_run_mlflows_modules_with_the_server_fixture_replaced(tmp_path):
+    """A stand-in for MLflow's checkout: its five module paths, one with MLflow's fixture names."""
+    from bench.mlflow_rest_tests import MODULES
+
+    for module in MODULES:
+        path = tmp_path / module
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for package in (path.parent, path.parent.parent):
+            (package / "__init__.py").touch()
+        path.write_text(FAKE_REST_TESTS if module.endswith("test_rest_tracking.py") else "")
+    out = bench("bench.mlflow_rest_tests", str(tmp_path), "--results", str(tmp_path / "results.jsonl"))
+    assert "mlreg: 2 passed, 0 failed, 0 skipped of 2 kept tests" in out, out

@@ -4,6 +4,9 @@ the publisher's partial-failure handling (hand-made stream and SQS records, moto
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -147,7 +150,50 @@ def test_deployed_environments_refuse_private_and_plain_http_destinations(monkey
     outcome = webhooks.post("https://127.0.0.1:1/x", "{}", {})
     assert outcome.error.startswith("refused:") and not outcome.retryable
     monkeypatch.setenv("MLREG_ENV", "local")
+    with pytest.raises(webhooks.UnsafeDestination, match="non-public"):
+        webhooks.resolve("http://127.0.0.1:9/x")  # as MLflow: private addresses only when allowed
+    monkeypatch.setenv("MLREG_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
     assert webhooks.resolve("http://127.0.0.1:9/x") == "127.0.0.1"
+
+
+def test_create_checks_the_url_without_dns_and_delivery_checks_the_address(monkeypatch):
+    """No lookup at create/update (none works where DNS is unavailable); at delivery every address the
+    name resolves to must be public, and the request goes to the address that was checked (a second
+    lookup could be rebound to a private one)."""
+    real, looked_up = socket.getaddrinfo, []
+    names = {"rebind.example": ["93.184.216.34", "169.254.169.254"], "hook.example": ["127.0.0.1"]}
+
+    def fake(host, port, *args, **kwargs):
+        looked_up.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in names[host]] if host in names \
+            else real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    assert webhooks.validate_url("https://rebind.example/x") and looked_up == []
+    with pytest.raises(webhooks.UnsafeDestination, match="169.254.169.254"):
+        webhooks.resolve("https://rebind.example/x")
+    assert "refused:" in webhooks.post("http://hook.example/x", "{}", {}).error  # private: not allowed
+
+    received = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(self.headers["Host"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MLREG_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
+    try:
+        outcome = webhooks.post(f"http://hook.example:{server.server_port}/x", "{}", {})
+    finally:
+        server.shutdown()
+    assert outcome.status == 204 and received == [f"hook.example:{server.server_port}"]
+    assert looked_up.count("hook.example") == 2  # one lookup per delivery, none by the HTTP client
 
 
 def test_signature_matches_mlflows_own_signer():
