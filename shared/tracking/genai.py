@@ -3,6 +3,8 @@ which the MLflow client and mlflow-export-import call while exporting a whole se
 MLflow server that holds none: an empty page (`{}`, protobuf JSON of an empty list), after MLflow's
 own checks of the request (the route's message), so tools see "none" rather than "broken"."""
 
+from __future__ import annotations
+
 from shared.http import Request
 from shared.message import Empty
 from shared.tracking import messages

@@ -76,7 +76,7 @@ def _seed() -> dict:
     call("POST", "/registered-models/create", {"name": "fuzz-model"})
     call("POST", "/model-versions/create", {"name": "fuzz-model", "source": f"runs:/{run}/model", "run_id": run})
     model = call("POST", "/logged-models", {"experiment_id": exp, "name": "fuzzy"})["model"]["info"]["model_id"]
-    hook = call("POST", "/webhooks", {"name": "fuzz", "url": "http://127.0.0.1:9/hook",
+    hook = call("POST", "/webhooks", {"name": "fuzz", "url": "https://hooks.example.com/hook",
                                       "events": [{"entity": "MODEL_VERSION", "action": "CREATED"}]})["webhook"]
     return {"experiment_id": exp, "run_id": run, "model_id": model, "webhook_id": hook["webhook_id"],
             "artifact_path": f"{exp}/{run}/artifacts/model/MLmodel"}
@@ -118,7 +118,7 @@ def assert_mlflow_answer(response: dict, what: str) -> None:
 # ---- plausible requests, from each route's declared message -------------------------------------------
 
 SAMPLE_STRINGS = {"name": "fuzz-model", "new_name": "fuzz-renamed", "version": "1", "key": "k", "tag_key": "k",
-                  "metric_key": "m", "value": "v", "source": "runs:/{run_id}/model", "url": "http://127.0.0.1:9/hook",
+                  "metric_key": "m", "value": "v", "source": "runs:/{run_id}/model", "url": "https://hooks.example.com/hook",
                   "alias": "champion", "stage": "Staging", "path": "f.txt", "upload_id": "no-such-upload",
                   "experiment_name": "fuzz", "model_json": json.dumps({"artifact_path": "m", "flavors": {},
                                                                        "run_id": "r", "utc_time_created": "t"})}
