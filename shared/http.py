@@ -15,6 +15,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
+from shared import routes
 from shared.errors import MlflowError, invalid
 from shared.routes import IAM_PREFIX, ROUTES, Role, Route
 
@@ -49,6 +50,8 @@ class Request:
     body: bytes
     base_url: str  # scheme://host[/stage] the client called, for links back to this API
     _json: Any = None
+    via_session: bool = False  # a browser's session (the web UI), not a token
+    path: str = ""  # the request path as API Gateway received it (below the stage)
 
     @property
     def json(self) -> dict:
@@ -86,9 +89,25 @@ def _resolve(route: Route) -> Handler:
     return _handlers[route.handler]
 
 
+def invoke(route: Route, request: Request) -> Any:
+    """Run a route's handler (the dispatcher, and GraphQL for the UI, call routes this way)."""
+    return _resolve(route)(request)
+
+
 def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
-    """The Lambda handler of one function: serves exactly the routes the table gives it."""
+    """The Lambda handler of one function: serves exactly the routes the table gives it, and the UI's
+    greedy resources of this function through the same table (shared/routes.py)."""
     table = {(r.resource, r.method): r for r in ROUTES if r.function == function}
+    ui_resources = {res for res, fn in routes.ui_resources().items() if fn == function}
+
+    def find(event: dict, resource: str) -> Route | None:
+        if resource not in ui_resources:
+            return table.get((resource, event.get("httpMethod")))
+        route, params = routes.match(event.get("httpMethod"), routes.concrete_path(resource, event.get("pathParameters") or {}))
+        if route is None or route.function != function:
+            return None
+        event["pathParameters"] = params
+        return route
 
     def dispatch(event: dict, context: Any = None) -> dict:
         response = _dispatch(event)
@@ -106,19 +125,17 @@ def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
     def _dispatch(event: dict) -> dict:
         resource = event.get("resource") or ""
         iam_caller = resource.startswith(IAM_PREFIX + "/")
-        route = table.get((resource[len(IAM_PREFIX):] if iam_caller else resource, event.get("httpMethod")))
+        route = find(event, resource[len(IAM_PREFIX):] if iam_caller else resource)
         logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
         try:
             if route is None:
                 raise MlflowError(f"No route for {event.get('httpMethod')} {event.get('path')}", "ENDPOINT_NOT_FOUND")
             request = to_request(event, iam_caller)
-            if request.role < route.role:
-                raise MlflowError(
-                    f"This token's role ({request.role.name.lower()}) may not call this route "
-                    f"(needs {route.role.name.lower()})",
-                    "PERMISSION_DENIED",
-                )
-            return to_response(_resolve(route)(request))
+            if route.role is not None and request.role < route.role:
+                raise role_error(request.role, route.role, request.via_session)
+            if request.via_session and route.role is not None and route.role > Role.READ and cross_site(request):
+                raise MlflowError("Cross-site writes are refused: use the UI at its own address", "PERMISSION_DENIED")
+            return to_response(invoke(route, request))
         except MlflowError as err:
             return error_response(err)
         except ClientError as err:
@@ -139,6 +156,22 @@ def _aws_error(err: ClientError, route: Route | None) -> MlflowError:
     return MlflowError(f"Internal error ({code}); the request can be retried", "INTERNAL_ERROR")
 
 
+def role_error(role: Role, needed: Role, via_session: bool) -> MlflowError:
+    have, need = role.name.lower(), needed.name.lower()
+    if via_session:
+        return MlflowError(f"Signed in with a {have} token: this needs a {need} token. Sign out and sign in "
+                           f"with a {need} token of this project to do it.", "PERMISSION_DENIED")
+    return MlflowError(f"This token's role ({have}) may not call this route (needs {need})", "PERMISSION_DENIED")
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser sent this from another origin. Writes with a session must come from the UI's
+    own origin (the session cookie is SameSite=Strict as well: two locks on one door)."""
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    return bool((site and site != "same-origin") or (origin and origin.partition("://")[2] != request.headers.get("host")))
+
+
 def to_request(event: dict, iam_caller: bool = False) -> Request:
     """`iam_caller`: a SigV4-signed request on the IAM tree. API Gateway already checked its IAM
     policy (generated per project and role), so it may write; admin routes are never granted there."""
@@ -152,9 +185,12 @@ def to_request(event: dict, iam_caller: bool = False) -> Request:
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     ctx = event.get("requestContext") or {}
     host = headers.get("host", "localhost")
-    stage = ctx.get("stage")
     proto = headers.get("x-forwarded-proto", "https")
-    base = f"{proto}://{host}" + (f"/{stage}" if stage and stage != "$default" else "")
+    # What the client's URL has before the resource path: the stage, or a custom domain's base path.
+    full, path = ctx.get("path") or "", event.get("path") or ""
+    stage = ctx.get("stage")
+    prefix = full[:-len(path)] if path and full.endswith(path) else (f"/{stage}" if stage and stage != "$default" else "")
+    base = f"{proto}://{host}{prefix}"
     return Request(
         project=params.get("project", ""),
         role=Role[auth.get("role", "read").upper()],
@@ -165,6 +201,8 @@ def to_request(event: dict, iam_caller: bool = False) -> Request:
         headers=headers,
         body=raw,
         base_url=base,
+        via_session=auth.get("session") == "true",
+        path=event.get("path") or "",
     )
 
 
