@@ -8,13 +8,11 @@ import json
 
 from shared.artifacts import store
 from shared.artifacts.paths import file_name, folder_path, folder_prefix, object_key
+from shared.artifacts.responses import serve
 from shared.errors import invalid
 from shared.http import Request, Response
 from shared.validation import integer, require
 
-# Lambda answers at most 6 MB and binary bodies travel base64-encoded (4/3 bigger): above this a
-# GET is redirected to S3 instead.
-INLINE_MAX_BYTES = 4 * 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit
 CREATE_RESPONSE_BUDGET = 5 * 1024 * 1024  # the part URLs must fit in one Lambda response
 
@@ -30,12 +28,9 @@ def list_artifacts(req: Request) -> dict:
 
 
 def download_artifact(req: Request) -> Response:
-    key = object_key(req.project, _route_path(req))
-    body, _, content_type = store.read_up_to(key, INLINE_MAX_BYTES)
-    if body is None:
-        # Both MLflow client lines follow a 307 (and drop the Authorization header on the new host).
-        return Response(status=307, body="", headers={"Location": store.presigned_get(key)})
-    return Response(body=body, headers={"Content-Type": content_type})
+    """Small files inline (with the headers of shared/artifacts/responses.py), big ones by a 307 to
+    S3 (both MLflow client lines follow it, dropping the Authorization header on the new host)."""
+    return serve(object_key(req.project, _route_path(req)), _route_path(req))
 
 
 def upload_artifact(req: Request) -> dict:

@@ -19,7 +19,7 @@ from shared.errors import MlflowError, already_exists, invalid
 from shared.filters import parse_version_filter, parse_version_order_by, version_filter_clauses
 from shared.http import Request
 from shared.registry import items, packages
-from shared.registry.items import load_version, version_json
+from shared.registry.items import PACKAGE_URL_TAG, load_version, version_json
 from shared.registry.models import version_by_alias
 from shared.tracking import experiments, logged_models, runs
 from shared.validation import max_results, require
@@ -132,7 +132,7 @@ def _candidate_run(project: str, meta: dict) -> str:
 
 # ---- create -------------------------------------------------------------------------------------------
 
-def _allocate(project: str, name: str, fields: dict, wanted: str | None) -> dict:
+def _allocate(project: str, name: str, fields: dict, wanted: str | None, base_url: str) -> dict:
     """Put the version with the next number and its semver, retrying while others win the race."""
     pk = keys.registered_model(project, name)
 
@@ -142,7 +142,9 @@ def _allocate(project: str, name: str, fields: dict, wanted: str | None) -> dict
         semver = wanted or next_semver(last)
         ts = now_ms()
         mv = {**fields, "name": name, "version": number, "semver": semver, "creation_timestamp": ts,
-              "last_updated_timestamp": ts, "tags": {**fields["tags"], SEMVER_TAG: semver}, "rev": 0}
+              "last_updated_timestamp": ts, "rev": 0,
+              "tags": {**fields["tags"], SEMVER_TAG: semver,
+                       PACKAGE_URL_TAG: packages.page_url(base_url, project, name, number)}}
         tx = db.Tx()
         tx.update(pk, keys.MODEL_SK, "SET last_version = :n, latest_semver = :s, last_updated_timestamp = :t",
                   values={":n": number, ":s": highest(last, semver), ":t": ts, ":old": meta["last_version"]},
@@ -175,7 +177,7 @@ def create_model_version(req: Request) -> dict:
               "run_link": data.get("run_link") or None, "description": data.get("description") or "",
               "user_id": "", "current_stage": "None", "status": items.PENDING, "tags": tags,
               "actor": req.token_id}  # events: who made the change (shared/events/)
-    mv = _allocate(req.project, name, fields, wanted)
+    mv = _allocate(req.project, name, fields, wanted, req.base_url)
     mv = _fill_package(req.project, mv, origin["prefix"])
     if mv.get("model_id"):
         logged_models.add_model_version(req.project, mv["model_id"], name, mv["version"])
@@ -284,6 +286,8 @@ def get_model_version_download_uri(req: Request) -> dict:
 def _fixed_tag(key: str) -> None:
     if key in (SEMVER_TAG, GITLAB_SEMVER_TAG):
         raise invalid(f"Tag '{key}' holds the version's semantic version, which is fixed once the version exists")
+    if key == PACKAGE_URL_TAG:
+        raise invalid(f"Tag '{key}' holds the address of the version's package page, which mlreg keeps")
 
 
 def set_model_version_tag(req: Request) -> dict:
