@@ -123,6 +123,9 @@ def start_service(args):
         _ensure_aws_resources(args)
     token = _bootstrap(args.data_dir)
     gateway = Gateway(args.host, args.port, verbose=args.verbose)
+    from mlreg import ui_static  # the web UI: MLflow's bundle, extracted while the service starts
+
+    ui_static.prepare_in_background()
     return gateway, emulator, token
 
 
@@ -151,6 +154,8 @@ def cmd_serve(args) -> int:
     # -- end auth --
     print(f"mlreg: serving on http://{args.host}:{args.port} (data in {args.data_dir})", flush=True)
     print("Use it from your shell or code:\n" + _exports(args, token), flush=True)
+    print(f"Web UI: http://{args.host}:{args.port}/projects/{DEFAULT_PROJECT}/ (sign in with the token above; "
+          "docs/ui.md)", flush=True)
     if args.example:
         _run_example(args, token)
     try:
