@@ -72,8 +72,13 @@ def _extract(target: Path) -> None:
                         shutil.copyfileobj(src, out)
         if not (staged / "index.html").is_file():
             raise BundleError(f"{wheel.name} holds no {WHEEL_FOLDER}/index.html")
-        shutil.rmtree(target, ignore_errors=True)
-        staged.rename(target)  # atomic: a half-extracted bundle is never used
+        if not (target / "index.html").is_file():  # a folder without index.html: left by a crash
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            staged.rename(target)  # atomic: a half-extracted bundle is never used
+        except OSError:
+            if not (target / "index.html").is_file():  # not another process that got there first
+                raise
 
 
 def _download_wheel(work: Path) -> Path:

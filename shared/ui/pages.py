@@ -40,18 +40,21 @@ _STYLE = ("body{font:15px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;c
           "main.wide{max-width:64rem;margin-top:4vh}table{border-collapse:collapse;width:100%;margin:1rem 0}"
           "th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e3e6e8;vertical-align:top}"
           "td.num{text-align:right;white-space:nowrap}td.sha{font:12px ui-monospace,monospace;word-break:break-all}")
-# Carries the link's `#/...` through the sign-in form.
-_SCRIPT = "document.getElementById('next').value=location.hash;"
+# The only scripts of our pages: one carries the link's `#/...` through the sign-in form; the other
+# reloads a page opened from another site's link (see app_page).
+KEEP_FRAGMENT = "document.getElementById('next').value=location.hash;"
+RELOAD = "location.reload();"
 
 
 def _digest(source: str) -> str:
     return "'sha256-%s'" % base64.b64encode(hashlib.sha256(source.encode()).digest()).decode()
 
 
-# Our pages run nothing but the one script above: no other script, frame or form target.
+# Our pages run nothing but those scripts: no other script, no frame, no form sent elsewhere.
 PAGE_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
-    "Content-Security-Policy": f"default-src 'none'; style-src {_digest(_STYLE)}; script-src {_digest(_SCRIPT)}; "
+    "Content-Security-Policy": f"default-src 'none'; style-src {_digest(_STYLE)}; "
+                               f"script-src {_digest(KEEP_FRAGMENT)} {_digest(RELOAD)}; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -60,13 +63,13 @@ PAGE_HEADERS = {
 }
 
 
-def page(title: str, body: str, status: int = 200, headers: dict | None = None, script: bool = False,
-         head: str = "", wide: bool = False) -> Response:
+def page(title: str, body: str, status: int = 200, headers: dict | None = None, script: str = "",
+         wide: bool = False) -> Response:
     """One of our own small pages (sign-in, sign-out, a version's package)."""
     text = (f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport "
-            f"content='width=device-width,initial-scale=1'>{head}<title>{html.escape(title)}</title>"
+            f"content='width=device-width,initial-scale=1'><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body><main{' class=wide' if wide else ''}>{body}</main>"
-            + (f"<script>{_SCRIPT}</script>" if script else "") + "</body></html>")
+            + (f"<script>{script}</script>" if script else "") + "</body></html>")
     return Response(status=status, body=text, headers={**PAGE_HEADERS, **(headers or {})})
 
 
@@ -81,8 +84,8 @@ def app_page(req: Request) -> Response:
                                                   "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
     if req.headers.get("sec-fetch-site") == "cross-site":
         # A link from another site (chat, a CI log) arrives without the SameSite=Strict cookie; the
-        # same URL loaded again from this page is same-origin and carries it (a meta refresh keeps the #).
-        return page("mlreg", "", head="<meta http-equiv=refresh content=0>")
+        # page reloaded by itself is a same-origin request, which carries it (and keeps the `#/...`).
+        return page("mlreg", "", script=RELOAD)
     return sign_in_page(req.project)
 
 
@@ -118,7 +121,7 @@ def sign_in_page(project: str, error: str = "", status: int = 200) -> Response:
             f"Create one with <code>mlreg token create --project {p} --role read</code>. The token is not "
             f"kept in the browser: it opens a session of 12 hours at most, ended at <code>signout</code>."
             f"</small></p>")
-    return page(f"Sign in · {project} · mlreg", body, status, script=True)
+    return page(f"Sign in · {project} · mlreg", body, status, script=KEEP_FRAGMENT)
 
 
 def sign_in(req: Request) -> Response:
