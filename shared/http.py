@@ -103,7 +103,8 @@ def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
     def find(event: dict, resource: str) -> Route | None:
         if resource not in ui_resources:
             return table.get((resource, event.get("httpMethod")))
-        route, params = routes.match(event.get("httpMethod"), routes.concrete_path(resource, event.get("pathParameters") or {}))
+        path = routes.concrete_path(resource, event.get("pathParameters") or {})
+        route, params = routes.match(event.get("httpMethod"), path)
         if route is None or route.function != function:
             return None
         event["pathParameters"] = params
@@ -169,7 +170,8 @@ def cross_site(request: Request) -> bool:
     own origin (the session cookie is SameSite=Strict as well: two locks on one door)."""
     site = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")
-    return bool((site and site != "same-origin") or (origin and origin.partition("://")[2] != request.headers.get("host")))
+    foreign_origin = origin and origin.partition("://")[2] != request.headers.get("host")
+    return bool((site and site != "same-origin") or foreign_origin)
 
 
 def to_request(event: dict, iam_caller: bool = False) -> Request:
@@ -189,7 +191,9 @@ def to_request(event: dict, iam_caller: bool = False) -> Request:
     # What the client's URL has before the resource path: the stage, or a custom domain's base path.
     full, path = ctx.get("path") or "", event.get("path") or ""
     stage = ctx.get("stage")
-    prefix = full[:-len(path)] if path and full.endswith(path) else (f"/{stage}" if stage and stage != "$default" else "")
+    prefix = f"/{stage}" if stage and stage != "$default" else ""
+    if path and full.endswith(path):
+        prefix = full[:-len(path)]
     base = f"{proto}://{host}{prefix}"
     return Request(
         project=params.get("project", ""),

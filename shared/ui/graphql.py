@@ -213,8 +213,8 @@ def _call(info, method: str, path: str, payload: dict) -> dict:
     route = _ROUTES[(method, API2 + path)]
     if route.role > req.role:
         raise MlflowError(f"This needs a {route.role.name.lower()} token", "PERMISSION_DENIED")
-    sub = dataclasses.replace(req, method=method, path_params={"project": req.project}, body=json.dumps(payload).encode(),
-                              query={}, _json=payload)
+    sub = dataclasses.replace(req, method=method, path_params={"project": req.project}, query={},
+                              body=json.dumps(payload).encode(), _json=payload)
     return invoke(route, sub)
 
 
