@@ -63,6 +63,8 @@ class MlregStack(Stack):
     def _outputs(self, config: EnvironmentConfig, api: Api, data: Data, events: Events) -> None:
         CfnOutput(self, "TrackingUriTemplate", value=api.tracking_uri("<project>"),
                   description="MLFLOW_TRACKING_URI of a project (token: MLFLOW_TRACKING_TOKEN)")
+        CfnOutput(self, "UiUrlTemplate", value=api.tracking_uri("<project>") + "/",
+                  description="The web UI of a project (sign in with a token of it; docs/ui.md)")
         CfnOutput(self, "IamTrackingUriTemplate", value=api.tracking_uri("<project>", iam_tree=True),
                   description="MLFLOW_TRACKING_URI of a project for SigV4 callers (MLFLOW_TRACKING_AWS_SIGV4=true)")
         for project in config.projects:

@@ -102,10 +102,14 @@ def test_uploaded_scripts_never_run_on_the_uis_origin(seeded, visit):
     v.page.goto(f"{seeded.base}#/experiments/{experiment}/runs/{run_id}/artifacts")
     v.sign_in(seeded.write_token)
     v.page.get_by_text("reports", exact=True).click()
-    for name in ("evil.html", "evil.svg"):  # the UI's previews
-        v.page.get_by_text(name, exact=True).click()
-        v.page.wait_for_timeout(1500)  # time for a script to run, were it to run
-        v.shot(f"preview-{name}")
+    v.page.get_by_text("evil.html", exact=True).click()  # the UI's previews show both
+    preview = v.page.frame_locator("iframe.mlflow-html-iframe")
+    expect(preview.get_by_role("heading", name="report")).to_be_visible()
+    v.shot("preview-html")
+    v.page.get_by_text("evil.svg", exact=True).click()
+    expect(v.page.locator("img[src^='blob:']").first).to_be_visible()  # fetched, shown as an image
+    v.page.wait_for_timeout(1500)  # time for a script to run, were it to run
+    v.shot("preview-svg")
     for path in ("get-artifact?run_uuid=%s&path=reports/evil.html", "get-artifact?run_uuid=%s&path=reports/evil.svg",
                  "ajax-api/2.0/mlflow-artifacts/artifacts/%s/%%s/artifacts/reports/evil.html" % experiment):
         url = seeded.base + path % run_id
