@@ -23,7 +23,7 @@ SOURCE_ASSET = BUILD / "lambda-source"
 
 PYTHON_VERSION = "3.12"  # keep in step with the runtime in infra/constructs/functions.py
 PLATFORM = "manylinux2014_aarch64"  # keep in step with the architecture there
-RUNTIME_DEPENDENCIES = ("aws-lambda-powertools[tracer]", "pydantic", "semver", "graphql-core")
+RUNTIME_DEPENDENCIES = ("aws-lambda-powertools[tracer]", "pydantic", "semver", "graphql-core>=3.2,<3.3")
 # boto3 and its dependencies ship with the Lambda runtime; aws-xray-sdk pulls some of them in again.
 # Left out, they cannot shadow the runtime's own, matching versions (and the asset stays small).
 PROVIDED_BY_LAMBDA = {  # distribution -> top-level modules

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from http.cookies import CookieError, SimpleCookie
 
 from shared import db, keys
 
@@ -39,17 +38,13 @@ def start(project: str, token: dict) -> tuple[str, int]:
 
 
 def session_ids(cookie_header: str | None) -> list[str]:
-    """The session cookies a request carries (normally one: the path's project's)."""
-    if not cookie_header:
-        return []
+    """The session cookies a request carries (normally one: the path's project's; a browser sends
+    every cookie whose path matches, so there may be more)."""
     found = []
-    for part in cookie_header.split(";"):  # SimpleCookie keeps one value per name; a browser may send two
-        try:
-            jar = SimpleCookie(part.strip())
-        except CookieError:
-            continue
-        if COOKIE in jar and jar[COOKIE].value:
-            found.append(jar[COOKIE].value)
+    for part in (cookie_header or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE and value:
+            found.append(value.strip('"'))
     return found[:4]
 
 

@@ -12,7 +12,6 @@ from functools import cache
 from urllib.parse import quote
 
 import boto3
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 DELETE_BATCH = 1000  # DeleteObjects limit
@@ -20,7 +19,6 @@ COPY_THREADS = 16
 # Files up to this size are copied in one CopyObject, so S3 computes each one's full SHA-256 (shown
 # on the package page); bigger ones go in parallel parts, for which S3 keeps per-part checksums only.
 WHOLE_COPY_MAX_BYTES = 512 * 1024 * 1024
-_COPY = TransferConfig(multipart_threshold=WHOLE_COPY_MAX_BYTES)
 
 
 @cache
@@ -74,12 +72,15 @@ def _keys(prefix: str) -> list[tuple[str, int]]:
 def copy_tree(source_prefix: str, target_prefix: str) -> int:
     """Server-side copy of every object below `source_prefix`, each with S3's SHA-256 checksum;
     managed copy, so big objects go as multipart copies. Returns the number of objects copied."""
+    from boto3.s3.transfer import TransferConfig
+
     objects = _keys(source_prefix)
+    whole_files = TransferConfig(multipart_threshold=WHOLE_COPY_MAX_BYTES)
 
     def copy(entry):
         key, _ = entry
         client().copy({"Bucket": bucket(), "Key": key}, bucket(), target_prefix + key[len(source_prefix):],
-                      ExtraArgs={"ChecksumAlgorithm": "SHA256"}, Config=_COPY)
+                      ExtraArgs={"ChecksumAlgorithm": "SHA256"}, Config=whole_files)
 
     with ThreadPoolExecutor(COPY_THREADS) as pool:
         list(pool.map(copy, objects))

@@ -44,6 +44,7 @@ def package_page(req: Request) -> Response:
             f"<table><thead><tr><th>file</th><th>size</th><th>SHA-256</th></tr></thead><tbody>{rows}</tbody></table>"
             f"<p><small>{len(files)} files, {_size(sum(f[1] for f in files))}. The package is this version's own "
             f"copy of <code>{e(mv.get('source') or '')}</code>; it never changes."
-            + (f" — : a file over {packages.WHOLE_COPY_MAX_BYTES // 2**20} MB, copied in parts, for which S3 keeps "
-               "per-part checksums only." if any(sha is None for *_, sha in files) else "") + "</small></p>")
+            + (" — : S3 holds no whole-file checksum of it (a file over "
+               f"{packages.WHOLE_COPY_MAX_BYTES // 2**20} MB is copied in parts; packages made before mlreg asked "
+               "S3 for checksums have none)." if any(sha is None for *_, sha in files) else "") + "</small></p>")
     return page(f"{name} {semver} · package · mlreg", body, wide=True)
