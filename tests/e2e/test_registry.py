@@ -284,7 +284,12 @@ def test_model_version_get_update_tags_delete(tracking, service, source_run):
     tracking.set_model_version_tag(name, "1", "b", "2")
     tracking.delete_model_version_tag(name, "1", "a")
     tracking.delete_model_version_tag(name, "1", "never-set")  # silent
-    assert tracking.get_model_version(name, "1").tags == {"b": "2", "mlreg.version": "1.0.0"}
+    package_page = f"{service.uri()}/package?name={name}&version=1"  # the web UI's page of its package
+    assert tracking.get_model_version(name, "1").tags == {"b": "2", "mlreg.version": "1.0.0",
+                                                          "mlreg.package_url": package_page}
+    with pytest.raises(MlflowException) as kept:
+        tracking.set_model_version_tag(name, "1", "mlreg.package_url", "elsewhere")
+    assert code(kept) == "INVALID_PARAMETER_VALUE"
     for call in (lambda: tracking.get_model_version(name, "9"), lambda: tracking.set_model_version_tag(name, "9", "k", "v"),
                  lambda: tracking.update_model_version(name, "9", "x"), lambda: tracking.get_model_version(unique("x"), "1")):
         with pytest.raises(MlflowException) as missing:
