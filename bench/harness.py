@@ -416,6 +416,7 @@ def build_experiment(api: Api, name: str, n_runs: int, params: int = 5, metrics:
     `metrics` metrics (one point each; `acc` spread over [0, 1) so filters and ordering bite)."""
     from shared.tracking import metrics as metrics_mod
     from shared.tracking import runs
+    from shared.tracking.messages import Metric
 
     experiment_id = api.call("POST", f"{A2}/experiments/create", {"name": name})["experiment_id"]
 
@@ -425,8 +426,8 @@ def build_experiment(api: Api, name: str, n_runs: int, params: int = 5, metrics:
             runs.create(PROJECT, run, {runs.RUN_NAME_TAG: run["run_name"], "team": "bench"})
             runs.write_params(PROJECT, run, {f"p{j}": str((i * 7 + j) % 13) for j in range(params)})
             acc = ((i * 7919) % n_runs) / n_runs
-            points = [{"key": "acc", "value": acc, "timestamp": 1, "step": 0}]
-            points += [{"key": f"m{j}", "value": float(i + j), "timestamp": 1, "step": 0} for j in range(metrics - 1)]
+            points = [Metric(key="acc", value=acc, timestamp=1)]
+            points += [Metric(key=f"m{j}", value=float(i + j), timestamp=1) for j in range(metrics - 1)]
             metrics_mod.write_points(PROJECT, run, points)
 
     bulk_write(build)

@@ -217,7 +217,7 @@ def _phase(name: str):
 
 
 REQUIRED_ROUTE = {"registry": ("POST", f"{A2}/model-versions/create"),
-                  "artifacts": ("PUT", f"{ARTIFACTS}/artifacts/{{path+}}"), "ui": ("POST", "/graphql")}
+                  "artifacts": ("PUT", f"{ARTIFACTS}/artifacts/{{artifact_path+}}"), "ui": ("POST", "/graphql")}
 
 
 def _route_exists(group: str) -> bool:
@@ -275,7 +275,8 @@ def tracking(s: Scenarios) -> None:
       {"run_id": run, "datasets": [{"dataset": {"name": "d", "digest": "x", "source_type": "local", "source": "{}"}}]})
     m("runs/outputs", "POST", f"{A2}/runs/outputs", {"run_id": run, "models": [{"model_id": "m-bench", "step": 1}]})
     m("runs/log-model", "POST", f"{A2}/runs/log-model",
-      {"run_id": run, "model_json": json.dumps({"artifact_path": "model", "flavors": {}})})
+      {"run_id": run, "model_json": json.dumps({"artifact_path": "model", "flavors": {}, "run_id": run,
+                                                "utc_time_created": "2026-01-01 00:00:00.000000"})})
     m("runs/get (100 params, 200 metrics)", "GET", f"{A2}/runs/get", query={"run_id": run})
     m("runs/update", "POST", f"{A2}/runs/update", {"run_id": run, "status": "FINISHED", "end_time": 5})
     m("metrics/get-history (1,000 points)", "GET", f"{A2}/metrics/get-history",

@@ -10,7 +10,9 @@ enforce each route's role from the route table. See docs/auth.md."""
 
 from __future__ import annotations
 
-from shared import projects, sessions
+from shared import db, projects, sessions
+
+db.client()  # in the init phase: every call reads the token (docs/performance.md, cold start)
 
 
 class Unauthorized(Exception):

@@ -1,20 +1,21 @@
 """The CDK app (cdk.json: `python3 -m infra.app`).
 
     cdk synth  -c env=dev                          # one environment's stack, mlreg-dev
-    cdk deploy -c env=prod                         # deploys it (after `python -m infra.package`)
+    cdk deploy -c env=prod                         # builds the Lambda asset and deploys it
     cdk synth                                      # every environment declared in cdk.json
     cdk synth  -c env=dev -c mlreg:asset=source    # no dependency build: for synth and tests only
 
-`mlreg:asset` (or the MLREG_LAMBDA_ASSET variable) chooses the Lambda code asset: "build" (default,
-build/lambda made by `python -m infra.package`), "source" (build/lambda-source, assembled here from
-the sources without dependencies: synthesises in seconds but does not run in Lambda) or a directory.
+`mlreg:asset` (or the MLREG_LAMBDA_ASSET variable) chooses the Lambda code asset: "build" (default:
+CDK builds it with infra/package.py, see infra/bundling.py), "source" (build/lambda-source, the
+sources without dependencies: synthesises in seconds but does not run in Lambda) or a directory
+built elsewhere.
 cdk-nag's AwsSolutions checks run on every synthesis; an unacknowledged finding fails it."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from aws_cdk import App, Validations
 from aws_cdk import aws_lambda as lambda_
@@ -36,30 +37,31 @@ def default_function_names() -> list[str]:
     return names
 
 
-def asset_directory(choice: str | None) -> Path:
-    choice = choice or "build"
-    if choice == "source":
-        return package.build(with_dependencies=False)
-    path = package.FULL_ASSET if choice == "build" else Path(choice)
+def lambda_code(choice: str | Path | None) -> Callable[[], lambda_.Code]:
+    """A maker of the Lambda code, one Code per stack (an asset belongs to the stack that uploads it)."""
+    choice = str(choice or "build")
+    if choice == "build":
+        from infra.bundling import bundled_code
+
+        return bundled_code
+    path = package.build(with_dependencies=False) if choice == "source" else Path(choice)
     if not (path / "functions").is_dir():
-        raise SystemExit(f"No Lambda asset in {path}: run `python -m infra.package` first "
-                         f"(or synthesise with -c {ASSET_KEY}=source, which cannot be deployed)")
-    return path
+        raise SystemExit(f"No Lambda asset in {path} (-c {ASSET_KEY}=build, the default, builds one)")
+    return lambda: lambda_.Code.from_asset(str(path))
 
 
 def build(app: App, *, environments: Mapping[str, Any] | None = None, only: str | None = None,
-          asset: Path | None = None, function_names: list[str] | None = None) -> list[MlregStack]:
+          asset: str | Path | None = None, function_names: list[str] | None = None) -> list[MlregStack]:
     """Add the stacks of the chosen environments (all if `only` is None or "all") to `app`."""
     if environments is None:
         environments = app.node.try_get_context(configuration.ENVIRONMENTS_KEY)
     names = configuration.environment_names(environments) if only in (None, "all") else [only]
-    asset = asset or asset_directory(app.node.try_get_context(ASSET_KEY) or os.environ.get("MLREG_LAMBDA_ASSET"))
+    code = lambda_code(asset or app.node.try_get_context(ASSET_KEY) or os.environ.get("MLREG_LAMBDA_ASSET"))
     function_names = function_names or default_function_names()
     stacks = []
     for name in names:
         env = configuration.load(name, environments)
-        # One Code per stack: an asset belongs to the stack that uploads it.
-        stacks.append(MlregStack(app, env.stack_name, config=env, code=lambda_.Code.from_asset(str(asset)),
+        stacks.append(MlregStack(app, env.stack_name, config=env, code=code(),
                                  function_names=function_names))
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return stacks

@@ -1,83 +1,227 @@
 """Builds the one code asset every mlreg Lambda function runs from, without Docker.
 
-    python -m infra.package                  # build/lambda: sources + runtime dependencies (deploys)
-    python -m infra.package --source-only    # build/lambda-source: sources only (synth and tests)
+    python -m infra.package                  # build/lambda: sources + locked dependencies
+    python -m infra.package --source-only    # build/lambda-source: sources only (quick synth, tests)
+    python -m infra.package --lock           # re-resolve the dependencies into infra/lambda-requirements.txt
+    python -m infra.package --hash           # the asset hash of the current sources and lock
+
+`cdk synth` and `cdk deploy` run `build` themselves (CDK local bundling, infra/bundling.py); running
+this module by hand is only for looking at the asset.
 
 The asset holds `functions/` and `shared/` as they are in the repository (handlers are
 `functions.<name>.handler`), the deploy-time handlers of `infra/handlers/`, and the runtime
-dependencies installed as wheels for Lambda's platform (Linux, arm64, CPython 3.12). boto3 and
-botocore come with the Lambda runtime and are left out."""
+dependencies of pyproject.toml installed from the lock file: exact versions, one wheel each for
+Lambda's platform (Linux, arm64, CPython 3.12), checked against its sha256. boto3 and botocore come
+with the Lambda runtime and are left out. The same sources and lock always give the same files with
+the same bytes and modes, and `asset_hash()` names exactly those inputs: CDK reuses a built asset
+while it is unchanged, and `cdk diff` shows a code change only when there is one."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import tomllib
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
 FULL_ASSET = BUILD / "lambda"
 SOURCE_ASSET = BUILD / "lambda-source"
+LOCK_FILE = "infra/lambda-requirements.txt"
 
 PYTHON_VERSION = "3.12"  # keep in step with the runtime in infra/constructs/functions.py
+TASK_ROOT = "/var/task"  # where Lambda unpacks the asset
 PLATFORM = "manylinux2014_aarch64"  # keep in step with the architecture there
-RUNTIME_DEPENDENCIES = ("aws-lambda-powertools[tracer]", "pydantic", "semver", "graphql-core>=3.2,<3.3")
-# boto3 and its dependencies ship with the Lambda runtime; aws-xray-sdk pulls some of them in again.
-# Left out, they cannot shadow the runtime's own, matching versions (and the asset stays small).
-PROVIDED_BY_LAMBDA = {  # distribution -> top-level modules
-    "boto3": ("boto3",), "botocore": ("botocore",), "s3transfer": ("s3transfer",), "jmespath": ("jmespath",),
-    "urllib3": ("urllib3",), "python_dateutil": ("dateutil",), "six": ("six.py",),
-}
+# The Lambda runtime ships these (boto3 and its dependencies). Left out, they cannot shadow the
+# runtime's own, matching versions, and the asset stays small.
+PROVIDED_BY_LAMBDA = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
 
-SOURCES = ("functions", "shared")
-DEPLOY_HANDLERS = ("infra/__init__.py", "infra/handlers")
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+SOURCES = ("functions", "shared", "infra/__init__.py", "infra/handlers")
+_SKIPPED_PARTS = {"__pycache__", ".pytest_cache"}
+_PIP_TARGET = ("--only-binary=:all:", "--platform", PLATFORM, "--implementation", "cp",
+               "--python-version", PYTHON_VERSION)
 
 
-def copy_sources(target: Path) -> None:
-    for name in SOURCES + DEPLOY_HANDLERS:
-        source, dest = ROOT / name, target / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, dest, ignore=_IGNORE)
-        elif source.exists():
-            shutil.copy2(source, dest)
+class Pin(NamedTuple):
+    name: str
+    version: str
+    sha256: str
 
 
-def install_dependencies(target: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(target),
-         "--platform", PLATFORM, "--implementation", "cp", "--python-version", PYTHON_VERSION,
-         "--only-binary=:all:", *RUNTIME_DEPENDENCIES],
-        check=True,
-    )
-    for distribution, modules in PROVIDED_BY_LAMBDA.items():
-        for path in [*(target / m for m in modules), *target.glob(f"{distribution}-*.dist-info"), target / "bin"]:
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+# ---- the lock file --------------------------------------------------------------------------------
+
+def runtime_dependencies(root: Path = ROOT) -> list[str]:
+    """pyproject.toml's dependencies, less what the Lambda runtime provides."""
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    return [d for d in declared if _normalised(re.split(r"[\s\[<>=!~;]", d, 1)[0]) not in PROVIDED_BY_LAMBDA]
 
 
-def build(target: Path | None = None, *, with_dependencies: bool = True) -> Path:
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock(root: Path = ROOT) -> Path:
+    """Resolve the runtime dependencies for Lambda's platform and pin each wheel by version and sha256."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _pip("download", "--quiet", "--dest", tmp, *_PIP_TARGET, *runtime_dependencies(root))
+        pins = sorted((_wheel_pin(w) for w in Path(tmp).glob("*.whl")), key=lambda p: p.name)
+    path = root / LOCK_FILE
+    lines = [f"# Runtime dependencies of the Lambda asset: one wheel each for {PLATFORM}, CPython {PYTHON_VERSION}.",
+             "# Generated by `python -m infra.package --lock` from pyproject.toml's dependencies; do not edit.",
+             "# Left out (the Lambda runtime provides them): " + ", ".join(sorted(PROVIDED_BY_LAMBDA)) + "."]
+    lines += [f"{p.name}=={p.version} \\\n    --hash=sha256:{p.sha256}" for p in pins if p.name not in PROVIDED_BY_LAMBDA]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _wheel_pin(wheel: Path) -> Pin:
+    name, version = wheel.name.split("-")[:2]
+    return Pin(_normalised(name), version, _sha256(wheel))
+
+
+def pins(root: Path = ROOT) -> list[Pin]:
+    text = (root / LOCK_FILE).read_text()
+    return [Pin(*m) for m in re.findall(r"^([\w.-]+)==(\S+) \\\n\s+--hash=sha256:([0-9a-f]{64})", text, re.M)]
+
+
+# ---- building ---------------------------------------------------------------------------------------
+
+def wheelhouse() -> Path:
+    """Where the locked wheels are kept once downloaded: later builds need no network."""
+    return Path(os.environ.get("MLREG_WHEELHOUSE") or BUILD / "wheels")
+
+
+def fetch_wheels(root: Path = ROOT) -> Path:
+    """The wheelhouse, with every locked wheel in it (pip checks each download against its hash)."""
+    house = wheelhouse()
+    house.mkdir(parents=True, exist_ok=True)
+    present = {_sha256(w) for w in house.glob("*.whl")}
+    if any(p.sha256 not in present for p in pins(root)):
+        _pip("download", "--quiet", "--no-deps", "--require-hashes", "--dest", str(house), *_PIP_TARGET,
+             "-r", str(root / LOCK_FILE))
+    return house
+
+
+def install_dependencies(target: Path, root: Path = ROOT) -> None:
+    house = fetch_wheels(root)
+    _pip("install", "--quiet", "--no-compile", "--no-deps", "--require-hashes", "--no-index", "--find-links",
+         str(house), "--target", str(target), *_PIP_TARGET, "-r", str(root / LOCK_FILE))
+    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: shebangs name the build machine's Python
+
+
+def bytecode_python() -> tuple[str, str] | None:
+    """(command, version) of a CPython PYTHON_VERSION to compile the asset's bytecode with, if any."""
+    probe = "import platform; print(platform.python_implementation(), platform.python_version())"
+    for command in (os.environ.get("MLREG_LAMBDA_PYTHON"), shutil.which(f"python{PYTHON_VERSION}")):
+        if command:
+            done = subprocess.run([command, "-c", probe], capture_output=True, text=True)
+            implementation, _, version = done.stdout.strip().partition(" ")
+            if done.returncode == 0 and implementation == "CPython" and version.startswith(PYTHON_VERSION + "."):
+                return command, version
+    return None
+
+
+def compile_bytecode(target: Path) -> bool:
+    """Bytecode for Lambda's Python next to every module; False when no such interpreter is at hand."""
+    found = bytecode_python()
+    if found is None:
+        print(f"mlreg: no CPython {PYTHON_VERSION} found (python{PYTHON_VERSION} on PATH or MLREG_LAMBDA_PYTHON): "
+              "the asset ships without bytecode, and Lambda compiles it at every cold start", file=sys.stderr)
+        return False
+    subprocess.run([found[0], "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                    "-s", str(target), "-p", TASK_ROOT, str(target)], check=True)
+    return True
+
+
+def source_files(root: Path = ROOT) -> Iterator[Path]:
+    """The repository's files that go into the asset, relative to `root`, in a stable order."""
+    for name in SOURCES:
+        path = root / name
+        found = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in found:
+            relative = file.relative_to(root)
+            if file.is_file() and not _SKIPPED_PARTS & set(relative.parts) and file.suffix != ".pyc":
+                yield relative
+
+
+def copy_sources(target: Path, root: Path = ROOT) -> None:
+    for relative in source_files(root):
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / relative, target / relative)
+
+
+def normalise_modes(target: Path) -> None:
+    """Same modes on every machine (umask, checkout): Lambda needs files readable, not more."""
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def build(target: Path | None = None, *, with_dependencies: bool = True, root: Path = ROOT) -> Path:
     """A fresh asset directory; returns its path."""
     target = target or (FULL_ASSET if with_dependencies else SOURCE_ASSET)
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     if with_dependencies:
-        install_dependencies(target)
-    copy_sources(target)
+        install_dependencies(target, root)
+    copy_sources(target, root)
+    if with_dependencies:
+        compile_bytecode(target)
+    normalise_modes(target)
     return target
+
+
+def asset_hash(root: Path = ROOT) -> str:
+    """sha256 of what decides the asset's content: the source files (names and bytes), the lock
+    file, this packager and the bytecode interpreter's version. Timestamps, caches and the
+    wheelhouse do not count."""
+    digest = hashlib.sha256()
+    compiler = bytecode_python()
+    digest.update(f"bytecode: {compiler[1] if compiler else 'none'}\0".encode())
+    for relative in [*source_files(root), Path(LOCK_FILE), Path("infra/package.py")]:
+        digest.update(relative.as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256((root / relative).read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def tree_digest(directory: Path) -> str:
+    """sha256 of a built asset: every file's path, mode and bytes (to check that builds agree)."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            digest.update(f"{path.relative_to(directory).as_posix()}\0{path.stat().st_mode:o}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args, "--disable-pip-version-check"], check=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source-only", action="store_true", help="skip the dependencies (synth and tests)")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--source-only", action="store_true", help="skip the dependencies (quick synth, tests)")
+    action.add_argument("--lock", action="store_true", help=f"re-resolve the dependencies into {LOCK_FILE}")
+    action.add_argument("--hash", action="store_true", help="print the asset hash of the sources and lock")
     parser.add_argument("--out", type=Path, help="target directory (default: build/lambda or build/lambda-source)")
     args = parser.parse_args(argv)
-    print(build(args.out, with_dependencies=not args.source_only))
+    if args.lock:
+        print(lock())
+    elif args.hash:
+        print(asset_hash())
+    else:
+        print(build(args.out, with_dependencies=not args.source_only))
 
 
 if __name__ == "__main__":

@@ -159,6 +159,12 @@ def cmd_token_revoke(args) -> int:
     return 0
 
 
+def cmd_migrate(args) -> int:
+    from mlreg import migrations
+
+    return migrations.migrate_table(dry_run=args.dry_run)
+
+
 def _run(command):
     """Connect to the store, run the command, report MLflow-style errors as one line."""
 
@@ -223,7 +229,10 @@ def add_commands(sub) -> None:
     t.add_argument("--project", required=True)
     t.add_argument("token_id")
     t.set_defaults(func=_run(cmd_token_revoke))
-    for parser in [*project.choices.values(), *token.choices.values()]:
+    migrate = sub.add_parser("migrate", help="upgrade a table's data to this mlreg's shape (after a deploy)")
+    migrate.add_argument("--dry-run", action="store_true", help="count what would change, write nothing")
+    migrate.set_defaults(func=_run(cmd_migrate))
+    for parser in [*project.choices.values(), *token.choices.values(), migrate]:
         _store_args(parser)
 
 

@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mlreg import admin  # auth: `mlreg project create|list|delete`, `mlreg token create|list|revoke`
 
     admin.add_commands(sub)
+    from mlreg import smoke  # `mlreg smoke`: check a running environment end to end
+
+    smoke.add_command(sub)
     return parser
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import boto3
 
-from mlreg import moto_speedups
+from mlreg import migrations, moto_speedups
 from shared import table as table_def
 
 SNAPSHOT_SECONDS = 2.0
@@ -66,20 +66,23 @@ def _serialise_dynamodb_requests() -> None:
     DynamoHandler.call_action = call_action
 
 
-def upgraded(items: list[dict]) -> list[dict]:
-    """Items saved by an older mlreg, in today's shape: versions count their writes (`rev`) and alias
-    items carry a copy of their version (get-by-alias reads them alone)."""
-    from shared import keys
+def answer_unknown_uploads_as_s3() -> None:
+    """moto's CompleteMultipartUpload fails with a KeyError (a 500 here) for an upload id it does not
+    know; S3 answers NoSuchUpload, which the artifact routes turn into MLflow's 404."""
+    from moto.s3.exceptions import NoSuchUpload
+    from moto.s3.models import S3Backend
 
-    versions = {(i["pk"]["S"], i["sk"]["S"]): i for i in items if "#M#" in i["pk"]["S"] and i["sk"]["S"].startswith("V#")}
-    for version in versions.values():
-        version.setdefault("rev", {"N": "0"})
-    for item in items:
-        if "#M#" in item["pk"]["S"] and item["sk"]["S"].startswith("A#") and "current_stage" not in item:
-            version = versions.get((item["pk"]["S"], keys.version_sk(int(item["version"]["N"]))))
-            own = ("pk", "sk", "g1pk", "g1sk", "g2pk", "g2sk", "model_name", "renamed_from", "alias", "version")
-            item.update({k: v for k, v in (version or {}).items() if k not in own})
-    return items
+    original = S3Backend.complete_multipart_upload
+    if getattr(original, "_mlreg", False):
+        return
+
+    def complete_multipart_upload(self, bucket_name, multipart_id, *args, **kwargs):
+        if multipart_id not in self.get_bucket(bucket_name).multiparts:
+            raise NoSuchUpload(upload_id=multipart_id)
+        return original(self, bucket_name, multipart_id, *args, **kwargs)
+
+    complete_multipart_upload._mlreg = True
+    S3Backend.complete_multipart_upload = complete_multipart_upload
 
 
 class Emulator:
@@ -103,6 +106,7 @@ class Emulator:
         self._mock = mock_aws()
         self._mock.start()
         _serialise_dynamodb_requests()
+        answer_unknown_uploads_as_s3()
         moto_speedups.install()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -200,10 +204,12 @@ class Emulator:
 
     def _restore(self) -> None:
         table_file = self.data_dir / "table.json"
-        if table_file.exists():
-            items = upgraded(json.loads(table_file.read_text(), object_hook=_unb64))
-            for i in range(0, len(items), 25):
-                self.ddb.batch_write_item(RequestItems={self.table: [{"PutRequest": {"Item": it}} for it in items[i:i + 25]]})
+        saved = json.loads(table_file.read_text(), object_hook=_unb64) if table_file.exists() else []
+        items = migrations.upgrade_snapshot(saved)  # data of an older mlreg in today's shape (mlreg/migrations.py)
+        if items is not saved:
+            self._dirty.set()
+        for i in range(0, len(items), 25):
+            self.ddb.batch_write_item(RequestItems={self.table: [{"PutRequest": {"Item": it}} for it in items[i:i + 25]]})
         manifest_path = self.data_dir / "objects.json"
         if manifest_path.exists():
             for key in json.loads(manifest_path.read_text()):

@@ -88,7 +88,7 @@ def authorizer_event(event: dict) -> dict:
     }
 
 
-def authorize(event: dict, identity_header: str) -> dict:
+def authorize(event: dict, identity_header: str = "authorization") -> dict:
     """Run the authorizer as API Gateway does: a missing identity source (the token's Authorization
     header, or the UI session's Cookie) or an exception means 401, a policy that does not allow this
     method ARN means 403; otherwise its context becomes requestContext.authorizer."""

@@ -9,7 +9,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,6 +18,9 @@ from botocore.exceptions import ClientError
 from shared import routes
 from shared.errors import MlflowError, invalid
 from shared.routes import IAM_PREFIX, ROUTES, Role, Route
+
+if TYPE_CHECKING:  # messages import pydantic: only the functions' first requests load them
+    from shared.message import Message
 
 logger = Logger(service="mlreg")
 # EMF metrics (no API calls). Lambda's active tracing covers X-Ray: powertools' Tracer would add about
@@ -49,49 +52,58 @@ class Request:
     headers: dict[str, str]
     body: bytes
     base_url: str  # scheme://host[/stage] the client called, for links back to this API
-    _json: Any = None
     via_session: bool = False  # a browser's session (the web UI), not a token
     path: str = ""  # the request path as API Gateway received it (below the stage)
 
-    @property
-    def json(self) -> dict:
-        """Request fields: the JSON body for writes, the query string for GETs (as MLflow does)."""
-        if self._json is None:
-            self._json = self._parse()
-        return self._json
-
-    def _parse(self) -> dict:
-        if self.method == "GET" or not self.body:
-            return {k: v[0] if len(v) == 1 else v for k, v in self.query.items()}
-        try:
-            data = json.loads(self.body)
-        except ValueError as exc:
-            raise invalid(f"Malformed JSON request body: {exc}") from None
-        if not isinstance(data, dict):
-            raise invalid("Request body must be a JSON object")
-        return data
-
-    def list_param(self, name: str) -> list:
-        value = self.json.get(name)
-        if value is None:
-            return []
-        return value if isinstance(value, list) else [value]
+    def fields(self, message: type[Message]) -> dict:
+        """The raw fields of `message`, read as MLflow's server reads them: a GET's query string
+        (the message's list fields as lists, others their first value) or, without one, the JSON
+        body, which every other method sends; then the path's parameters (they win)."""
+        if message.raw_body:
+            data: dict = {}
+        elif (self.method == "GET" and self.query) or not self.body:
+            lists = message.list_fields()
+            data = {k: v if k in lists else v[0] for k, v in self.query.items() if v}
+        else:
+            data = json_object(self.body, message.max_body_bytes)
+        return {**data, **{k: v for k, v in self.path_params.items() if k != "project"}}
 
 
-Handler = Callable[[Request], Any]
-_handlers: dict[str, Handler] = {}
+def json_object(body: bytes, max_bytes: int | None = None) -> dict:
+    """The request's JSON object. `max_bytes`: MLflow's bound on log-batch bodies (worded as MLflow's)."""
+    if max_bytes is not None and len(body) > max_bytes:
+        raise invalid(f"Batched logging API requests must be at most {max_bytes} bytes, got a request of size "
+                      f"{len(body)}.")
+    try:
+        data = json.loads(body)
+        if isinstance(data, str):  # older clients post their JSON double-encoded (MLflow decodes it again)
+            data = json.loads(data)
+    except RecursionError:
+        raise invalid("Malformed JSON request body: nested too deeply") from None
+    except ValueError as exc:
+        raise invalid(f"Malformed JSON request body: {exc}") from None
+    if not isinstance(data, dict):
+        raise invalid("Malformed JSON request body: expected an object of request fields")
+    return data
 
 
-def _resolve(route: Route) -> Handler:
-    if route.handler not in _handlers:
-        module, name = route.handler.split(":")
-        _handlers[route.handler] = getattr(importlib.import_module(module), name)
-    return _handlers[route.handler]
+_resolved: dict[str, Any] = {}
 
 
-def invoke(route: Route, request: Request) -> Any:
-    """Run a route's handler (the dispatcher, and GraphQL for the UI, call routes this way)."""
-    return _resolve(route)(request)
+def _resolve(name: str) -> Any:
+    """A handler or message by its "module:name" in the route table, imported on first use (cold start)."""
+    if name not in _resolved:
+        module, attribute = name.split(":")
+        _resolved[name] = getattr(importlib.import_module(module), attribute)
+    return _resolved[name]
+
+
+def invoke(route: Route, request: Request, fields: dict | None = None) -> Any:
+    """Parse a route's message (from the request, or from `fields`) and run its handler: the
+    dispatcher calls routes this way, and GraphQL for the web UI too (shared/ui/graphql.py)."""
+    message_type = _resolve(route.message)
+    message = message_type.parse(request.fields(message_type) if fields is None else fields)
+    return _resolve(route.handler)(request, message)
 
 
 def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
@@ -149,12 +161,27 @@ def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
 
 
 def _aws_error(err: ClientError, route: Route | None) -> MlflowError:
-    """Throttling and conflicts become retryable answers (the MLflow client retries 429 and 5xx)."""
+    """Throttling and conflicts become retryable answers (the MLflow client retries 429 and 5xx); an
+    item or key over DynamoDB's size limits is the request's fault (messages bound each field, but
+    not every sum of fields)."""
     code = err.response.get("Error", {}).get("Code", "")
+    too_large = _size_refusal(err)
+    if too_large:
+        return invalid(f"The request's values are too large to store: {too_large}")
     if code in RETRYABLE_AWS_ERRORS or (code == "TransactionCanceledException" and "TransactionConflict" in str(err)):
         return MlflowError(f"Busy ({code}); retry the request", "REQUEST_LIMIT_EXCEEDED")
     logger.exception("AWS error", extra={"route": route and route.handler, "code": code})
     return MlflowError(f"Internal error ({code}); the request can be retried", "INTERNAL_ERROR")
+
+
+def _size_refusal(err: ClientError) -> str | None:
+    error = err.response.get("Error", {})
+    if error.get("Code") == "ValidationException":
+        texts = [error.get("Message", "")]
+    else:  # a transaction names its items' reasons
+        texts = [r.get("Message", "") for r in err.response.get("CancellationReasons", [])
+                 if r.get("Code") == "ValidationError"]
+    return next((text for text in texts if "size" in text.lower()), None)
 
 
 def role_error(role: Role, needed: Role, via_session: bool) -> MlflowError:

@@ -1,4 +1,6 @@
-"""Opaque, tamper-proof page tokens bound to the project and the query that made them."""
+"""Opaque, tamper-proof page tokens bound to the project and the query that made them: its filter and
+order, not its page size (MLflow's clients may change max_results between pages, so callers leave it
+out of the query they bind)."""
 
 from __future__ import annotations
 

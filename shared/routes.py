@@ -1,6 +1,7 @@
 """The route table: which MLflow REST routes exist, which Lambda function serves each, the role a
-caller needs and how the caller is authenticated. The CDK API, the local gateway, the dispatcher and
-the auth tests are all built from this one list, so they cannot drift apart.
+caller needs, the route's request message (its fields, declared in the domain's messages module) and
+how the caller is authenticated. The CDK API, the local gateway, the dispatcher and the auth tests
+are all built from this one list, so they cannot drift apart.
 
 Paths are API Gateway resource paths below the project prefix `/projects/{project}`; `{name+}` is a
 greedy path parameter, as in API Gateway.
@@ -14,7 +15,7 @@ resources, each of one function, whose requests the dispatcher matches against t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from functools import cache
 
@@ -42,6 +43,7 @@ class Route:
     function: str  # Lambda function (module in functions/) that serves it
     handler: str  # "module:callable" inside shared/
     role: Role | None  # None: public routes
+    message: str | None = None  # "module:Class": the request's fields (shared/message.py), parsed before the handler
     auth: str = TOKEN
 
     @property
@@ -50,9 +52,10 @@ class Route:
         return PROJECT_PREFIX + self.path
 
 
-def _routes(function: str, module: str, rows: list[tuple[str, str, str, Role | None]], prefix: str,
-            auth: str = TOKEN):
-    return [Route(m, prefix + p, function, f"{module}:{h}", r, auth) for m, p, h, r in rows]
+def _routes(function: str, module: str, messages: str, rows: list[tuple[str, str, str, Role | None, str]],
+            prefix: str, auth: str = TOKEN):
+    """`messages`: the module declaring the rows' request messages (the rows' last column)."""
+    return [Route(m, prefix + p, function, f"{module}:{h}", r, f"{messages}:{msg}", auth) for m, p, h, r, msg in rows]
 
 
 R, W, A = Role.READ, Role.WRITE, Role.ADMIN
@@ -61,134 +64,142 @@ API3 = "/api/3.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts"
 API, UI_API = "/api/", "/ajax-api/"  # the UI calls `/api/<rest>` as `/ajax-api/<rest>`
 UI2, UI3 = "/ajax-api/2.0/mlflow", "/ajax-api/3.0/mlflow"
+# The modules declaring each group's request messages (shared/message.py).
+TRACKING_MESSAGES, REGISTRY_MESSAGES = "shared.tracking.messages", "shared.registry.messages"
+ARTIFACT_MESSAGES, COMMON_MESSAGES = "shared.artifacts.messages", "shared.message"
+UI_MESSAGES = "shared.ui.messages"
 
 ROUTES: list[Route] = [
-    *_routes("tracking", "shared.tracking.experiments", [
-        ("POST", "/experiments/create", "create_experiment", W),
-        ("GET", "/experiments/get", "get_experiment", R),
-        ("GET", "/experiments/get-by-name", "get_experiment_by_name", R),
-        ("GET", "/experiments/search", "search_experiments", R),
-        ("POST", "/experiments/search", "search_experiments", R),
-        ("POST", "/experiments/update", "update_experiment", W),
-        ("POST", "/experiments/delete", "delete_experiment", A),
-        ("POST", "/experiments/restore", "restore_experiment", A),
-        ("POST", "/experiments/set-experiment-tag", "set_experiment_tag", W),
-        ("POST", "/experiments/delete-experiment-tag", "delete_experiment_tag", W),
+    *_routes("tracking", "shared.tracking.experiments", TRACKING_MESSAGES, [
+        ("POST", "/experiments/create", "create_experiment", W, "CreateExperiment"),
+        ("GET", "/experiments/get", "get_experiment", R, "ExperimentRef"),
+        ("GET", "/experiments/get-by-name", "get_experiment_by_name", R, "GetExperimentByName"),
+        ("GET", "/experiments/search", "search_experiments", R, "SearchExperiments"),
+        ("POST", "/experiments/search", "search_experiments", R, "SearchExperiments"),
+        ("POST", "/experiments/update", "update_experiment", W, "UpdateExperiment"),
+        ("POST", "/experiments/delete", "delete_experiment", A, "ExperimentRef"),
+        ("POST", "/experiments/restore", "restore_experiment", A, "ExperimentRef"),
+        ("POST", "/experiments/set-experiment-tag", "set_experiment_tag", W, "SetExperimentTag"),
+        ("POST", "/experiments/delete-experiment-tag", "delete_experiment_tag", W, "DeleteExperimentTag"),
     ], API2),
-    *_routes("tracking", "shared.tracking.runs", [
-        ("POST", "/runs/create", "create_run", W),
-        ("GET", "/runs/get", "get_run", R),
-        ("POST", "/runs/update", "update_run", W),
-        ("POST", "/runs/delete", "delete_run", W),
-        ("POST", "/runs/restore", "restore_run", W),
-        ("POST", "/runs/log-parameter", "log_param", W),
-        ("POST", "/runs/log-batch", "log_batch", W),
-        ("POST", "/runs/log-inputs", "log_inputs", W),
-        ("POST", "/runs/outputs", "log_outputs", W),
-        ("POST", "/runs/log-model", "log_model", W),
-        ("POST", "/runs/set-tag", "set_tag", W),
-        ("POST", "/runs/delete-tag", "delete_tag", W),
-        ("POST", "/runs/search", "search_runs", R),
+    *_routes("tracking", "shared.tracking.runs", TRACKING_MESSAGES, [
+        ("POST", "/runs/create", "create_run", W, "CreateRun"),
+        ("GET", "/runs/get", "get_run", R, "RunRef"),
+        ("POST", "/runs/update", "update_run", W, "UpdateRun"),
+        ("POST", "/runs/delete", "delete_run", W, "RunRef"),
+        ("POST", "/runs/restore", "restore_run", W, "RunRef"),
+        ("POST", "/runs/log-parameter", "log_param", W, "LogParam"),
+        ("POST", "/runs/log-batch", "log_batch", W, "LogBatch"),
+        ("POST", "/runs/log-inputs", "log_inputs", W, "LogInputs"),
+        ("POST", "/runs/outputs", "log_outputs", W, "LogOutputs"),
+        ("POST", "/runs/log-model", "log_model", W, "LogModel"),
+        ("POST", "/runs/set-tag", "set_tag", W, "SetTag"),
+        ("POST", "/runs/delete-tag", "delete_tag", W, "DeleteTag"),
+        ("POST", "/runs/search", "search_runs", R, "SearchRuns"),
     ], API2),
-    *_routes("tracking", "shared.tracking.metrics", [
-        ("POST", "/runs/log-metric", "log_metric", W),
-        ("GET", "/metrics/get-history", "get_metric_history", R),
-        ("GET", "/metrics/get-history-bulk-interval", "get_metric_history_bulk_interval", R),
+    *_routes("tracking", "shared.tracking.metrics", TRACKING_MESSAGES, [
+        ("POST", "/runs/log-metric", "log_metric", W, "LogMetric"),
+        ("GET", "/metrics/get-history", "get_metric_history", R, "GetMetricHistory"),
+        ("GET", "/metrics/get-history-bulk-interval", "get_metric_history_bulk_interval", R,
+         "GetMetricHistoryBulkInterval"),
     ], API2),
     # -- logged models (tracking function; shared/tracking/logged_models.py) --
-    *_routes("tracking", "shared.tracking.logged_models", [
-        ("POST", "/logged-models", "create_logged_model", W),
-        ("POST", "/logged-models/search", "search_logged_models", R),
-        ("GET", "/logged-models/{model_id}", "get_logged_model", R),
-        ("PATCH", "/logged-models/{model_id}", "finalize_logged_model", W),
-        ("DELETE", "/logged-models/{model_id}", "delete_logged_model", W),
-        ("PATCH", "/logged-models/{model_id}/tags", "set_logged_model_tags", W),
-        ("DELETE", "/logged-models/{model_id}/tags/{tag_key}", "delete_logged_model_tag", W),
-        ("POST", "/logged-models/{model_id}/params", "log_logged_model_params", W),
-        ("GET", "/logged-models/{model_id}/artifacts/directories", "list_logged_model_artifacts", R),
+    *_routes("tracking", "shared.tracking.logged_models", TRACKING_MESSAGES, [
+        ("POST", "/logged-models", "create_logged_model", W, "CreateLoggedModel"),
+        ("POST", "/logged-models/search", "search_logged_models", R, "SearchLoggedModels"),
+        ("GET", "/logged-models/{model_id}", "get_logged_model", R, "GetLoggedModel"),
+        ("PATCH", "/logged-models/{model_id}", "finalize_logged_model", W, "FinalizeLoggedModel"),
+        ("DELETE", "/logged-models/{model_id}", "delete_logged_model", W, "LoggedModelRef"),
+        ("PATCH", "/logged-models/{model_id}/tags", "set_logged_model_tags", W, "SetLoggedModelTags"),
+        ("DELETE", "/logged-models/{model_id}/tags/{tag_key}", "delete_logged_model_tag", W, "DeleteLoggedModelTag"),
+        ("POST", "/logged-models/{model_id}/params", "log_logged_model_params", W, "LogLoggedModelParams"),
+        ("GET", "/logged-models/{model_id}/artifacts/directories", "list_logged_model_artifacts", R,
+         "ListLoggedModelArtifacts"),
     ], API2),
     # -- registry (registry function; shared/registry/) --
-    *_routes("registry", "shared.registry.models", [
-        ("POST", "/registered-models/create", "create_registered_model", W),
-        ("GET", "/registered-models/get", "get_registered_model", R),
-        ("POST", "/registered-models/rename", "rename_registered_model", W),
-        ("PATCH", "/registered-models/update", "update_registered_model", W),
-        ("DELETE", "/registered-models/delete", "delete_registered_model", A),
-        ("GET", "/registered-models/search", "search_registered_models", R),
-        ("GET", "/registered-models/get-latest-versions", "get_latest_versions", R),
-        ("POST", "/registered-models/get-latest-versions", "get_latest_versions", R),
-        ("POST", "/registered-models/set-tag", "set_registered_model_tag", W),
-        ("DELETE", "/registered-models/delete-tag", "delete_registered_model_tag", W),
-        ("POST", "/registered-models/alias", "set_registered_model_alias", W),
-        ("DELETE", "/registered-models/alias", "delete_registered_model_alias", W),
-        ("GET", "/registered-models/alias", "get_model_version_by_alias", R),
+    *_routes("registry", "shared.registry.models", REGISTRY_MESSAGES, [
+        ("POST", "/registered-models/create", "create_registered_model", W, "CreateRegisteredModel"),
+        ("GET", "/registered-models/get", "get_registered_model", R, "ModelRef"),
+        ("POST", "/registered-models/rename", "rename_registered_model", W, "RenameRegisteredModel"),
+        ("PATCH", "/registered-models/update", "update_registered_model", W, "UpdateRegisteredModel"),
+        ("DELETE", "/registered-models/delete", "delete_registered_model", A, "ModelRef"),
+        ("GET", "/registered-models/search", "search_registered_models", R, "SearchRegisteredModels"),
+        ("GET", "/registered-models/get-latest-versions", "get_latest_versions", R, "GetLatestVersions"),
+        ("POST", "/registered-models/get-latest-versions", "get_latest_versions", R, "GetLatestVersions"),
+        ("POST", "/registered-models/set-tag", "set_registered_model_tag", W, "SetRegisteredModelTag"),
+        ("DELETE", "/registered-models/delete-tag", "delete_registered_model_tag", W, "DeleteRegisteredModelTag"),
+        ("POST", "/registered-models/alias", "set_registered_model_alias", W, "SetRegisteredModelAlias"),
+        ("DELETE", "/registered-models/alias", "delete_registered_model_alias", W, "DeleteRegisteredModelAlias"),
+        ("GET", "/registered-models/alias", "get_model_version_by_alias", R, "GetModelVersionByAlias"),
     ], API2),
-    *_routes("registry", "shared.registry.versions", [
-        ("POST", "/model-versions/create", "create_model_version", W),
-        ("GET", "/model-versions/get", "get_model_version", R),
-        ("PATCH", "/model-versions/update", "update_model_version", W),
-        ("DELETE", "/model-versions/delete", "delete_model_version", W),
-        ("GET", "/model-versions/search", "search_model_versions", R),
-        ("POST", "/model-versions/transition-stage", "transition_model_version_stage", W),
-        ("GET", "/model-versions/get-download-uri", "get_model_version_download_uri", R),
-        ("POST", "/model-versions/set-tag", "set_model_version_tag", W),
-        ("DELETE", "/model-versions/delete-tag", "delete_model_version_tag", W),
+    *_routes("registry", "shared.registry.versions", REGISTRY_MESSAGES, [
+        ("POST", "/model-versions/create", "create_model_version", W, "CreateModelVersion"),
+        ("GET", "/model-versions/get", "get_model_version", R, "VersionRef"),
+        ("PATCH", "/model-versions/update", "update_model_version", W, "UpdateModelVersion"),
+        ("DELETE", "/model-versions/delete", "delete_model_version", W, "VersionRef"),
+        ("GET", "/model-versions/search", "search_model_versions", R, "SearchModelVersions"),
+        ("POST", "/model-versions/transition-stage", "transition_model_version_stage", W, "TransitionStage"),
+        ("GET", "/model-versions/get-download-uri", "get_model_version_download_uri", R, "VersionRef"),
+        ("POST", "/model-versions/set-tag", "set_model_version_tag", W, "SetModelVersionTag"),
+        ("DELETE", "/model-versions/delete-tag", "delete_model_version_tag", W, "DeleteModelVersionTag"),
     ], API2),
     # -- artifacts (artifacts function; shared/artifacts/) --
-    *_routes("artifacts", "shared.artifacts.proxy", [
-        ("GET", "/artifacts", "list_artifacts", R),
-        ("GET", "/artifacts/{path+}", "download_artifact", R),
-        ("PUT", "/artifacts/{path+}", "upload_artifact", W),
-        ("DELETE", "/artifacts/{path+}", "delete_artifact", W),
-        ("POST", "/mpu/create/{path+}", "create_multipart_upload", W),
-        ("POST", "/mpu/complete/{path+}", "complete_multipart_upload", W),
-        ("POST", "/mpu/abort/{path+}", "abort_multipart_upload", W),
-        ("GET", "/presigned/{path+}", "presigned_download_url", R),
+    *_routes("artifacts", "shared.artifacts.proxy", ARTIFACT_MESSAGES, [
+        ("GET", "/artifacts", "list_artifacts", R, "ListArtifacts"),
+        ("GET", "/artifacts/{artifact_path+}", "download_artifact", R, "ArtifactRef"),
+        ("PUT", "/artifacts/{artifact_path+}", "upload_artifact", W, "UploadArtifact"),
+        ("DELETE", "/artifacts/{artifact_path+}", "delete_artifact", W, "ArtifactRef"),
+        ("POST", "/mpu/create/{artifact_path+}", "create_multipart_upload", W, "CreateMultipartUpload"),
+        ("POST", "/mpu/complete/{artifact_path+}", "complete_multipart_upload", W, "CompleteMultipartUpload"),
+        ("POST", "/mpu/abort/{artifact_path+}", "abort_multipart_upload", W, "AbortMultipartUpload"),
+        ("GET", "/presigned/{artifact_path+}", "presigned_download_url", R, "ArtifactRef"),
     ], ARTIFACTS),
-    *_routes("artifacts", "shared.artifacts.run_artifacts", [
-        ("GET", "/artifacts/list", "list_artifacts", R),
-        ("POST", "/artifacts/presigned-upload-url", "presigned_upload_url", W),
-        ("POST", "/artifacts/presigned-download-url", "presigned_download_url", R),
+    *_routes("artifacts", "shared.artifacts.run_artifacts", ARTIFACT_MESSAGES, [
+        ("GET", "/artifacts/list", "list_artifacts", R, "ListRunArtifacts"),
+        ("POST", "/artifacts/presigned-upload-url", "presigned_upload_url", W, "PresignedUploadUrl"),
+        ("POST", "/artifacts/presigned-download-url", "presigned_download_url", R, "PresignedDownloadUrl"),
     ], API2),
     # -- webhooks (registry function; shared/registry/webhooks.py) --
-    *_routes("registry", "shared.registry.webhooks", [
-        ("POST", "/webhooks", "create_webhook", A),
-        ("GET", "/webhooks", "list_webhooks", A),
-        ("GET", "/webhooks/{webhook_id}", "get_webhook", A),
-        ("PATCH", "/webhooks/{webhook_id}", "update_webhook", A),
-        ("DELETE", "/webhooks/{webhook_id}", "delete_webhook", A),
-        ("POST", "/webhooks/{webhook_id}/test", "test_webhook", A),
+    *_routes("registry", "shared.registry.webhooks", REGISTRY_MESSAGES, [
+        ("POST", "/webhooks", "create_webhook", A, "CreateWebhook"),
+        ("GET", "/webhooks", "list_webhooks", A, "ListWebhooks"),
+        ("GET", "/webhooks/{webhook_id}", "get_webhook", A, "WebhookRef"),
+        ("PATCH", "/webhooks/{webhook_id}", "update_webhook", A, "UpdateWebhook"),
+        ("DELETE", "/webhooks/{webhook_id}", "delete_webhook", A, "WebhookRef"),
+        ("POST", "/webhooks/{webhook_id}/test", "test_webhook", A, "WebhookTest"),
     ], API2),
-    *_routes("tracking", "shared.tracking.server_info", [
-        ("GET", "/server-info", "server_info", R),
-        ("GET", "/server-features", "server_info", R),
+    *_routes("tracking", "shared.tracking.server_info", COMMON_MESSAGES, [
+        ("GET", "/server-info", "server_info", R, "Empty"),
+        ("GET", "/server-features", "server_info", R, "Empty"),
     ], API3),
     # -- the web UI (docs/ui.md): its page and sign-in (ui function; shared/ui/pages.py) --
-    *_routes("ui", "shared.ui.pages", [
-        ("GET", "", "app_page", None),  # `/projects/<p>/` (and a redirect from `/projects/<p>`)
-        ("POST", "/signin", "sign_in", None),
-        ("GET", "/signout", "sign_out", None),
+    *_routes("ui", "shared.ui.pages", UI_MESSAGES, [
+        ("GET", "", "app_page", None, "Empty"),  # `/projects/<p>/` (and a redirect from `/projects/<p>`)
+        ("POST", "/signin", "sign_in", None, "SignIn"),
+        ("GET", "/signout", "sign_out", None, "Empty"),
     ], "", PUBLIC),
     # -- what the UI calls besides the API routes, with its session --
-    *_routes("tracking", "shared.ui.graphql", [("POST", "/graphql", "graphql", R)], "", SESSION),
-    *_routes("artifacts", "shared.artifacts.ui", [
-        ("GET", "/get-artifact", "run_artifact", R),
-        ("GET", "/model-versions/get-artifact", "model_version_artifact", R),
-        ("GET", UI2 + "/logged-models/{model_id}/artifacts/files", "logged_model_artifact", R),
+    *_routes("tracking", "shared.ui.graphql", UI_MESSAGES, [("POST", "/graphql", "graphql", R, "GraphqlQuery")],
+             "", SESSION),
+    *_routes("artifacts", "shared.artifacts.ui", UI_MESSAGES, [
+        ("GET", "/get-artifact", "run_artifact", R, "RunArtifact"),
+        ("GET", "/model-versions/get-artifact", "model_version_artifact", R, "ModelVersionArtifact"),
+        ("GET", UI2 + "/logged-models/{model_id}/artifacts/files", "logged_model_artifact", R, "LoggedModelArtifact"),
     ], "", SESSION),
-    *_routes("artifacts", "shared.ui.package", [("GET", "/package", "package_page", R)], "", SESSION),
+    *_routes("artifacts", "shared.ui.package", UI_MESSAGES, [("GET", "/package", "package_page", R, "PackagePage")],
+             "", SESSION),
     # Features mlreg does not have, answered the way the UI takes as "absent" (shared/ui/absent.py).
-    *_routes("tracking", "shared.ui.absent", [
-        ("GET", UI2 + "/users/current", "no_user", R),
-        ("GET", UI2 + "/gateway-proxy", "no_gateway", R),
-        ("POST", UI2 + "/experiments/search-datasets", "no_datasets", R),
-        ("GET", UI3 + "/assistant/config", "no_assistant", R),
-        ("GET", UI3 + "/assistant/providers", "no_assistant_providers", R),
-        ("GET", UI3 + "/ui-telemetry", "no_telemetry", R),
-        ("POST", UI3 + "/ui-telemetry", "no_telemetry", R),
-        ("POST", UI3 + "/traces/metrics", "no_trace_metrics", R),
-        ("GET", UI3 + "/traces/search", "no_traces", R),
-        ("POST", UI3 + "/traces/search", "no_traces", R),
+    *_routes("tracking", "shared.ui.absent", UI_MESSAGES, [
+        ("GET", UI2 + "/users/current", "no_user", R, "Empty"),
+        ("GET", UI2 + "/gateway-proxy", "no_gateway", R, "Empty"),
+        ("POST", UI2 + "/experiments/search-datasets", "no_datasets", R, "Empty"),
+        ("GET", UI3 + "/assistant/config", "no_assistant", R, "Empty"),
+        ("GET", UI3 + "/assistant/providers", "no_assistant_providers", R, "Empty"),
+        ("GET", UI3 + "/ui-telemetry", "no_telemetry", R, "Empty"),
+        ("POST", UI3 + "/ui-telemetry", "no_telemetry", R, "Empty"),
+        ("POST", UI3 + "/traces/metrics", "no_trace_metrics", R, "Empty"),
+        ("GET", UI3 + "/traces/search", "no_traces", R, "Empty"),
+        ("POST", UI3 + "/traces/search", "no_traces", R, "Empty"),
     ], "", SESSION),
 ]
 
@@ -220,7 +231,7 @@ def api_routes() -> list[Route]:
 @cache
 def ui_api_routes() -> tuple[Route, ...]:
     """Everything the UI calls below `/ajax-api/`: each API route's twin, and the UI's own."""
-    twins = [Route(r.method, UI_API + r.path[len(API):], r.function, r.handler, r.role, SESSION)
+    twins = [replace(r, path=UI_API + r.path[len(API):], auth=SESSION)
              for r in ROUTES if r.auth == TOKEN and r.path.startswith(API)]
     return tuple(twins + [r for r in ROUTES if r.path.startswith(UI_API)])
 

@@ -6,90 +6,71 @@ from __future__ import annotations
 
 import json
 
-from shared.artifacts import store
+from shared.artifacts import messages, store
 from shared.artifacts.paths import file_name, folder_path, folder_prefix, object_key
 from shared.artifacts.responses import serve
 from shared.errors import invalid
 from shared.http import Request, Response
-from shared.validation import integer, require
 
-MAX_PARTS = 10_000  # S3's limit
 CREATE_RESPONSE_BUDGET = 5 * 1024 * 1024  # the part URLs must fit in one Lambda response
 
 
-def _route_path(req: Request) -> str:
-    return req.path_params.get("path", "")
-
-
-def list_artifacts(req: Request) -> dict:
+def list_artifacts(req: Request, msg: messages.ListArtifacts) -> dict:
     """GET mlflow-artifacts/artifacts?path=: direct children, paths relative to the listed folder."""
-    files = store.list_folder(folder_prefix(req.project, req.json.get("path")))
+    files = store.list_folder(folder_prefix(req.project, msg.path))
     return {"files": files} if files else {}
 
 
-def download_artifact(req: Request) -> Response:
+def download_artifact(req: Request, msg: messages.ArtifactRef) -> Response:
     """Small files inline (with the headers of shared/artifacts/responses.py), big ones by a 307 to
     S3 (both MLflow client lines follow it, dropping the Authorization header on the new host)."""
-    return serve(object_key(req.project, _route_path(req)), _route_path(req))
+    return serve(object_key(req.project, msg.artifact_path), msg.artifact_path)
 
 
-def upload_artifact(req: Request) -> dict:
+def upload_artifact(req: Request, msg: messages.UploadArtifact) -> dict:
     """PUT mlflow-artifacts/artifacts/<path>, body = the file. Bodies over API Gateway's or Lambda's
     limit never get here: the gateway answers 413 and names the client settings for multipart."""
-    store.put(object_key(req.project, _route_path(req), write=True), req.body, req.headers.get("content-type"))
+    store.put(object_key(req.project, msg.artifact_path, write=True), req.body, req.headers.get("content-type"))
     return {}
 
 
-def delete_artifact(req: Request) -> dict:
-    store.delete_tree(object_key(req.project, _route_path(req), write=True))
+def delete_artifact(req: Request, msg: messages.ArtifactRef) -> dict:
+    store.delete_tree(object_key(req.project, msg.artifact_path, write=True))
     return {}
 
 
-def _upload_key(req: Request) -> str:
+def _upload_key(project: str, msg: messages.AbortMultipartUpload | messages.CreateMultipartUpload) -> str:
     """Multipart routes name a folder in the URL and the client's local file in `path` (MLflow's
     object key is folder + basename of that file)."""
-    folder = folder_path(_route_path(req))
+    folder = folder_path(msg.artifact_path)
     if not folder:
         raise invalid("Invalid path: empty")
-    name = file_name(require(req.json, "path"))
-    return object_key(req.project, f"{folder}/{name}", write=True)
+    return object_key(project, f"{folder}/{file_name(msg.path)}", write=True)
 
 
-def create_multipart_upload(req: Request) -> dict:
-    key = _upload_key(req)
-    num_parts = integer(req.json.get("num_parts"), "num_parts", 1)
-    if not 1 <= num_parts <= MAX_PARTS:
-        raise invalid(f"num_parts must be between 1 and {MAX_PARTS}, got {num_parts}. "
-                      "Raise MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE for very large files.")
-    created = store.start_multipart(key, num_parts)
+def create_multipart_upload(req: Request, msg: messages.CreateMultipartUpload) -> dict:
+    key = _upload_key(req.project, msg)
+    created = store.start_multipart(key, msg.num_parts)
     if len(json.dumps(created)) > CREATE_RESPONSE_BUDGET:
         store.abort_multipart(key, created["upload_id"])
-        raise invalid(f"{num_parts} part URLs do not fit in one API response: raise "
+        raise invalid(f"{msg.num_parts} part URLs do not fit in one API response: raise "
                       "MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE (bytes per part) so the file needs fewer parts.")
     return created
 
 
-def complete_multipart_upload(req: Request) -> dict:
-    key = _upload_key(req)
-    upload_id = require(req.json, "upload_id")
-    parts = req.json.get("parts")
-    if not isinstance(parts, list) or not parts:
-        raise invalid("Missing value for required parameter 'parts'.")
-    try:
-        s3_parts = [{"PartNumber": int(p["part_number"]), "ETag": str(p["etag"])} for p in parts]
-    except (KeyError, TypeError, ValueError):
-        raise invalid("Each part needs 'part_number' and 'etag'.") from None
-    store.complete_multipart(key, upload_id, sorted(s3_parts, key=lambda p: p["PartNumber"]))
+def complete_multipart_upload(req: Request, msg: messages.CompleteMultipartUpload) -> dict:
+    parts = sorted(({"PartNumber": p.part_number, "ETag": p.etag} for p in msg.parts), key=lambda p: p["PartNumber"])
+    store.complete_multipart(_upload_key(req.project, msg), msg.upload_id, parts)
     return {}
 
 
-def abort_multipart_upload(req: Request) -> dict:
-    store.abort_multipart(_upload_key(req), require(req.json, "upload_id"))
+def abort_multipart_upload(req: Request, msg: messages.AbortMultipartUpload) -> dict:
+    store.abort_multipart(_upload_key(req.project, msg), msg.upload_id)
     return {}
 
 
-def presigned_download_url(req: Request) -> dict:
+def presigned_download_url(req: Request, msg: messages.ArtifactRef) -> dict:
     """GET mlflow-artifacts/presigned/<path>: what the 3.x client uses for (ranged, parallel) downloads."""
-    key = object_key(req.project, _route_path(req))
+    key = object_key(req.project, msg.artifact_path)
     size = store.size_of(key)
     return {"url": store.presigned_get(key), "headers": {}, "file_size": size}

@@ -12,14 +12,11 @@ import mimetypes
 import posixpath
 from urllib.parse import urlparse
 
-from shared.artifacts import store
+from shared.artifacts import messages, store
 from shared.artifacts.paths import folder_path, folder_prefix, object_key, safe_path
 from shared.errors import invalid
 from shared.http import Request
 from shared.tracking import runs
-from shared.validation import integer, require
-
-MAX_EXPIRATION = 604800  # what cloud providers accept; MLflow refuses anything outside 1..this
 
 
 def artifact_root(artifact_uri: str) -> str:
@@ -30,15 +27,11 @@ def artifact_root(artifact_uri: str) -> str:
     return safe_path(parsed.path.lstrip("/"))
 
 
-def _run_meta(req: Request) -> dict:
-    return runs.load_meta(req.project, req.json.get("run_id") or require(req.json, "run_uuid"))
-
-
-def list_artifacts(req: Request) -> dict:
+def list_artifacts(req: Request, msg: messages.ListRunArtifacts) -> dict:
     """GET mlflow/artifacts/list: children of `path` in the run's artifacts, paths relative to the
     run's root (MLflow 2's listing)."""
-    rel = folder_path(req.json.get("path"))
-    meta = _run_meta(req)
+    rel = folder_path(msg.path)
+    meta = runs.load_meta(req.project, msg.run_id)
     root = artifact_root(meta["artifact_uri"])
     files = store.list_folder(folder_prefix(req.project, posixpath.join(root, rel) if rel else root))
     result: dict = {"root_uri": meta["artifact_uri"]}
@@ -47,41 +40,26 @@ def list_artifacts(req: Request) -> dict:
     return result
 
 
-def _expiration(req: Request) -> int | None:
-    value = req.json.get("expiration")
-    if value is None:
-        return None
-    seconds = integer(value, "expiration")
-    if not 1 <= seconds <= MAX_EXPIRATION:
-        raise invalid(f"expiration must be between 1 and {MAX_EXPIRATION} seconds (got {seconds}).")
-    return seconds
-
-
 def _logged_model_artifact_uri(project: str, model_id: str) -> str:
     from shared.tracking import logged_models  # MLflow 3 logged models live with tracking
 
     return logged_models.load(project, model_id)["artifact_uri"]
 
 
-def presigned_upload_url(req: Request) -> dict:
+def presigned_upload_url(req: Request, msg: messages.PresignedUploadUrl) -> dict:
     """POST mlflow/artifacts/presigned-upload-url {run_id | model_id, path, expiration}."""
-    run_id, model_id = req.json.get("run_id"), req.json.get("model_id")
-    if bool(run_id) == bool(model_id):
-        raise invalid("Exactly one of run_id and model_id must be provided.")
-    path = safe_path(require(req.json, "path"))
-    expires = _expiration(req)
-    uri = runs.load_meta(req.project, run_id)["artifact_uri"] if run_id else _logged_model_artifact_uri(
-        req.project, model_id)
+    path = safe_path(msg.path)
+    uri = (runs.load_meta(req.project, msg.run_id)["artifact_uri"] if msg.run_id
+           else _logged_model_artifact_uri(req.project, msg.model_id))
     key = object_key(req.project, f"{artifact_root(uri)}/{path}", write=True)
     content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    return {"presigned_url": store.presigned_put(key, content_type, expires), "headers": {"Content-Type": content_type}}
+    return {"presigned_url": store.presigned_put(key, content_type, msg.expiration),
+            "headers": {"Content-Type": content_type}}
 
 
-def presigned_download_url(req: Request) -> dict:
+def presigned_download_url(req: Request, msg: messages.PresignedDownloadUrl) -> dict:
     """POST mlflow/artifacts/presigned-download-url {run_id, path, expiration}."""
-    run_id = require(req.json, "run_id")
-    path = safe_path(require(req.json, "path"))
-    expires = _expiration(req)
-    key = object_key(req.project, f"{artifact_root(runs.load_meta(req.project, run_id)['artifact_uri'])}/{path}")
+    path = safe_path(msg.path)
+    key = object_key(req.project, f"{artifact_root(runs.load_meta(req.project, msg.run_id)['artifact_uri'])}/{path}")
     size = store.size_of(key)
-    return {"presigned_url": store.presigned_get(key, expires), "headers": {}, "file_size": size}
+    return {"presigned_url": store.presigned_get(key, msg.expiration), "headers": {}, "file_size": size}

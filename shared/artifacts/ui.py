@@ -9,7 +9,7 @@ from shared.artifacts.paths import PACKAGES, object_key, safe_path
 from shared.artifacts.responses import serve
 from shared.artifacts.run_artifacts import artifact_root
 from shared.http import Request, Response
-from shared.validation import require
+from shared.ui import messages
 
 
 def _serve(req: Request, root: str, path: str) -> Response:
@@ -17,26 +17,25 @@ def _serve(req: Request, root: str, path: str) -> Response:
     return serve(object_key(req.project, f"{root}/{path}"), path)
 
 
-def run_artifact(req: Request) -> Response:
+def run_artifact(req: Request, msg: messages.RunArtifact) -> Response:
     """GET get-artifact?run_uuid=&path= (the run page's file previews)."""
     from shared.tracking import runs
 
-    run_id = req.json.get("run_id") or require(req.json, "run_uuid")
-    return _serve(req, artifact_root(runs.load_meta(req.project, run_id)["artifact_uri"]), require(req.json, "path"))
+    return _serve(req, artifact_root(runs.load_meta(req.project, msg.run_id)["artifact_uri"]), msg.path)
 
 
-def model_version_artifact(req: Request) -> Response:
+def model_version_artifact(req: Request, msg: messages.ModelVersionArtifact) -> Response:
     """GET model-versions/get-artifact?name=&version=&path= (the version page reads MLmodel): from
     the version's package, where its download URI points."""
     from shared.registry import items
 
-    mv = items.load_version(req.project, require(req.json, "name"), require(req.json, "version"))
-    return _serve(req, f"{PACKAGES}/{mv['name']}/{mv['semver']}", require(req.json, "path"))
+    mv = items.load_version(req.project, msg.name, msg.version)
+    return _serve(req, f"{PACKAGES}/{mv['name']}/{mv['semver']}", msg.path)
 
 
-def logged_model_artifact(req: Request) -> Response:
+def logged_model_artifact(req: Request, msg: messages.LoggedModelArtifact) -> Response:
     """GET ajax-api/2.0/mlflow/logged-models/<id>/artifacts/files?artifact_file_path="""
     from shared.tracking import logged_models
 
-    model = logged_models.load(req.project, req.path_params["model_id"])
-    return _serve(req, artifact_root(model["artifact_uri"]), require(req.json, "artifact_file_path"))
+    model = logged_models.load(req.project, msg.model_id)
+    return _serve(req, artifact_root(model["artifact_uri"]), msg.artifact_file_path)

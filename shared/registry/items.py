@@ -12,67 +12,16 @@ version list (GSI2). See docs/data-model.md."""
 
 from __future__ import annotations
 
-import posixpath
-
 from botocore.exceptions import ClientError
 
 from shared import db, keys
-from shared.errors import invalid, not_found
-from shared.validation import MAX_REGISTRY_TAG_VALUE_LENGTH, key_name
+from shared.errors import not_found
+from shared.validation import STAGES
 
-STAGES = ("None", "Staging", "Production", "Archived")
 ACTIVE_STAGES = ("Staging", "Production")
 READY, PENDING, FAILED = "READY", "PENDING_REGISTRATION", "FAILED_REGISTRATION"
-MAX_TAG_KEY_LENGTH = 250
 PACKAGE_URL_TAG = "mlreg.package_url"  # every version's package page (shared/ui/package.py), kept by mlreg
 _META_AND_NAMED = ("#", "U")  # sort-key range holding #M, A#, S#, T# (everything but versions)
-
-
-# ---- validation --------------------------------------------------------------------------------
-
-def valid_name(name, field: str = "name") -> str:
-    """MLflow's model-name rules, plus no '#' (it would make the package path ambiguous)."""
-    if not isinstance(name, str) or not name.strip():
-        raise invalid(f"Missing value for required parameter '{field}'. See the API docs for more information "
-                      "about request parameters.")
-    if "/" in name or ":" in name:
-        raise invalid(f"Invalid model name '{name}'. Names cannot contain '/' or ':'.")
-    if "#" in name:
-        raise invalid(f"Invalid model name '{name}'. mlreg model names cannot contain '#'.")
-    norm = posixpath.normpath(name)
-    if norm != name or norm == "." or norm.startswith(".."):
-        raise invalid(f"Invalid value '{name}' for parameter '{field}' supplied: Names may be treated as files in "
-                      f"certain cases, and must not resolve to other names when treated as such. This name would "
-                      f"resolve to '{norm}'")
-    return name
-
-
-def valid_version(value) -> int:
-    try:
-        number = int(str(value))
-    except (TypeError, ValueError):
-        raise invalid(f"Parameter 'version' must be an integer, got '{value}'.") from None
-    return number
-
-
-def canonical_stage(stage) -> str:
-    for s in STAGES:
-        if isinstance(stage, str) and s.lower() == stage.lower():
-            return s
-    raise invalid(f"Invalid Model Version stage: {stage}. Value must be one of "
-                  f"{', '.join(STAGES)}.")
-
-
-def tag(key, value, path: str = "key") -> tuple[str, str]:
-    key = key_name(key, path)
-    value = "" if value is None else str(value)
-    if len(value) > MAX_REGISTRY_TAG_VALUE_LENGTH:
-        raise invalid(f"'value' exceeds the maximum length of {MAX_REGISTRY_TAG_VALUE_LENGTH} characters")
-    return key, value
-
-
-def parse_tags(raw: list | None) -> dict[str, str]:
-    return dict(tag(t.get("key"), t.get("value")) for t in raw or [])
 
 
 # ---- items -------------------------------------------------------------------------------------------
@@ -147,7 +96,7 @@ def assemble(items: list[dict]) -> dict | None:
 
 def load_model(project: str, name: str) -> dict:
     """Meta, tags and aliases: one strongly consistent Query of the partition, versions left out."""
-    model = assemble(db.query_all(keys.registered_model(project, valid_name(name)), sk_between=_META_AND_NAMED,
+    model = assemble(db.query_all(keys.registered_model(project, name), sk_between=_META_AND_NAMED,
                                   consistent=True))
     if model is None:
         raise model_not_found(name)
@@ -155,7 +104,7 @@ def load_model(project: str, name: str) -> dict:
 
 
 def load_meta(project: str, name: str) -> dict:
-    item = db.get(keys.registered_model(project, valid_name(name)), keys.MODEL_SK)
+    item = db.get(keys.registered_model(project, name), keys.MODEL_SK)
     if item is None:
         raise model_not_found(name)
     return item
@@ -169,10 +118,9 @@ def version_not_found(name: str, version):
     return not_found(f"Model Version (name={name}, version={version}) not found")
 
 
-def load_version(project: str, name: str, version) -> dict:
+def load_version(project: str, name: str, version: int) -> dict:
     """One GetItem."""
-    number = valid_version(version)
-    item = db.get(keys.registered_model(project, valid_name(name)), keys.version_sk(number))
+    item = db.get(keys.registered_model(project, name), keys.version_sk(version))
     if item is None:
         raise version_not_found(name, version)
     return strip(item)
@@ -214,12 +162,11 @@ def change_version(tx: db.Tx, project: str, mv: dict, expression: str, values: d
         tx.update(pk, keys.alias_sk(alias), expression, names, {**values, ":_v": mv["version"]}, "version = :_v")
 
 
-def update_version(project: str, name: str, version, expression: str, values: dict,
+def update_version(project: str, name: str, version: int, expression: str, values: dict,
                    names: dict | None = None, return_new: bool = True) -> dict | None:
     """Changes one version (and returns it). Unaliased (the common case): one conditional UpdateItem. Aliased:
     that update fails, returning the version as it was, and one transaction changes it and its copies."""
-    number = valid_version(version)
-    pk, sk = keys.registered_model(project, valid_name(name)), keys.version_sk(number)
+    pk, sk = keys.registered_model(project, name), keys.version_sk(version)
     try:
         return strip(db.update(pk, sk, _counted(expression), names, {**values, ":_one": 1}, return_new=True,
                                condition="attribute_exists(pk) AND attribute_not_exists(aliases)"))
@@ -229,7 +176,7 @@ def update_version(project: str, name: str, version, expression: str, values: di
         seen = [strip(db.failed_item(err) or {})]
 
     def attempt() -> None:
-        mv = seen.pop() if seen else load_version(project, name, number)
+        mv = seen.pop() if seen else load_version(project, name, version)
         if not mv:
             raise version_not_found(name, version)
         tx = db.Tx()
@@ -237,7 +184,7 @@ def update_version(project: str, name: str, version, expression: str, values: di
         tx.commit()
 
     db.retry_on_conflict(attempt, f"Model version {name} {version} kept changing; retry")
-    return load_version(project, name, number) if return_new else None
+    return load_version(project, name, version) if return_new else None
 
 
 # ---- JSON -------------------------------------------------------------------------------------------------

@@ -5,8 +5,6 @@ meta item is keyed by the name and written on condition it does not exist."""
 
 from __future__ import annotations
 
-import re
-
 from botocore.exceptions import ClientError
 
 from shared import db, keys, pagination
@@ -14,14 +12,10 @@ from shared.clock import now_ms
 from shared.errors import MlflowError, already_exists, invalid
 from shared.filters import parse_model_filter, parse_model_order_by
 from shared.http import Request
-from shared.registry import items, packages
+from shared.registry import items, messages, packages
 from shared.registry.items import PACKAGE_URL_TAG, load_meta, load_model, model_json, version_json
 from shared.tracking import experiments
-from shared.validation import max_results, require
-
-MAX_ALIAS_LENGTH = 255
-_ALIAS = re.compile(r"^[\w\-]*$")
-_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
+from shared.validation import STAGES
 
 
 def _default_experiment(project: str, name: str) -> str:
@@ -39,12 +33,11 @@ def _default_experiment(project: str, name: str) -> str:
 
 # ---- create / get / update / rename / delete ----------------------------------------------------------
 
-def create_registered_model(req: Request) -> dict:
-    name = items.valid_name(req.json.get("name"))
-    tags = items.parse_tags(req.json.get("tags"))
+def create_registered_model(req: Request, msg: messages.CreateRegisteredModel) -> dict:
+    name, tags = msg.name, {t.key: t.value for t in msg.tags}
     experiment_id = _default_experiment(req.project, name)
     ts = now_ms()
-    model = {"name": name, "description": req.json.get("description") or "", "creation_timestamp": ts,
+    model = {"name": name, "description": msg.description, "creation_timestamp": ts,
              "last_updated_timestamp": ts, "last_version": 0, "experiment_id": experiment_id,
              "actor": req.token_id}  # events: who made the change (shared/events/)
     tx = db.Tx()
@@ -61,28 +54,26 @@ def _full(project: str, name: str) -> dict:
     return model_json(model, latest)
 
 
-def get_registered_model(req: Request) -> dict:
-    return {"registered_model": _full(req.project, items.valid_name(require(req.json, "name")))}
+def get_registered_model(req: Request, msg: messages.ModelRef) -> dict:
+    return {"registered_model": _full(req.project, msg.name)}
 
 
-def update_registered_model(req: Request) -> dict:
-    name = items.valid_name(require(req.json, "name"))
+def update_registered_model(req: Request, msg: messages.UpdateRegisteredModel) -> dict:
     try:
-        db.update(keys.registered_model(req.project, name), keys.MODEL_SK,
+        db.update(keys.registered_model(req.project, msg.name), keys.MODEL_SK,
                   "SET description = :d, last_updated_timestamp = :t", condition="attribute_exists(pk)",
-                  values={":d": req.json.get("description") or "", ":t": now_ms()})
+                  values={":d": msg.description, ":t": now_ms()})
     except ClientError as err:
         if db.is_condition_failure(err):
-            raise items.model_not_found(name) from None
+            raise items.model_not_found(msg.name) from None
         raise
-    return {"registered_model": _full(req.project, name)}
+    return {"registered_model": _full(req.project, msg.name)}
 
 
-def rename_registered_model(req: Request) -> dict:
+def rename_registered_model(req: Request, msg: messages.RenameRegisteredModel) -> dict:
     """Moves the partition to the new name in one transaction (so at most ~100 items: see
     docs/registry.md), and the packages to the new name's prefix around it."""
-    name = items.valid_name(require(req.json, "name"))
-    new_name = items.valid_name(req.json.get("new_name"), "new_name")
+    name, new_name = msg.name, msg.new_name
     pk = keys.registered_model(req.project, name)
     every = db.query_all(pk, consistent=True)
     meta = next((i for i in every if i["sk"] == keys.MODEL_SK), None)
@@ -141,12 +132,12 @@ def _renamed(project: str, item: dict, new_name: str, ts: int) -> dict:
     return {**item, "pk": keys.registered_model(project, new_name), "g1sk": f"{new_name}#{sk}", "model_name": new_name}
 
 
-def delete_registered_model(req: Request) -> dict:
+def delete_registered_model(req: Request, msg: messages.ModelRef) -> dict:
     """Packages first, then versions, links, tags and aliases, the meta item last: a retry after a
     failure finds the model and finishes the job. The default experiment and its runs stay."""
     from shared.tracking.runs import link_sk
 
-    name = items.valid_name(require(req.json, "name"))
+    name = msg.name
     pk = keys.registered_model(req.project, name)
     every = db.query_all(pk, consistent=True)
     if not any(i["sk"] == keys.MODEL_SK for i in every):
@@ -168,76 +159,49 @@ def all_models(project: str) -> list[dict]:
     return [m for m in map(items.assemble, groups) if m]
 
 
-def search_registered_models(req: Request) -> dict:
-    data = req.json
-    limit = max_results(data.get("max_results"), 100, 1000)
-    order_by = req.list_param("order_by")
-    matches, sort_key = parse_model_filter(data.get("filter")), parse_model_order_by(order_by)
+def search_registered_models(req: Request, msg: messages.SearchRegisteredModels) -> dict:
+    matches, sort_key = parse_model_filter(msg.filter), parse_model_order_by(msg.order_by)
     found = []
     for model in all_models(req.project):
         view = {"name": model["name"], "tags": model["tags"], "creation_timestamp": model["creation_timestamp"],
                 "last_updated_timestamp": model["last_updated_timestamp"]}
         if matches(view):
             found.append((sort_key(view), model))
-    page, token = pagination.offset_page(req.project, [data.get("filter"), order_by, limit], data.get("page_token"),
-                                         found, limit)
+    page, token = pagination.offset_page(req.project, [msg.filter, msg.order_by], msg.page_token, found,
+                                         msg.max_results)
     latest = db.parallel(lambda m: items.latest_versions(req.project, m["name"]), page)
     return pagination.with_token({"registered_models": [model_json(m, lv) for m, lv in zip(page, latest)]}, token)
 
 
-def get_latest_versions(req: Request) -> dict:
-    name = items.valid_name(require(req.json, "name"))
-    stages = tuple(items.canonical_stage(s) for s in req.list_param("stages")) or items.STAGES
-    load_meta(req.project, name)
-    found = items.latest_versions(req.project, name, stages)
+def get_latest_versions(req: Request, msg: messages.GetLatestVersions) -> dict:
+    load_meta(req.project, msg.name)
+    found = items.latest_versions(req.project, msg.name, tuple(msg.stages) or STAGES)
     return {"model_versions": [version_json(mv) for mv in found]} if found else {}
 
 
 # ---- tags ----------------------------------------------------------------------------------------------
 
-def set_registered_model_tag(req: Request) -> dict:
-    name = items.valid_name(require(req.json, "name"))
-    key, value = items.tag(req.json.get("key"), req.json.get("value"))
+def set_registered_model_tag(req: Request, msg: messages.SetRegisteredModelTag) -> dict:
     tx = db.Tx()
-    tx.check(keys.registered_model(req.project, name), keys.MODEL_SK, "attribute_exists(pk)")
-    tx.put(items.tag_item(req.project, name, key, value))
-    tx.commit(on_conflict=items.model_not_found(name))
+    tx.check(keys.registered_model(req.project, msg.name), keys.MODEL_SK, "attribute_exists(pk)")
+    tx.put(items.tag_item(req.project, msg.name, msg.key, msg.value))
+    tx.commit(on_conflict=items.model_not_found(msg.name))
     return {}
 
 
-def delete_registered_model_tag(req: Request) -> dict:
+def delete_registered_model_tag(req: Request, msg: messages.DeleteRegisteredModelTag) -> dict:
     """Deleting a tag that is not there is a silent success, as in MLflow; a missing model is 404."""
-    name = items.valid_name(require(req.json, "name"))
-    key = require(req.json, "key")
     tx = db.Tx()
-    tx.check(keys.registered_model(req.project, name), keys.MODEL_SK, "attribute_exists(pk)")
-    tx.delete(keys.registered_model(req.project, name), keys.model_tag_sk(key))
-    tx.commit(on_conflict=items.model_not_found(name))
+    tx.check(keys.registered_model(req.project, msg.name), keys.MODEL_SK, "attribute_exists(pk)")
+    tx.delete(keys.registered_model(req.project, msg.name), keys.model_tag_sk(msg.key))
+    tx.commit(on_conflict=items.model_not_found(msg.name))
     return {}
 
 
 # ---- aliases -----------------------------------------------------------------------------------------
 
-def valid_alias(alias) -> str:
-    if not alias:
-        raise invalid("Registered model alias name cannot be empty.")
-    if not isinstance(alias, str) or not _ALIAS.match(alias):
-        raise invalid(f"Invalid alias name: '{alias}'. Names may only contain alphanumerics, underscores (_), "
-                      "and dashes (-).")
-    if len(alias) > MAX_ALIAS_LENGTH:
-        raise invalid(f"Registered model alias name '{alias[:20]}...' had length {len(alias)}, which exceeds "
-                      f"length limit of {MAX_ALIAS_LENGTH}")
-    return alias
-
-
-def set_registered_model_alias(req: Request) -> dict:
-    name = items.valid_name(require(req.json, "name"))
-    alias = valid_alias(req.json.get("alias"))
-    if alias.lower() == "latest":
-        raise invalid("'latest' alias name (case insensitive) is reserved.")
-    if _VERSION_ALIAS.match(alias):
-        raise invalid(f"Version alias name '{alias}' is reserved.")
-    version = items.valid_version(require(req.json, "version"))
+def set_registered_model_alias(req: Request, msg: messages.SetRegisteredModelAlias) -> dict:
+    name, alias, version = msg.name, msg.alias, msg.version
     pk = keys.registered_model(req.project, name)
 
     def attempt() -> dict:
@@ -263,10 +227,9 @@ def set_registered_model_alias(req: Request) -> dict:
     return db.retry_on_conflict(attempt, f"Alias {alias} of model {name} kept changing; retry")
 
 
-def delete_registered_model_alias(req: Request) -> dict:
+def delete_registered_model_alias(req: Request, msg: messages.DeleteRegisteredModelAlias) -> dict:
     """A missing alias is a silent success (MLflow); a missing model is 404."""
-    name = items.valid_name(require(req.json, "name"))
-    alias = valid_alias(req.json.get("alias"))
+    name, alias = msg.name, msg.alias
     pk = keys.registered_model(req.project, name)
 
     def attempt() -> dict:
@@ -309,6 +272,5 @@ def version_by_alias(project: str, name: str, alias: str) -> dict:
     return found if "current_stage" in found else items.load_version(project, name, found["version"])
 
 
-def get_model_version_by_alias(req: Request) -> dict:
-    name = items.valid_name(require(req.json, "name"))
-    return {"model_version": version_json(version_by_alias(req.project, name, require(req.json, "alias")))}
+def get_model_version_by_alias(req: Request, msg: messages.GetModelVersionByAlias) -> dict:
+    return {"model_version": version_json(version_by_alias(req.project, msg.name, msg.alias))}

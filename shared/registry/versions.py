@@ -18,11 +18,11 @@ from shared.clock import now_ms
 from shared.errors import MlflowError, already_exists, invalid
 from shared.filters import parse_version_filter, parse_version_order_by, version_filter_clauses
 from shared.http import Request
-from shared.registry import items, packages
+from shared.registry import items, messages, packages
 from shared.registry.items import PACKAGE_URL_TAG, load_version, version_json
 from shared.registry.models import version_by_alias
 from shared.tracking import experiments, logged_models, runs
-from shared.validation import max_results, require
+from shared.validation import key_bytes, model_name, version_number
 
 SEMVER_TAG = "mlreg.version"  # ours: set on every version
 GITLAB_SEMVER_TAG = "gitlab.version"  # GitLab's name for the same thing, accepted on create
@@ -47,7 +47,7 @@ def requested_semver(tags: dict[str, str]) -> str | None:
         raise invalid(f"Tags '{SEMVER_TAG}' and '{GITLAB_SEMVER_TAG}' disagree: {sorted(given)}")
     if not given:
         return None
-    text = given.pop()
+    text = key_bytes(given.pop())  # it keys the semver guard
     parse_semver(text)
     return text
 
@@ -91,7 +91,8 @@ def resolve_source(project: str, source: str, run_id: str | None, model_id: str 
                 "prefix": packages.artifacts_prefix(project, _artifact_path(model["artifact_uri"]))}
     if parsed.scheme == "models":  # models:/<name>/<version> or models:/<name>@<alias>
         name, _, ref = path.partition("/") if "/" in path else path.partition("@")
-        mv = version_by_alias(project, name, ref) if "@" in path else load_version(project, name, ref)
+        name, ref = model_name(name), key_bytes(ref)  # they key items: as checked as a request's
+        mv = version_by_alias(project, name, ref) if "@" in path else load_version(project, name, version_number(ref))
         return {"source": f"models:/{name}/{mv['version']}", "run_id": run_id or mv.get("run_id"),
                 "model_id": model_id or mv.get("model_id"),
                 "prefix": packages.package_prefix(project, name, mv["semver"])}
@@ -164,17 +165,14 @@ def _allocate(project: str, name: str, fields: dict, wanted: str | None, base_ur
     return db.retry_on_conflict(attempt, f"Too many concurrent versions of model {name}; retry", CREATE_ATTEMPTS)
 
 
-def create_model_version(req: Request) -> dict:
-    data = req.json
-    name = items.valid_name(require(data, "name"))
-    source = require(data, "source")
-    tags = items.parse_tags(data.get("tags"))
+def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict:
+    name, tags = msg.name, {t.key: t.value for t in msg.tags}
     wanted = requested_semver(tags)
     meta = items.load_meta(req.project, name)
-    origin = resolve_source(req.project, source, data.get("run_id") or None, data.get("model_id") or None)
+    origin = resolve_source(req.project, msg.source, msg.run_id or None, msg.model_id or None)
     run_id = origin["run_id"] or _candidate_run(req.project, meta)
     fields = {"source": origin["source"], "run_id": run_id, "model_id": origin["model_id"],
-              "run_link": data.get("run_link") or None, "description": data.get("description") or "",
+              "run_link": msg.run_link or None, "description": msg.description,
               "user_id": "", "current_stage": "None", "status": items.PENDING, "tags": tags,
               "actor": req.token_id}  # events: who made the change (shared/events/)
     mv = _allocate(req.project, name, fields, wanted, req.base_url)
@@ -198,9 +196,8 @@ def _fill_package(project: str, mv: dict, source_prefix: str) -> dict:
 
 # ---- get / update / delete ------------------------------------------------------------------------------
 
-def get_model_version(req: Request) -> dict:
-    return {"model_version": version_json(load_version(req.project, require(req.json, "name"),
-                                                       require(req.json, "version")))}
+def get_model_version(req: Request, msg: messages.VersionRef) -> dict:
+    return {"model_version": version_json(load_version(req.project, msg.name, msg.version))}
 
 
 def _update_version(project: str, name: str, version, expression: str, values: dict,
@@ -214,22 +211,21 @@ def _update_version(project: str, name: str, version, expression: str, values: d
         raise
 
 
-def update_model_version(req: Request) -> dict:
-    mv = _update_version(req.project, require(req.json, "name"), require(req.json, "version"),
-                         "SET description = :d, last_updated_timestamp = :t",
-                         {":d": req.json.get("description") or "", ":t": now_ms()})
+def update_model_version(req: Request, msg: messages.UpdateModelVersion) -> dict:
+    mv = _update_version(req.project, msg.name, msg.version, "SET description = :d, last_updated_timestamp = :t",
+                         {":d": msg.description, ":t": now_ms()})
     return {"model_version": version_json(mv)}
 
 
-def delete_model_version(req: Request) -> dict:
+def delete_model_version(req: Request, msg: messages.VersionRef) -> dict:
     """The version, its semver guard, aliases and run link in one transaction (on condition its
     aliases did not change meanwhile), then its package. The number is never reused: the counter
     stays; the semver is free again."""
-    name = items.valid_name(require(req.json, "name"))
+    name = msg.name
     pk = keys.registered_model(req.project, name)
 
     def attempt() -> dict:
-        mv = load_version(req.project, name, require(req.json, "version"))
+        mv = load_version(req.project, name, msg.version)
         aliases = sorted(mv.get("aliases") or ())
         tx = db.Tx()
         if aliases:
@@ -246,26 +242,24 @@ def delete_model_version(req: Request) -> dict:
         tx.commit()
         return mv
 
-    mv = db.retry_on_conflict(attempt, f"Model version {name} {req.json.get('version')} kept changing; retry")
+    mv = db.retry_on_conflict(attempt, f"Model version {name} {msg.version} kept changing; retry")
     packages.delete_tree(packages.package_prefix(req.project, name, mv["semver"]))
     return {}
 
 
 # ---- stages, download URI, tags ------------------------------------------------------------------------
 
-def transition_model_version_stage(req: Request) -> dict:
-    name = items.valid_name(require(req.json, "name"))
-    stage = items.canonical_stage(require(req.json, "stage"))
-    archive = str(req.json.get("archive_existing_versions", False)).lower() == "true"
-    if archive and stage not in items.ACTIVE_STAGES:
+def transition_model_version_stage(req: Request, msg: messages.TransitionStage) -> dict:
+    name, stage = msg.name, msg.stage
+    if msg.archive_existing_versions and stage not in items.ACTIVE_STAGES:
         raise invalid(f"Model version transition cannot archive existing model versions because '{stage}' is not "
                       f"an Active stage. Valid stages are {list(items.ACTIVE_STAGES)}")
     pk, moved = keys.registered_model(req.project, name), "SET current_stage = :s, last_updated_timestamp = :t, actor = :a"
 
     def attempt() -> dict:
-        mv, ts = load_version(req.project, name, require(req.json, "version")), now_ms()
+        mv, ts = load_version(req.project, name, msg.version), now_ms()
         others = [v for v in items.iter_versions(req.project, name)
-                  if v["current_stage"] == stage and v["version"] != mv["version"]] if archive else []
+                  if v["current_stage"] == stage and v["version"] != mv["version"]] if msg.archive_existing_versions else []
         tx = db.Tx()
         items.change_version(tx, req.project, mv, moved, {":s": stage, ":t": ts, ":a": req.token_id})  # events: actor
         for other in others:
@@ -278,8 +272,8 @@ def transition_model_version_stage(req: Request) -> dict:
     return {"model_version": version_json(mv)}
 
 
-def get_model_version_download_uri(req: Request) -> dict:
-    mv = load_version(req.project, require(req.json, "name"), require(req.json, "version"))
+def get_model_version_download_uri(req: Request, msg: messages.VersionRef) -> dict:
+    mv = load_version(req.project, msg.name, msg.version)
     return {"artifact_uri": packages.download_uri(mv["name"], mv["semver"])}
 
 
@@ -290,20 +284,18 @@ def _fixed_tag(key: str) -> None:
         raise invalid(f"Tag '{key}' holds the address of the version's package page, which mlreg keeps")
 
 
-def set_model_version_tag(req: Request) -> dict:
-    key, value = items.tag(req.json.get("key"), req.json.get("value"))
-    _fixed_tag(key)
-    _update_version(req.project, require(req.json, "name"), require(req.json, "version"), "SET tags.#k = :v, actor = :a",
-                    {":v": value, ":a": req.token_id}, {"#k": key}, return_new=False)  # events: actor
+def set_model_version_tag(req: Request, msg: messages.SetModelVersionTag) -> dict:
+    _fixed_tag(msg.key)
+    _update_version(req.project, msg.name, msg.version, "SET tags.#k = :v, actor = :a",
+                    {":v": msg.value, ":a": req.token_id}, {"#k": msg.key}, return_new=False)  # events: actor
     return {}
 
 
-def delete_model_version_tag(req: Request) -> dict:
+def delete_model_version_tag(req: Request, msg: messages.DeleteModelVersionTag) -> dict:
     """A tag that is not there is a silent success, as in MLflow; a missing version is 404."""
-    key = require(req.json, "key")
-    _fixed_tag(key)
-    _update_version(req.project, require(req.json, "name"), require(req.json, "version"), "REMOVE tags.#k SET actor = :a",
-                    {":a": req.token_id}, {"#k": key}, return_new=False)  # events: actor
+    _fixed_tag(msg.key)
+    _update_version(req.project, msg.name, msg.version, "REMOVE tags.#k SET actor = :a",
+                    {":a": req.token_id}, {"#k": msg.key}, return_new=False)  # events: actor
     return {}
 
 
@@ -327,18 +319,15 @@ def _candidates(project: str, text: str | None):
     return (items.strip(i) for i in db.iter_query(keys.versions_collection(project), index="gsi1"))
 
 
-def search_model_versions(req: Request) -> dict:
-    data = req.json
-    limit = max_results(data.get("max_results"), 10000, 200000)
-    order_by = req.list_param("order_by")
-    matches, sort_key = parse_version_filter(data.get("filter")), parse_version_order_by(order_by)
+def search_model_versions(req: Request, msg: messages.SearchModelVersions) -> dict:
+    matches, sort_key = parse_version_filter(msg.filter), parse_version_order_by(msg.order_by)
     found = []
-    for mv in _candidates(req.project, data.get("filter")):
+    for mv in _candidates(req.project, msg.filter):
         view = {k: mv.get(k) for k in ("name", "version", "run_id", "source", "current_stage", "creation_timestamp",
                                        "last_updated_timestamp")}
         view["tags"] = mv.get("tags") or {}
         if matches(view):
             found.append((sort_key(view), mv))
-    page, token = pagination.offset_page(req.project, [data.get("filter"), order_by, limit], data.get("page_token"),
-                                         found, limit)
+    page, token = pagination.offset_page(req.project, [msg.filter, msg.order_by], msg.page_token, found,
+                                         msg.max_results)
     return pagination.with_token({"model_versions": [version_json(mv) for mv in page]}, token)

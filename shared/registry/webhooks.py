@@ -6,7 +6,6 @@ stored encrypted (shared/events/secrets.py) and never returned. Deliveries: shar
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime, timezone
 
@@ -14,13 +13,10 @@ from botocore.exceptions import ClientError
 
 from shared import db, keys, pagination
 from shared.clock import now_ms
-from shared.errors import invalid, not_found
+from shared.errors import not_found
 from shared.events import secrets, webhooks as delivery
 from shared.http import Request
-from shared.validation import max_results
-
-_NAME = re.compile(r"^(?=.{1,63}$)[a-z0-9]([a-z0-9._-]*[a-z0-9])?$", re.IGNORECASE)
-STATUSES = ("ACTIVE", "DISABLED")
+from shared.registry import messages
 EXAMPLES = {  # MLflow's example payloads (mlflow/webhooks/types.py), sent by the test route
     "registered_model.created": {"name": "example_model", "tags": {"example_key": "example_value"},
                                  "description": "An example registered model"},
@@ -34,39 +30,7 @@ EXAMPLES = {  # MLflow's example payloads (mlflow/webhooks/types.py), sent by th
 }
 
 
-# ---- validation and JSON ------------------------------------------------------------------------------
-
-def _valid_name(name) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise invalid(f"Webhook name {name!r} is invalid. It must start and end with a letter or digit, be less "
-                      "than 63 characters long, and contain only letters, digits, dots (.), underscores (_), and "
-                      "hyphens (-).")
-    return name
-
-
-def _event_name(event) -> str:
-    """{"entity": "MODEL_VERSION", "action": "CREATED"} (the client's JSON) or "model_version.created"."""
-    if isinstance(event, dict):
-        text = f"{str(event.get('entity', '')).lower()}.{str(event.get('action', '')).lower()}"
-    else:
-        text = str(event).lower()
-    if text not in delivery.EVENTS:
-        raise invalid(f"Invalid webhook event {event!r}: mlreg delivers {', '.join(delivery.EVENTS)}")
-    return text
-
-
-def _events(raw) -> list[str]:
-    if not raw or not isinstance(raw, list):
-        raise invalid(f"Webhook events must be a non-empty list of WebhookEvent objects: {raw}.")
-    return list(dict.fromkeys(_event_name(e) for e in raw))
-
-
-def _status(raw) -> str:
-    status = str(raw).upper()
-    if status not in STATUSES:
-        raise invalid(f"Invalid webhook status {raw!r}: one of {', '.join(STATUSES)}")
-    return status
-
+# ---- JSON ------------------------------------------------------------------------------------------------
 
 def webhook_json(hook: dict) -> dict:
     out = {k: hook[k] for k in ("webhook_id", "name", "url", "status", "creation_timestamp", "last_updated_timestamp")}
@@ -85,53 +49,52 @@ def _load(project: str, webhook_id: str) -> dict:
 
 # ---- routes ---------------------------------------------------------------------------------------------
 
-def create_webhook(req: Request) -> dict:
-    data = req.json
+def create_webhook(req: Request, msg: messages.CreateWebhook) -> dict:
     webhook_id, ts = str(uuid.uuid4()), now_ms()
     hook = {"pk": keys.webhooks(req.project), "sk": keys.webhook_sk(webhook_id), "webhook_id": webhook_id,
-            "name": _valid_name(data.get("name")), "url": delivery.validate_url(data.get("url")),
-            "events": _events(data.get("events")), "description": data.get("description") or None,
-            "status": _status(data.get("status") or "ACTIVE"), "creation_timestamp": ts,
+            "name": msg.name, "url": delivery.validate_url(msg.url), "events": list(dict.fromkeys(msg.events)),
+            "description": msg.description or None, "status": msg.status, "creation_timestamp": ts,
             "last_updated_timestamp": ts, "actor": req.token_id}
-    if data.get("secret"):
-        hook["secret"] = secrets.encrypt(str(data["secret"]), req.project, webhook_id)
+    if msg.secret:
+        hook["secret"] = secrets.encrypt(msg.secret, req.project, webhook_id)
     db.put(hook, condition="attribute_not_exists(pk)")
     return {"webhook": webhook_json(hook)}
 
 
-def list_webhooks(req: Request) -> dict:
+def list_webhooks(req: Request, msg: messages.ListWebhooks) -> dict:
     """Newest first, as MLflow; pages of 100 by default, at most 1000."""
-    limit = max_results(req.json.get("max_results"), 100, 1000)
-    offset = pagination.decode(req.json.get("page_token"), req.project, ["webhooks", limit]) or 0
+    query = ["webhooks"]  # not max_results: clients change it between pages
+    offset = pagination.decode(msg.page_token, req.project, query) or 0
+    limit = msg.max_results
     hooks = sorted(db.query_all(keys.webhooks(req.project)), key=lambda h: (-h["creation_timestamp"], h["webhook_id"]))
     out: dict = {"webhooks": [webhook_json(h) for h in hooks[offset:offset + limit]]}
     if offset + limit < len(hooks):
-        out["next_page_token"] = pagination.encode(req.project, ["webhooks", limit], offset + limit)
+        out["next_page_token"] = pagination.encode(req.project, query, offset + limit)
     return out
 
 
-def get_webhook(req: Request) -> dict:
-    return {"webhook": webhook_json(_load(req.project, req.path_params["webhook_id"]))}
+def get_webhook(req: Request, msg: messages.WebhookRef) -> dict:
+    return {"webhook": webhook_json(_load(req.project, msg.webhook_id))}
 
 
-def update_webhook(req: Request) -> dict:
+def update_webhook(req: Request, msg: messages.UpdateWebhook) -> dict:
     """Only the fields given change; `"secret": ""` removes the secret (deliveries go unsigned)."""
-    webhook_id, data = req.path_params["webhook_id"], req.json
+    webhook_id = msg.webhook_id
     changes: dict = {"last_updated_timestamp": now_ms(), "actor": req.token_id}
-    if data.get("name"):
-        changes["name"] = _valid_name(data["name"])
-    if data.get("url"):
-        changes["url"] = delivery.validate_url(data["url"])
-    if data.get("events"):
-        changes["events"] = _events(data["events"])
-    if data.get("description") is not None:
-        changes["description"] = data["description"]
-    if data.get("status"):
-        changes["status"] = _status(data["status"])
+    if msg.name:
+        changes["name"] = msg.name
+    if msg.url:
+        changes["url"] = delivery.validate_url(msg.url)
+    if msg.events:
+        changes["events"] = list(dict.fromkeys(msg.events))
+    if msg.description is not None:
+        changes["description"] = msg.description
+    if msg.status:
+        changes["status"] = msg.status
     remove = []
-    if data.get("secret") is not None:
-        if data["secret"]:
-            changes["secret"] = secrets.encrypt(str(data["secret"]), req.project, webhook_id)
+    if msg.secret is not None:
+        if msg.secret:
+            changes["secret"] = secrets.encrypt(msg.secret, req.project, webhook_id)
         else:
             remove.append("secret")
     names = {f"#{k}": k for k in [*changes, *remove]}
@@ -147,18 +110,17 @@ def update_webhook(req: Request) -> dict:
     return {"webhook": webhook_json(hook)}
 
 
-def delete_webhook(req: Request) -> dict:
-    webhook_id = req.path_params["webhook_id"]
-    db.delete(keys.webhooks(req.project), keys.webhook_sk(webhook_id),
-              missing=not_found(f"Webhook with ID {webhook_id} not found."))
+def delete_webhook(req: Request, msg: messages.WebhookRef) -> dict:
+    db.delete(keys.webhooks(req.project), keys.webhook_sk(msg.webhook_id),
+              missing=not_found(f"Webhook with ID {msg.webhook_id} not found."))
     return {}
 
 
-def test_webhook(req: Request) -> dict:
+def test_webhook(req: Request, msg: messages.WebhookTest) -> dict:
     """Sends MLflow's example payload of the event (default: the webhook's first) once, now, and
     reports the receiver's answer, as MLflow's test route does."""
-    hook = _load(req.project, req.path_params["webhook_id"])
-    event = _event_name(req.json["event"]) if req.json.get("event") else hook["events"][0]
+    hook = _load(req.project, msg.webhook_id)
+    event = msg.event or hook["events"][0]
     secret = secrets.decrypt(hook["secret"], req.project, hook["webhook_id"]) if hook.get("secret") else None
     outcome = delivery.deliver(hook["url"], secret, event, EXAMPLES[event], str(uuid.uuid4()),
                                datetime.now(timezone.utc).isoformat())

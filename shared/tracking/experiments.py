@@ -11,12 +11,10 @@ from shared.clock import now_ms
 from shared.errors import already_exists, invalid, not_found
 from shared.filters import parse_experiment_filter, parse_experiment_order_by
 from shared.http import Request
-from shared.validation import (MAX_EXPERIMENT_NAME_LENGTH, MAX_EXPERIMENT_TAG_VAL_LENGTH, bounded,
-                               experiment_id as valid_experiment_id, key_name, max_results, require)
+from shared.tracking import messages
 
 ACTIVE, DELETED = "active", "deleted"
-VIEW_TYPES = {"ACTIVE_ONLY": (ACTIVE,), "DELETED_ONLY": (DELETED,), "ALL": (ACTIVE, DELETED),
-              "1": (ACTIVE,), "2": (DELETED,), "3": (ACTIVE, DELETED)}
+VIEW_TYPES = {"ACTIVE_ONLY": (ACTIVE,), "DELETED_ONLY": (DELETED,), "ALL": (ACTIVE, DELETED)}
 DEFAULT_EXPERIMENT_ID = "0"
 
 
@@ -58,7 +56,7 @@ def load(project: str, experiment_id: str) -> dict | None:
 
 
 def load_or_404(project: str, experiment_id: str) -> dict:
-    exp = load(project, valid_experiment_id(experiment_id))
+    exp = load(project, experiment_id)
     if exp is None:
         raise not_found(f"No Experiment with id={experiment_id} exists")
     return exp
@@ -104,58 +102,34 @@ def _touch(tx: db.Tx, project: str, experiment_id: str, extra: str = "", values:
               names=names, condition="attribute_exists(pk)")
 
 
-def _parse_tags(raw: list | None) -> dict[str, str]:
-    tags = {}
-    for tag in raw or []:
-        k = key_name(tag.get("key"))
-        tags[k] = bounded(tag.get("value"), MAX_EXPERIMENT_TAG_VAL_LENGTH, "value")
-    return tags
-
-
-def _valid_name(name) -> str:
-    if not isinstance(name, str) or not name:
-        raise invalid(f"Invalid experiment name: '{name}'")
-    if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
-        raise invalid(f"'name' exceeds the maximum length of {MAX_EXPERIMENT_NAME_LENGTH} characters")
-    return name
-
-
 # ---- routes --------------------------------------------------------------------------------------
 
-def create_experiment(req: Request) -> dict:
-    name = _valid_name(require(req.json, "name"))
-    location = req.json.get("artifact_location")
-    if location:
+def create_experiment(req: Request, msg: messages.CreateExperiment) -> dict:
+    if msg.artifact_location:
         raise invalid("artifact_location cannot be set: mlreg stores every artifact in the project's "
                       "bucket behind the mlflow-artifacts routes")
-    return {"experiment_id": insert(req.project, name, _parse_tags(req.json.get("tags")))}
+    return {"experiment_id": insert(req.project, msg.name, {t.key: t.value for t in msg.tags})}
 
 
-def get_experiment(req: Request) -> dict:
-    return {"experiment": to_json(load_or_404(req.project, require(req.json, "experiment_id")))}
+def get_experiment(req: Request, msg: messages.ExperimentRef) -> dict:
+    return {"experiment": to_json(load_or_404(req.project, msg.experiment_id))}
 
 
-def get_experiment_by_name(req: Request) -> dict:
-    name = require(req.json, "experiment_name")
-    guard = db.get(keys.experiment_name_guard(req.project, name), keys.GUARD_SK)
+def get_experiment_by_name(req: Request, msg: messages.GetExperimentByName) -> dict:
+    guard = db.get(keys.experiment_name_guard(req.project, msg.experiment_name), keys.GUARD_SK)
     exp = load(req.project, guard["experiment_id"]) if guard else None
     if exp is None:
-        raise not_found(f"Could not find experiment with name '{name}'")
+        raise not_found(f"Could not find experiment with name '{msg.experiment_name}'")
     return {"experiment": to_json(exp)}
 
 
-def search_experiments(req: Request) -> dict:
-    data = req.json
-    view = VIEW_TYPES.get(str(data.get("view_type") or "ACTIVE_ONLY"))
-    if view is None:
-        raise invalid(f"Invalid view_type {data.get('view_type')!r}")
-    limit = max_results(data.get("max_results"), 1000, 50000)
-    order_by = req.list_param("order_by")
-    matches = parse_experiment_filter(data.get("filter"))
-    sort_key = parse_experiment_order_by(order_by)
+def search_experiments(req: Request, msg: messages.SearchExperiments) -> dict:
+    view = VIEW_TYPES[msg.view_type]
+    matches = parse_experiment_filter(msg.filter)
+    sort_key = parse_experiment_order_by(msg.order_by)
     found = [(sort_key(e), e) for e in all_experiments(req.project) if e["lifecycle_stage"] in view and matches(e)]
-    page, token = pagination.offset_page(req.project, [view, data.get("filter"), order_by, limit],
-                                         data.get("page_token"), found, limit)
+    page, token = pagination.offset_page(req.project, [view, msg.filter, msg.order_by], msg.page_token, found,
+                                         msg.max_results)
     return pagination.with_token({"experiments": [to_json(e) for e in page]}, token)
 
 
@@ -165,9 +139,8 @@ def all_experiments(project: str) -> list[dict]:
     return [e for e in map(_assemble, groups) if e]
 
 
-def update_experiment(req: Request) -> dict:
-    exp = load_or_404(req.project, require(req.json, "experiment_id"))
-    new_name = _valid_name(req.json.get("new_name"))
+def update_experiment(req: Request, msg: messages.UpdateExperiment) -> dict:
+    exp, new_name = load_or_404(req.project, msg.experiment_id), msg.new_name
     if exp["lifecycle_stage"] != ACTIVE:
         raise invalid("Cannot rename a non-active experiment.")
     if new_name == exp["name"]:
@@ -181,8 +154,8 @@ def update_experiment(req: Request) -> dict:
     return {}
 
 
-def _set_lifecycle(req: Request, expected: str, new: str) -> dict:
-    exp = load_or_404(req.project, require(req.json, "experiment_id"))
+def _set_lifecycle(project: str, experiment_id: str, expected: str, new: str) -> dict:
+    exp = load_or_404(project, experiment_id)
     if exp["experiment_id"] == DEFAULT_EXPERIMENT_ID and new == DELETED:
         raise invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment.")
     if exp["lifecycle_stage"] != expected:
@@ -190,37 +163,34 @@ def _set_lifecycle(req: Request, expected: str, new: str) -> dict:
             return {}  # a retried call: already done
         raise invalid(f"Cannot change experiment {exp['experiment_id']} from {exp['lifecycle_stage']} to {new}")
     tx = db.Tx()
-    _touch(tx, req.project, exp["experiment_id"], ", lifecycle_stage = :stage", {":stage": new})
+    _touch(tx, project, exp["experiment_id"], ", lifecycle_stage = :stage", {":stage": new})
     tx.commit()
     return {}
 
 
-def delete_experiment(req: Request) -> dict:
-    return _set_lifecycle(req, ACTIVE, DELETED)
+def delete_experiment(req: Request, msg: messages.ExperimentRef) -> dict:
+    return _set_lifecycle(req.project, msg.experiment_id, ACTIVE, DELETED)
 
 
-def restore_experiment(req: Request) -> dict:
-    return _set_lifecycle(req, DELETED, ACTIVE)
+def restore_experiment(req: Request, msg: messages.ExperimentRef) -> dict:
+    return _set_lifecycle(req.project, msg.experiment_id, DELETED, ACTIVE)
 
 
-def set_experiment_tag(req: Request) -> dict:
-    exp = load_active(req.project, require(req.json, "experiment_id"))
-    tags = _parse_tags([{"key": req.json.get("key"), "value": req.json.get("value", "")}])
+def set_experiment_tag(req: Request, msg: messages.SetExperimentTag) -> dict:
+    exp = load_active(req.project, msg.experiment_id)
     tx = db.Tx()
-    for k, v in tags.items():
-        tx.put(_tag_item(req.project, exp["experiment_id"], k, v))
+    tx.put(_tag_item(req.project, exp["experiment_id"], msg.key, msg.value))
     _touch(tx, req.project, exp["experiment_id"])
     tx.commit()
     return {}
 
 
-def delete_experiment_tag(req: Request) -> dict:
-    exp = load_active(req.project, require(req.json, "experiment_id"))
-    key = require(req.json, "key")
-    if key not in exp["tags"]:
-        raise not_found(f"No tag with name: {key} in experiment with id {exp['experiment_id']}")
+def delete_experiment_tag(req: Request, msg: messages.DeleteExperimentTag) -> dict:
+    exp = load_active(req.project, msg.experiment_id)
+    if msg.key not in exp["tags"]:
+        raise not_found(f"No tag with name: {msg.key} in experiment with id {exp['experiment_id']}")
     tx = db.Tx()
-    tx.delete(keys.experiment(req.project, exp["experiment_id"]), f"T#{key}")
+    tx.delete(keys.experiment(req.project, exp["experiment_id"]), f"T#{msg.key}")
     _touch(tx, req.project, exp["experiment_id"])
     tx.commit()
     return {}

@@ -16,16 +16,11 @@ from shared.clock import now_ms
 from shared.errors import invalid, not_found
 from shared.filters import parse_logged_model_filter, parse_logged_model_order_by
 from shared.http import Request
-from shared.tracking import experiments, runs
-from shared.validation import (MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH, integer, key_name, require,
-                               truncated)
+from shared.tracking import experiments, messages, runs
+from shared.validation import logged_model_id
 
-STATUSES = ("LOGGED_MODEL_STATUS_UNSPECIFIED", "LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY",
-            "LOGGED_MODEL_UPLOAD_FAILED")
 ACTIVE, DELETED = "active", "deleted"
-SEARCH_DEFAULT, SEARCH_MAX = 100, 1000
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"
-_BAD_NAME_CHARS = ("/", ":", ".", "%", '"', "'")
 _INFO_FIELDS = ("model_id", "experiment_id", "name", "creation_timestamp_ms", "last_updated_timestamp_ms",
                 "artifact_uri", "status", "model_type", "source_run_id", "status_message")
 
@@ -72,40 +67,24 @@ def _view(model: dict) -> dict:
 
 
 def load(project: str, model_id: str, allow_deleted: bool = False) -> dict:
-    model = _assemble(db.query_all(keys.logged_model(project, _valid_id(model_id)), consistent=True))
+    model = _assemble(db.query_all(keys.logged_model(project, logged_model_id(model_id)), consistent=True))
     if model is None or (model["lifecycle_stage"] == DELETED and not allow_deleted):
         raise not_found(f"Logged model with ID '{model_id}' not found.")
     return model
 
 
-def _valid_id(model_id) -> str:
-    if not isinstance(model_id, str) or not model_id or "#" in model_id or "/" in model_id:
-        raise invalid(f"Invalid logged model ID: {model_id!r}")
-    return model_id
-
-
-def _parse(raw: list | None, limit: int) -> dict[str, str]:
-    return {key_name(e.get("key")): truncated(e.get("value"), limit) for e in raw or []}
-
-
 # ---- routes ----------------------------------------------------------------------------------------
 
-def create_logged_model(req: Request) -> dict:
-    data = req.json
-    experiment_id = experiments.valid_experiment_id(require(data, "experiment_id"))
-    name = data.get("name")
-    if name is not None and (not name or any(c in name for c in _BAD_NAME_CHARS)):
-        raise invalid(f"Invalid model name ({name!r}) provided. Model name must be a non-empty string and cannot "
-                      f"contain the following characters: {_BAD_NAME_CHARS}")
-    experiments.load_active(req.project, experiment_id)
+def create_logged_model(req: Request, msg: messages.CreateLoggedModel) -> dict:
+    experiments.load_active(req.project, msg.experiment_id)
     model_id = f"m-{uuid.uuid4().hex}"
     ts = now_ms()
-    model = {"model_id": model_id, "experiment_id": experiment_id, "name": name or runs._random_name(),
-             "artifact_uri": f"{experiments.artifact_location(experiment_id)}/models/{model_id}/artifacts",
+    model = {"model_id": model_id, "experiment_id": msg.experiment_id, "name": msg.name or runs._random_name(),
+             "artifact_uri": f"{experiments.artifact_location(msg.experiment_id)}/models/{model_id}/artifacts",
              "creation_timestamp_ms": ts, "last_updated_timestamp_ms": ts, "status": "LOGGED_MODEL_PENDING",
-             "model_type": data.get("model_type") or None, "source_run_id": data.get("source_run_id") or None,
+             "model_type": msg.model_type or None, "source_run_id": msg.source_run_id or None,
              "lifecycle_stage": ACTIVE}
-    tags, params = _parse(data.get("tags"), MAX_TAG_VAL_LENGTH), _parse(data.get("params"), MAX_PARAM_VAL_LENGTH)
+    tags, params = {t.key: t.value for t in msg.tags}, {p.key: p.value for p in msg.params}
     items = [_item(req.project, model, keys.LOGGED_MODEL_SK, **model)]
     items += [_item(req.project, model, f"T#{k}", key=k, value=v) for k, v in tags.items()]
     items += [_item(req.project, model, f"P#{k}", key=k, value=v) for k, v in params.items()]
@@ -113,9 +92,8 @@ def create_logged_model(req: Request) -> dict:
     return {"model": to_json({**model, "tags": tags, "params": params})}
 
 
-def get_logged_model(req: Request) -> dict:
-    allow_deleted = str(req.json.get("allow_deleted", "false")).lower() == "true"
-    return {"model": to_json(load(req.project, req.path_params.get("model_id"), allow_deleted))}
+def get_logged_model(req: Request, msg: messages.GetLoggedModel) -> dict:
+    return {"model": to_json(load(req.project, msg.model_id, msg.allow_deleted))}
 
 
 def _touch(project: str, model_id: str, extra: str = "", values: dict | None = None,
@@ -129,27 +107,20 @@ def _touch(project: str, model_id: str, extra: str = "", values: dict | None = N
         raise
 
 
-def finalize_logged_model(req: Request) -> dict:
-    model_id = _valid_id(req.path_params.get("model_id"))
-    status = req.json.get("status")
-    if isinstance(status, int) and not isinstance(status, bool) and 0 <= status < len(STATUSES):
-        status = STATUSES[status]
-    if status not in STATUSES[1:]:
-        raise invalid(f"Invalid value {req.json.get('status')!r} for parameter 'status'")
-    load(req.project, model_id)
-    _touch(req.project, model_id, ", #s = :s", {":s": status}, {"#s": "status"})
-    return {"model": to_json(load(req.project, model_id))}
+def finalize_logged_model(req: Request, msg: messages.FinalizeLoggedModel) -> dict:
+    load(req.project, msg.model_id)
+    _touch(req.project, msg.model_id, ", #s = :s", {":s": msg.status}, {"#s": "status"})
+    return {"model": to_json(load(req.project, msg.model_id))}
 
 
-def delete_logged_model(req: Request) -> dict:
-    model = load(req.project, req.path_params.get("model_id"))
+def delete_logged_model(req: Request, msg: messages.LoggedModelRef) -> dict:
+    model = load(req.project, msg.model_id)
     _touch(req.project, model["model_id"], ", lifecycle_stage = :d", {":d": DELETED})
     return {}
 
 
-def set_logged_model_tags(req: Request) -> dict:
-    model = load(req.project, req.path_params.get("model_id"))
-    write_tags(req.project, model, _parse(req.list_param("tags"), MAX_TAG_VAL_LENGTH))
+def set_logged_model_tags(req: Request, msg: messages.SetLoggedModelTags) -> dict:
+    write_tags(req.project, load(req.project, msg.model_id), {t.key: t.value for t in msg.tags})
     return {}
 
 
@@ -157,18 +128,16 @@ def write_tags(project: str, model: dict, tags: dict[str, str]) -> None:
     db.batch_put([_item(project, model, f"T#{k}", key=k, value=v) for k, v in tags.items()])
 
 
-def delete_logged_model_tag(req: Request) -> dict:
-    model = load(req.project, req.path_params.get("model_id"))
-    key = req.path_params.get("tag_key")
-    db.delete(keys.logged_model(req.project, model["model_id"]), f"T#{key}",
-              missing=not_found(f"No tag with key {key!r} found for model with ID {model['model_id']!r}."))
+def delete_logged_model_tag(req: Request, msg: messages.DeleteLoggedModelTag) -> dict:
+    model = load(req.project, msg.model_id)
+    db.delete(keys.logged_model(req.project, model["model_id"]), f"T#{msg.tag_key}",
+              missing=not_found(f"No tag with key {msg.tag_key!r} found for model with ID {model['model_id']!r}."))
     return {}
 
 
-def log_logged_model_params(req: Request) -> dict:
-    model = load(req.project, req.path_params.get("model_id"))
-    params = _parse(req.list_param("params"), MAX_PARAM_VAL_LENGTH)
-    db.batch_put([_item(req.project, model, f"P#{k}", key=k, value=v) for k, v in params.items()])
+def log_logged_model_params(req: Request, msg: messages.LogLoggedModelParams) -> dict:
+    model = load(req.project, msg.model_id)
+    db.batch_put([_item(req.project, model, f"P#{p.key}", key=p.key, value=p.value) for p in msg.params])
     return {}
 
 
@@ -178,35 +147,26 @@ def models_of_experiment(project: str, experiment_id: str) -> list[dict]:
     return [m for m in map(_assemble, groups) if m]
 
 
-def search_logged_models(req: Request) -> dict:
-    data = req.json
-    experiment_ids = [experiments.valid_experiment_id(e) for e in req.list_param("experiment_ids")]
-    if not experiment_ids:
-        raise invalid("Missing value for required parameter 'experiment_ids'.")
-    datasets = req.list_param("datasets")
-    if any(not d.get("dataset_name") for d in datasets):
-        raise invalid("`dataset_name` in the `datasets` clause must be specified.")
-    limit = integer(data.get("max_results"), "max_results", SEARCH_DEFAULT) or SEARCH_DEFAULT
-    if limit < 1 or limit > SEARCH_MAX:
-        raise invalid(f"Invalid value {limit} for parameter 'max_results': it must be between 1 and {SEARCH_MAX}")
-    order_by = data.get("order_by")
-    matches, sort_key = parse_logged_model_filter(data.get("filter")), parse_logged_model_order_by(order_by)
-    query = [experiment_ids, data.get("filter"), order_by, datasets, limit]
+def search_logged_models(req: Request, msg: messages.SearchLoggedModels) -> dict:
+    order_by = [o.model_dump() for o in msg.order_by]
+    datasets = [d.model_dump() for d in msg.datasets]
+    matches, sort_key = parse_logged_model_filter(msg.filter), parse_logged_model_order_by(order_by)
+    query = [msg.experiment_ids, msg.filter, order_by, datasets]  # not max_results: clients change it between pages
     found = []
-    for models in db.parallel(lambda e: models_of_experiment(req.project, e), experiment_ids):
+    for models in db.parallel(lambda e: models_of_experiment(req.project, e), msg.experiment_ids):
         for model in models:
             view = _view(model)
             if model["lifecycle_stage"] == ACTIVE and matches(view):
                 found.append((sort_key(view), model))
-    page, token = pagination.offset_page(req.project, query, data.get("page_token"), found, limit)
+    page, token = pagination.offset_page(req.project, query, msg.page_token, found, msg.max_results)
     return pagination.with_token({"models": [to_json(m) for m in page]}, token)
 
 
-def list_logged_model_artifacts(req: Request) -> dict:
+def list_logged_model_artifacts(req: Request, msg: messages.ListLoggedModelArtifacts) -> dict:
     from shared.registry import packages
 
-    model = load(req.project, req.path_params.get("model_id"))
-    sub = (req.json.get("artifact_directory_path") or "").strip("/")
+    model = load(req.project, msg.model_id)
+    sub = msg.artifact_directory_path.strip("/")
     if sub and any(part in ("", ".", "..") for part in sub.split("/")):
         raise invalid(f"Invalid path {sub!r}")
     root = artifact_path(model["experiment_id"], model["model_id"])
@@ -226,6 +186,6 @@ def add_model_version(project: str, model_id: str, name: str, version: int) -> N
 
     model = load(project, model_id)
     registered = json.loads(model["tags"].get(MODEL_VERSIONS_TAG) or "[]")
-    entry = {"name": name, "version": str(version)}
+    entry = {"name": name, "version": version}  # a number, as MLflow's server writes it
     if entry not in registered:
         write_tags(project, model, {MODEL_VERSIONS_TAG: json.dumps(registered + [entry])})

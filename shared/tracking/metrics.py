@@ -5,74 +5,49 @@
 from __future__ import annotations
 
 import bisect
-import math
 
-from shared import db, keys, pagination
-from shared.clock import now_ms
-from shared.errors import invalid
+from shared import db, doubles, keys, pagination
 from shared.http import Request
-from shared.validation import integer, key_name, number, require
-
-HISTORY_PAGE_MAX = 25000
-BULK_MAX_RUNS = 100
-BULK_MAX_RESULTS = 2500
-
-
-def stored(value: float):
-    """DynamoDB numbers cannot hold NaN or infinities: those are kept as their protobuf names."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+from shared.tracking import messages
+from shared.tracking.messages import Metric
 
 
 def metric_value(item: dict) -> float:
-    return float(item["value"])
+    return doubles.decode(item["value"])
 
 
 def metric_json(item: dict) -> dict:
     return {"key": item["key"], "value": metric_value(item), "timestamp": item["timestamp"], "step": item["step"]}
 
 
-def parse_point(raw: dict, path: str) -> dict:
-    key = key_name(raw.get("key"), f"{path}.key")
-    value = number(raw.get("value"), f"{path}.value")
-    timestamp = integer(raw.get("timestamp"), f"{path}.timestamp", now_ms())
-    if timestamp < 0:
-        raise invalid(f"Invalid value {timestamp} for parameter '{path}.timestamp' supplied. "
-                      "Timestamp must be a nonnegative long (64-bit integer)")
-    return {"key": key, "value": value, "timestamp": timestamp, "step": integer(raw.get("step"), f"{path}.step", 0)}
-
-
-def write_points(project: str, run: dict, points: list[dict], also: list[dict] = ()) -> None:
+def write_points(project: str, run: dict, points: list[Metric], also: list[dict] = ()) -> None:
     """History in parallel batches (idempotent keys), with any `also` items, then the latest item per
     key on condition."""
     from shared.tracking.runs import ordered_item
 
-    history = {(p["key"], keys.metric_point_sk(p["timestamp"], p["step"], p["value"])): p for p in points}
+    history = {(p.key, keys.metric_point_sk(p.timestamp, p.step, p.value)): p for p in points}
     db.batch_put([{"pk": keys.metric_history(project, run["run_id"], k), "sk": sk, "key": k,
-                   "value": stored(p["value"]), "timestamp": p["timestamp"], "step": p["step"]}
+                   "value": doubles.encode(p.value), "timestamp": p.timestamp, "step": p.step}
                   for (k, sk), p in history.items()] + list(also))
-    latest: dict[str, tuple[str, dict]] = {}
+    latest: dict[str, tuple[str, Metric]] = {}
     for p in points:
-        order = keys.metric_order(p["step"], p["timestamp"], p["value"])
-        if p["key"] not in latest or order > latest[p["key"]][0]:
-            latest[p["key"]] = (order, p)
+        order = keys.metric_order(p.step, p.timestamp, p.value)
+        if p.key not in latest or order > latest[p.key][0]:
+            latest[p.key] = (order, p)
 
     # A failed condition means a newer point is already the latest: nothing to do for that key.
     db.conditional_puts([
-        (ordered_item(project, run, f"M#{p['key']}", "metric", p["key"], p["value"], key=p["key"],
-                      value=stored(p["value"]), timestamp=p["timestamp"], step=p["step"], ord=order),
+        (ordered_item(project, run, f"M#{p.key}", "metric", p.key, p.value, key=p.key,
+                      value=doubles.encode(p.value), timestamp=p.timestamp, step=p.step, ord=order),
          "attribute_not_exists(pk) OR #o < :o", {"#o": "ord"}, {":o": order})
         for order, p in latest.values()])
 
 
-def log_metric(req: Request) -> dict:
+def log_metric(req: Request, msg: messages.LogMetric) -> dict:
     from shared.tracking.runs import load_active_meta
 
-    data = req.json
-    point = parse_point(data, "metric")
-    meta = load_active_meta(req.project, data.get("run_id") or require(data, "run_uuid"))
-    write_points(req.project, meta, [point])
+    meta = load_active_meta(req.project, msg.run_id)
+    write_points(req.project, meta, [msg])
     return {}
 
 
@@ -83,22 +58,16 @@ def _history_json(item: dict, run_id: str | None = None) -> dict:
     return out
 
 
-def get_metric_history(req: Request) -> dict:
+def get_metric_history(req: Request, msg: messages.GetMetricHistory) -> dict:
     from shared.tracking.runs import load_meta
 
-    data = req.json
-    run_id = data.get("run_id") or require(data, "run_uuid")
-    metric_key = require(data, "metric_key")
-    limit = integer(data.get("max_results"), "max_results", HISTORY_PAGE_MAX)
-    if not 1 <= limit <= HISTORY_PAGE_MAX:
-        raise invalid(f"max_results must be between 1 and {HISTORY_PAGE_MAX}")
-    load_meta(req.project, run_id)
-    query = [run_id, metric_key, limit]
-    start = pagination.decode(data.get("page_token"), req.project, query)
-    pk = keys.metric_history(req.project, run_id, metric_key)
+    load_meta(req.project, msg.run_id)
+    query = [msg.run_id, msg.metric_key]  # not max_results: clients change it between pages
+    start = pagination.decode(msg.page_token, req.project, query)
+    pk = keys.metric_history(req.project, msg.run_id, msg.metric_key)
     items, last = [], start
-    while len(items) < limit:  # DynamoDB pages stop at 1 MB: fill the caller's page
-        page, last = db.query(pk, limit=limit - len(items), start_key=last, consistent=True)
+    while len(items) < msg.max_results:  # DynamoDB pages stop at 1 MB: fill the caller's page
+        page, last = db.query(pk, limit=msg.max_results - len(items), start_key=last, consistent=True)
         items += page
         if not last:
             break
@@ -112,32 +81,14 @@ def _history(project: str, run_id: str, metric_key: str) -> list[dict]:
     return db.query_all(keys.metric_history(project, run_id, metric_key))
 
 
-def get_metric_history_bulk_interval(req: Request) -> dict:
+def get_metric_history_bulk_interval(req: Request, msg: messages.GetMetricHistoryBulkInterval) -> dict:
     """MLflow's sampling: at most max_results steps per range, keeping each run's min and max step."""
-    data = req.json
-    run_ids = req.list_param("run_ids")
-    if not run_ids:
-        raise invalid("Missing value for required parameter 'run_ids'.")
-    if len(run_ids) > BULK_MAX_RUNS:
-        raise invalid(f"GetMetricHistoryBulkInterval request must specify at most {BULK_MAX_RUNS} run_ids. "
-                      f"Received {len(run_ids)} run_ids.")
-    metric_key = require(data, "metric_key")
-    limit = integer(data.get("max_results"), "max_results", BULK_MAX_RESULTS)
-    if not 1 <= limit <= BULK_MAX_RESULTS:
-        raise invalid(f"max_results must be between 1 and {BULK_MAX_RESULTS}.")
-    start_step, end_step = data.get("start_step"), data.get("end_step")
-    if (start_step is None) != (end_step is None):
-        raise invalid("If either start step or end step are specified, both must be specified.")
-    if start_step is not None:
-        start_step, end_step = integer(start_step, "start_step"), integer(end_step, "end_step")
-        if start_step > end_step:
-            raise invalid(f"end_step must be greater than start_step. Found start_step={start_step} "
-                          f"and end_step={end_step}.")
     from shared.tracking.runs import load_meta
 
+    run_ids, limit = msg.run_ids, msg.max_results
     db.parallel(lambda r: load_meta(req.project, r), run_ids)
-    histories = db.parallel(lambda r: _history(req.project, r, metric_key), run_ids)
-    steps = _sampled_steps([[i["step"] for i in h] for h in histories], limit, start_step, end_step)
+    histories = db.parallel(lambda r: _history(req.project, r, msg.metric_key), run_ids)
+    steps = _sampled_steps([[i["step"] for i in h] for h in histories], limit, msg.start_step, msg.end_step)
     per_run = max(limit, len(steps))  # bounds rows when many values share a step
     out = []
     for run_id, history in zip(run_ids, histories):

@@ -18,15 +18,13 @@ from shared.clock import now_ms
 from shared.errors import MlflowError, invalid, not_found
 from shared.filters import parse_run_filter, parse_run_order_by
 from shared.http import Request
-from shared.tracking import experiments
+from shared.tracking import experiments, messages
 from shared.tracking.metrics import metric_json, metric_value
-from shared.validation import (MAX_ENTITIES_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH,
-                               MAX_TAG_VAL_LENGTH, integer, key_name, max_results, require, truncated)
+from shared.validation import MAX_ITEM_TEXT_BYTES
 from shared.validation import run_id as valid_run_id
 
 ACTIVE, DELETED = "active", "deleted"
 RUN_NAME_TAG = "mlflow.runName"
-STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 VIEW_TYPES = experiments.VIEW_TYPES
 INFO_FIELDS = ("run_id", "run_uuid", "run_name", "experiment_id", "user_id", "status", "start_time",
                "end_time", "artifact_uri", "lifecycle_stage")
@@ -137,10 +135,6 @@ def load_active_meta(project: str, run_id: str) -> dict:
     return meta
 
 
-def _run_id_of(req: Request) -> str:
-    return req.json.get("run_id") or require(req.json, "run_uuid")
-
-
 # ---- create / get / update / lifecycle ----------------------------------------------------------
 
 def _random_name() -> str:
@@ -151,17 +145,16 @@ def _random_name() -> str:
     return f"{random.choice(adjectives)}-{random.choice(nouns)}-{random.randint(100, 999)}"
 
 
-def create_run(req: Request) -> dict:
-    data = req.json
-    experiment_id = str(data.get("experiment_id") or experiments.DEFAULT_EXPERIMENT_ID)
-    tags = _parse_tags(data.get("tags"))
-    run_name = data.get("run_name") or tags.get(RUN_NAME_TAG) or _random_name()
+def create_run(req: Request, msg: messages.CreateRun) -> dict:
+    experiment_id = msg.experiment_id or experiments.DEFAULT_EXPERIMENT_ID
+    tags = {t.key: t.value for t in msg.tags}
+    run_name = msg.run_name or tags.get(RUN_NAME_TAG) or _random_name()
     tags[RUN_NAME_TAG] = run_name
     run_id = uuid.uuid4().hex
     run = {
         "run_id": run_id, "run_uuid": run_id, "run_name": run_name, "experiment_id": experiment_id,
-        "user_id": data.get("user_id") or "", "status": "RUNNING",
-        "start_time": integer(data.get("start_time"), "start_time", now_ms()), "end_time": None,
+        "user_id": msg.user_id, "status": "RUNNING",
+        "start_time": now_ms() if msg.start_time is None else msg.start_time, "end_time": None,
         "artifact_uri": f"{experiments.artifact_location(experiment_id)}/{run_id}/artifacts",
         "lifecycle_stage": ACTIVE,
     }
@@ -176,7 +169,7 @@ def create(project: str, run: dict, tags: dict[str, str]) -> None:
     tag_items = [tag_item(project, run, k, v) for k, v in tags.items()]
     room = db.TRANSACT_MAX - 2
     tx = db.Tx()
-    tx.check(keys.experiment(project, experiments.valid_experiment_id(run["experiment_id"])), keys.EXPERIMENT_SK,
+    tx.check(keys.experiment(project, run["experiment_id"]), keys.EXPERIMENT_SK,
              "lifecycle_stage = :active", values={":active": ACTIVE})
     tx.put(_meta_item(project, run), condition="attribute_not_exists(pk)")
     for item in tag_items[:room]:
@@ -190,26 +183,21 @@ def create(project: str, run: dict, tags: dict[str, str]) -> None:
     db.batch_put(tag_items[room:])
 
 
-def get_run(req: Request) -> dict:
-    return {"run": to_json(load_or_404(req.project, _run_id_of(req)))}
+def get_run(req: Request, msg: messages.RunRef) -> dict:
+    return {"run": to_json(load_or_404(req.project, msg.run_id))}
 
 
-def update_run(req: Request) -> dict:
-    meta = load_active_meta(req.project, _run_id_of(req))
-    data = req.json
-    sets, values = ["#s = :s"], {":s": meta["status"]}
-    if data.get("status"):
-        if data["status"] not in STATUSES:
-            raise invalid(f"Invalid run status {data['status']!r}")
-        values[":s"] = data["status"]
-    if data.get("end_time") is not None:
+def update_run(req: Request, msg: messages.UpdateRun) -> dict:
+    meta = load_active_meta(req.project, msg.run_id)
+    sets, values = ["#s = :s"], {":s": msg.status or meta["status"]}
+    if msg.end_time is not None:
         sets.append("end_time = :e")
-        values[":e"] = integer(data["end_time"], "end_time")
+        values[":e"] = msg.end_time
     tx = db.Tx()
-    if data.get("run_name"):
+    if msg.run_name:
         sets.append("run_name = :n")
-        values[":n"] = data["run_name"]
-        tx.put(tag_item(req.project, meta, RUN_NAME_TAG, data["run_name"]))
+        values[":n"] = msg.run_name
+        tx.put(tag_item(req.project, meta, RUN_NAME_TAG, msg.run_name))
     tx.update(meta["pk"], meta["sk"], "SET " + ", ".join(sets), names={"#s": "status"}, values=values)
     tx.commit()
     info = {k: meta.get(k) for k in INFO_FIELDS}
@@ -218,10 +206,10 @@ def update_run(req: Request) -> dict:
     return {"run_info": {k: v for k, v in info.items() if v is not None}}
 
 
-def _set_lifecycle(req: Request, stage: str) -> dict:
-    meta = load_meta(req.project, _run_id_of(req))
+def _set_lifecycle(project: str, run_id: str, stage: str) -> dict:
+    meta = load_meta(project, run_id)
     if stage == DELETED:
-        guard_run_deletion(req.project, meta["run_id"])
+        guard_run_deletion(project, meta["run_id"])
     extra = ", deleted_time = :t" if stage == DELETED else " REMOVE deleted_time"
     db.update(meta["pk"], meta["sk"], "SET lifecycle_stage = :l" + extra,
               values={":l": stage, **({":t": now_ms()} if stage == DELETED else {})})
@@ -241,19 +229,15 @@ def guard_run_deletion(project: str, run_id: str) -> None:
                           f"{links[0].get('version')}; delete that version first.", "INVALID_STATE")
 
 
-def delete_run(req: Request) -> dict:
-    return _set_lifecycle(req, DELETED)
+def delete_run(req: Request, msg: messages.RunRef) -> dict:
+    return _set_lifecycle(req.project, msg.run_id, DELETED)
 
 
-def restore_run(req: Request) -> dict:
-    return _set_lifecycle(req, ACTIVE)
+def restore_run(req: Request, msg: messages.RunRef) -> dict:
+    return _set_lifecycle(req.project, msg.run_id, ACTIVE)
 
 
 # ---- params and tags ---------------------------------------------------------------------------------
-
-def _parse_tags(raw: list | None) -> dict[str, str]:
-    return {key_name(t.get("key"), "key"): truncated(t.get("value"), MAX_TAG_VAL_LENGTH) for t in raw or []}
-
 
 def write_params(project: str, meta: dict, params: dict[str, str]) -> None:
     """Params are write-once: the same value again is a no-op, a different one an error."""
@@ -275,93 +259,63 @@ def _sync_run_name(meta: dict, tags: dict[str, str]) -> None:
         db.update(meta["pk"], meta["sk"], "SET run_name = :n", values={":n": tags[RUN_NAME_TAG]})
 
 
-def log_param(req: Request) -> dict:
-    meta = load_active_meta(req.project, _run_id_of(req))
-    key = key_name(req.json.get("key"))
-    write_params(req.project, meta, {key: truncated(req.json.get("value"), MAX_PARAM_VAL_LENGTH)})
+def log_param(req: Request, msg: messages.LogParam) -> dict:
+    meta = load_active_meta(req.project, msg.run_id)
+    write_params(req.project, meta, {msg.key: msg.value})
     return {}
 
 
-def set_tag(req: Request) -> dict:
-    meta = load_active_meta(req.project, _run_id_of(req))
-    write_tags(req.project, meta, _parse_tags([{"key": req.json.get("key"), "value": req.json.get("value")}]))
+def set_tag(req: Request, msg: messages.SetTag) -> dict:
+    meta = load_active_meta(req.project, msg.run_id)
+    write_tags(req.project, meta, {msg.key: msg.value})
     return {}
 
 
-def delete_tag(req: Request) -> dict:
-    meta = load_active_meta(req.project, _run_id_of(req))
-    key = require(req.json, "key")
-    db.delete(meta["pk"], f"T#{key}", missing=not_found(f"No tag with name: {key} in run with id {meta['run_id']}"))
+def delete_tag(req: Request, msg: messages.DeleteTag) -> dict:
+    meta = load_active_meta(req.project, msg.run_id)
+    db.delete(meta["pk"], f"T#{msg.key}", missing=not_found(f"No tag with name: {msg.key} in run with id {meta['run_id']}"))
     return {}
 
 
-def log_batch(req: Request) -> dict:
+def log_batch(req: Request, msg: messages.LogBatch) -> dict:
     from shared.tracking import metrics
 
-    data = req.json
-    raw_metrics, raw_params, raw_tags = (req.list_param(n) for n in ("metrics", "params", "tags"))
-    _check_batch_limits(len(raw_metrics), len(raw_params), len(raw_tags))
-    points = [metrics.parse_point(m, f"metrics[{i}]") for i, m in enumerate(raw_metrics)]
-    params: dict[str, str] = {}
-    for i, p in enumerate(raw_params):
-        k = key_name(p.get("key"), f"params[{i}].key")
-        v = truncated(p.get("value"), MAX_PARAM_VAL_LENGTH)
-        if params.get(k, v) != v:
-            raise invalid(f"Duplicate parameter keys have been submitted: ['{k}']. Please ensure the request "
-                          "contains only one param value per param key.")
-        params[k] = v
-    tags = _parse_tags(raw_tags)
-    meta = load_active_meta(req.project, data.get("run_id") or require(data, "run_id"))
+    meta = load_active_meta(req.project, msg.run_id)
+    tags = {t.key: t.value for t in msg.tags}
     # Params first: a conflicting param fails the request before anything else is written.
-    write_params(req.project, meta, params)
+    write_params(req.project, meta, {p.key: p.value for p in msg.params})
     _sync_run_name(meta, tags)
     # Tags ride in the history's parallel batches: one round trip for both.
-    metrics.write_points(req.project, meta, points, also=[tag_item(req.project, meta, k, v) for k, v in tags.items()])
+    metrics.write_points(req.project, meta, msg.metrics, also=[tag_item(req.project, meta, k, v) for k, v in tags.items()])
     return {}
-
-
-def _check_batch_limits(n_metrics: int, n_params: int, n_tags: int) -> None:
-    for name, limit, n in (("metrics", 1000, n_metrics), ("params", MAX_PARAMS_TAGS_PER_BATCH, n_params),
-                           ("tags", MAX_PARAMS_TAGS_PER_BATCH, n_tags),
-                           ("metrics, params, and tags", MAX_ENTITIES_PER_BATCH, n_metrics + n_params + n_tags)):
-        if n > limit:
-            raise invalid(f"A batch logging request can contain at most {limit} {name}. Got {n} {name}. "
-                          f"Please split up {name} across multiple requests and try again.")
 
 
 # ---- inputs, outputs, legacy log-model ----------------------------------------------------------------
 
-def log_inputs(req: Request) -> dict:
-    meta = load_active_meta(req.project, require(req.json, "run_id"))
-    items = []
-    for entry in req.list_param("datasets"):
-        ds = entry.get("dataset") or {}
-        name, digest = require(ds, "name"), require(ds, "digest")
-        items.append(child_item(req.project, meta, f"D#{name}#{digest}", dataset=ds, tags=entry.get("tags") or []))
-    for entry in req.list_param("models"):
-        items.append(child_item(req.project, meta, f"I#{require(entry, 'model_id')}", model_id=entry["model_id"]))
+def log_inputs(req: Request, msg: messages.LogInputs) -> dict:
+    meta = load_active_meta(req.project, msg.run_id)
+    items = [child_item(req.project, meta, f"D#{d.dataset.name}#{d.dataset.digest}", dataset=d.dataset.as_stored(),
+                        tags=[t.model_dump() for t in d.tags]) for d in msg.datasets]
+    items += [child_item(req.project, meta, f"I#{m.model_id}", model_id=m.model_id) for m in msg.models]
     db.batch_put(items)
     return {}
 
 
-def log_outputs(req: Request) -> dict:
-    meta = load_active_meta(req.project, require(req.json, "run_id"))
-    db.batch_put([child_item(req.project, meta, f"O#{require(m, 'model_id')}", model_id=m["model_id"],
-                             step=integer(m.get("step"), "step", 0)) for m in req.list_param("models")])
+def log_outputs(req: Request, msg: messages.LogOutputs) -> dict:
+    meta = load_active_meta(req.project, msg.run_id)
+    db.batch_put([child_item(req.project, meta, f"O#{m.model_id}", model_id=m.model_id, step=m.step) for m in msg.models])
     return {}
 
 
-def log_model(req: Request) -> dict:
+def log_model(req: Request, msg: messages.LogModel) -> dict:
     """MLflow 2's legacy route: appends the model's JSON to the `mlflow.log-model.history` tag."""
-    meta = load_active_meta(req.project, _run_id_of(req))
-    try:
-        model = json.loads(require(req.json, "model_json"))
-    except ValueError:
-        raise invalid("model_json is not valid JSON") from None
+    meta = load_active_meta(req.project, msg.run_id)
     tag = db.get(meta["pk"], "T#mlflow.log-model.history")
     history = json.loads(tag["value"]) if tag else []
-    history.append(model)
-    write_tags(req.project, meta, {"mlflow.log-model.history": json.dumps(history)})
+    text = json.dumps(history + [msg.model_json])
+    if len(text.encode()) > MAX_ITEM_TEXT_BYTES:
+        raise invalid(f"The run's mlflow.log-model.history tag would exceed {MAX_ITEM_TEXT_BYTES} bytes")
+    write_tags(req.project, meta, {"mlflow.log-model.history": text})
     return {}
 
 
@@ -373,24 +327,19 @@ def runs_of_experiment(project: str, experiment_id: str) -> list[dict]:
     return [r for r in map(assemble, groups) if r]
 
 
-def search_runs(req: Request) -> dict:
+def search_runs(req: Request, msg: messages.SearchRuns) -> dict:
     from shared.tracking import run_search
 
-    data = req.json
-    experiment_ids = [experiments.valid_experiment_id(e) for e in req.list_param("experiment_ids")]
-    view = VIEW_TYPES.get(str(data.get("run_view_type") or "ACTIVE_ONLY"))
-    if view is None:
-        raise invalid(f"Invalid run_view_type {data.get('run_view_type')!r}")
-    limit = max_results(data.get("max_results"), 1000, 50000)
-    order_by = req.list_param("order_by")
-    matches, sort_key = parse_run_filter(data.get("filter")), parse_run_order_by(order_by)
-    query = [experiment_ids, view, data.get("filter"), order_by, limit]
-    cursor = pagination.decode(data.get("page_token"), req.project, query)
-    order = run_search.indexed_order(order_by)
+    view = VIEW_TYPES[msg.run_view_type]
+    matches, sort_key = parse_run_filter(msg.filter), parse_run_order_by(msg.order_by)
+    query = [msg.experiment_ids, view, msg.filter, msg.order_by]  # not max_results: clients change it between pages
+    cursor = pagination.decode(msg.page_token, req.project, query)
+    order = run_search.indexed_order(msg.order_by)
     if order is not None:
-        page, cursor = run_search.search(req.project, experiment_ids, order, view, matches, limit, cursor)
+        page, cursor = run_search.search(req.project, msg.experiment_ids, order, view, matches, msg.max_results, cursor)
     else:
-        page, cursor = _search_in_memory(req.project, experiment_ids, view, matches, sort_key, limit, cursor or 0)
+        page, cursor = _search_in_memory(req.project, msg.experiment_ids, view, matches, sort_key, msg.max_results,
+                                         cursor or 0)
     out: dict = {"runs": [to_json(run) for run in page]}
     if cursor is not None:
         out["next_page_token"] = pagination.encode(req.project, query, cursor)

@@ -16,11 +16,11 @@ from functools import cache
 from typing import Any
 
 from shared import db
-from shared.errors import MlflowError, invalid
+from shared.errors import MlflowError
 from shared.http import Request, invoke
 from shared.routes import API2, ROUTES
+from shared.ui import messages
 
-MAX_QUERY_CHARS = 20_000
 MAX_DEPTH = 10  # MLflow's limits for a query's nesting and its number of fields
 MAX_SELECTIONS = 1000
 
@@ -100,24 +100,18 @@ type MlflowGetMetricHistoryBulkIntervalResponse { metrics: [MlflowMetricWithRunI
 """
 
 
-def graphql(req: Request) -> dict:
+def graphql(req: Request, msg: messages.GraphqlQuery) -> dict:
     """MLflow's answer shape: {"data": ..., "errors": [...]} (errors left out when there are none)."""
     from graphql import GraphQLError, execute, parse, validate
 
-    body = req.json
-    query, variables = body.get("query"), body.get("variables") or {}
-    if not isinstance(query, str) or not query.strip():
-        raise invalid("Missing value for required parameter 'query'.")
-    if len(query) > MAX_QUERY_CHARS or not isinstance(variables, dict):
-        raise invalid(f"GraphQL queries are at most {MAX_QUERY_CHARS} characters, variables an object.")
     try:
-        document = parse(query)
+        document = parse(msg.query)
     except GraphQLError as err:
         return {"data": None, "errors": [{"message": err.message}]}
     refusal = _refusal(document) or validate(schema(), document)
     if refusal:
         return {"data": None, "errors": [{"message": e.message} for e in refusal]}
-    result = execute(schema(), document, variable_values=variables, operation_name=body.get("operationName"),
+    result = execute(schema(), document, variable_values=msg.variables or {}, operation_name=msg.operation_name or None,
                      field_resolver=field, context_value={"request": req, "experiments": {}, "versions": {}})
     return {"data": result.data, **({"errors": [{"message": e.message} for e in result.errors]}
                                     if result.errors else {})}
@@ -214,8 +208,8 @@ def _call(info, method: str, path: str, payload: dict) -> dict:
     if route.role > req.role:
         raise MlflowError(f"This needs a {route.role.name.lower()} token", "PERMISSION_DENIED")
     sub = dataclasses.replace(req, method=method, path_params={"project": req.project}, query={},
-                              body=json.dumps(payload).encode(), _json=payload)
-    return invoke(route, sub)
+                              body=json.dumps(payload).encode())
+    return invoke(route, sub, payload)
 
 
 def _search_runs(info, given: dict) -> dict:

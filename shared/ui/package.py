@@ -11,8 +11,8 @@ from urllib.parse import quote
 from shared.errors import MlflowError
 from shared.http import Request, Response
 from shared.registry import items, packages
+from shared.ui import messages
 from shared.ui.pages import page
-from shared.validation import require
 
 
 def _size(n: int) -> str:
@@ -23,9 +23,9 @@ def _size(n: int) -> str:
     return ""
 
 
-def package_page(req: Request) -> Response:
+def package_page(req: Request, msg: messages.PackagePage) -> Response:
     try:
-        mv = items.load_version(req.project, require(req.json, "name"), require(req.json, "version"))
+        mv = items.load_version(req.project, msg.name, msg.version)
     except MlflowError as err:
         return page("Package not found · mlreg", f"<h1>Package not found</h1><p>{html.escape(err.message)}</p>",
                     err.status)

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 from shared import projects, sessions
 from shared.http import Request, Response, cross_site
+from shared.ui import messages
 
 INDEX = "index.html"
 # Defaults the page gives MLflow's UI where the browser has none yet (localStorage keys as the pinned
@@ -75,7 +76,7 @@ def page(title: str, body: str, status: int = 200, headers: dict | None = None, 
 
 # ---- the UI -------------------------------------------------------------------------------------------
 
-def app_page(req: Request) -> Response:
+def app_page(req: Request, msg: messages.Empty) -> Response:
     """GET /projects/<p>/: the UI with a session, the sign-in page without."""
     if not req.path.endswith("/"):  # relative links in index.html need the trailing slash
         return Response(status=302, body="", headers={"Location": f"{req.project}/", "Cache-Control": "no-store"})
@@ -124,7 +125,7 @@ def sign_in_page(project: str, error: str = "", status: int = 200) -> Response:
     return page(f"Sign in · {project} · mlreg", body, status, script=KEEP_FRAGMENT)
 
 
-def sign_in(req: Request) -> Response:
+def sign_in(req: Request, msg: messages.SignIn) -> Response:
     """POST /projects/<p>/signin (a form: token, next)."""
     if cross_site(req):
         return sign_in_page(req.project, "Sign-in from another site is refused.", 403)
@@ -151,7 +152,7 @@ def _refusal(project: str, token: str) -> str:
     return f"That is not a live token of project {project} (unknown, expired or revoked)."
 
 
-def sign_out(req: Request) -> Response:
+def sign_out(req: Request, msg: messages.Empty) -> Response:
     """GET /projects/<p>/signout: ends the session. Safe as a link: another site's link arrives
     without the SameSite=Strict cookie, so it cannot end anyone's session."""
     sessions.end(req.project, req.headers.get("cookie"))

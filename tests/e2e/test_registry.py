@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -472,4 +473,5 @@ def test_version_without_a_run_gets_a_candidate_run_in_the_model_experiment(trac
     tracking.log_metric(mv.run_id, "accuracy", 0.9)  # users log to the version through its run
     assert tracking.get_run(mv.run_id).data.metrics == {"accuracy": 0.9}
     tags = tracking.get_logged_model(logged.model_id).tags
-    assert '"version": "1"' in tags["mlflow.modelVersions"]
+    # The version is a number in the tag, as MLflow's server writes it (issue 14, item 6).
+    assert json.loads(tags["mlflow.modelVersions"]) == [{"name": name, "version": 1}]

@@ -22,7 +22,7 @@ try:
     import aws_cdk  # noqa: F401
 except ImportError:  # without the infra extra, only the tests that need no CDK run
     collect_ignore_glob = ["test_api.py", "test_compliance.py", "test_data.py", "test_iam.py", "test_operations.py",
-                           "test_package.py"]
+                           "test_package.py", "test_bundling.py"]
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"

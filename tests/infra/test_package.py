@@ -1,4 +1,5 @@
-"""The Lambda asset, and the deploy-time handler that records declared projects."""
+"""The Lambda asset (sources; for the built asset with its locked wheels see test_bundling.py), and the
+deploy-time handler that records declared projects."""
 
 from __future__ import annotations
 
@@ -16,18 +17,6 @@ def test_source_asset_holds_the_handlers_and_no_caches(tmp_path):
     assert (asset / "infra" / "handlers" / "declared_projects.py").is_file()
     assert not (asset / "infra" / "constructs").exists(), "CDK code stays out of the functions"
     assert not list(asset.rglob("__pycache__"))
-
-
-def test_dependencies_are_built_for_lambdas_platform(monkeypatch, tmp_path):
-    calls = []
-    monkeypatch.setattr(package.subprocess, "run", lambda args, check: calls.append(args))
-    (tmp_path / "botocore").mkdir()
-    package.install_dependencies(tmp_path)
-    (args,) = calls
-    assert args[args.index("--platform") + 1] == "manylinux2014_aarch64"
-    assert args[args.index("--python-version") + 1] == "3.12"
-    assert "--only-binary=:all:" in args
-    assert not (tmp_path / "botocore").exists(), "the runtime's boto3/botocore are not shadowed"
 
 
 def test_the_function_runtime_matches_the_wheels():

@@ -10,19 +10,22 @@ import threading
 import boto3
 import pytest
 
-from shared import db, keys
+from shared import db, http, keys
 from shared.errors import MlflowError
 from shared.http import Request
-from shared.routes import Role
+from shared.routes import ROUTES, Role
 
 P = "unit"
 
 
 def call(handler, body: dict | None = None, method: str = "POST", **query):
+    """The handler with its route's message, parsed from `body` (or `query`) as the dispatcher does."""
+    route = next(r for r in ROUTES if http._resolve(r.handler) is handler)
     req = Request(project=P, role=Role.ADMIN, token_id="t", method=method, path_params={},
                   query={k: [v] for k, v in query.items()}, headers={}, body=json.dumps(body or {}).encode(),
                   base_url="http://localhost")
-    return handler(req)
+    message = http._resolve(route.message)
+    return handler(req, message.parse(req.fields(message)))
 
 
 @pytest.fixture

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 
 import pytest
 
 from shared import http, routes
+from shared.message import Message
 from shared.routes import ROUTES, Role
 
 
-def test_every_route_resolves_to_a_handler():
+def test_every_route_resolves_to_a_handler_and_its_message():
     for route in ROUTES:
-        assert callable(http._resolve(route)), route
+        assert callable(http._resolve(route.handler)), route
+        assert issubclass(http._resolve(route.message), Message), route
+
+
+def test_every_route_declares_its_request_message():
+    """A route without a message would reach its handler unchecked."""
+    assert [f"{r.method} {r.path}" for r in ROUTES if not r.message] == []
+
+
+def test_each_handler_takes_the_message_its_route_declares():
+    """`handler(req, msg)`: the annotation names the table's message, so the two cannot drift apart."""
+    for route in ROUTES:
+        handler, message = http._resolve(route.handler), http._resolve(route.message)
+        parameters = inspect.signature(handler).parameters
+        assert list(parameters)[:2] == ["req", "msg"], route.handler
+        assert parameters["msg"].annotation.rsplit(".", 1)[-1] == message.__name__, route.handler
 
 
 def test_routes_are_unique_and_functions_exist():

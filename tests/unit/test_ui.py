@@ -14,6 +14,7 @@ import pytest
 from functions import authorizer
 from shared import db, http, keys, projects, routes, sessions
 from shared.artifacts import responses
+from shared.message import Empty
 from shared.routes import ROUTES, Role
 from shared.ui import graphql as ui_graphql
 from shared.ui import pages
@@ -168,10 +169,10 @@ def _page_request(path: str, headers: dict | None = None) -> http.Request:
 
 
 def test_the_page_needs_its_trailing_slash_and_reloads_links_from_other_sites(aws):
-    moved = pages.app_page(_page_request("/projects/p"))
+    moved = pages.app_page(_page_request("/projects/p"), Empty())
     assert (moved.status, moved.headers["Location"]) == (302, "p/")
-    assert "Sign in to project" in pages.app_page(_page_request("/projects/p/")).body
-    reload = pages.app_page(_page_request("/projects/p/", {"sec-fetch-site": "cross-site"}))
+    assert "Sign in to project" in pages.app_page(_page_request("/projects/p/"), Empty()).body
+    reload = pages.app_page(_page_request("/projects/p/", {"sec-fetch-site": "cross-site"}), Empty())
     assert f"<script>{pages.RELOAD}</script>" in reload.body and "Sign in" not in reload.body
 
 

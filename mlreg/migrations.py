@@ -1,0 +1,163 @@
+"""Upgrades of stored data to the shape today's code reads: one list of steps, run by `mlreg serve`
+on the data it loads and by `mlreg migrate` on a deployed table.
+
+A step is a pure function of all the items of one project (plain Python, as `shared.db` reads them)
+that returns what to put (new dicts: it never edits its input) and what to delete. Steps must be idempotent: a deployed migration may stop
+part-way and run again, and a second run of a step finds nothing left to change. The table remembers
+which steps ran in one marker item above the projects, so data that is current costs nothing to load.
+See docs/deployment.md ("Upgrading")."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+MARKER_PK, MARKER_SK = "#MLREG", "#MIGRATIONS"  # the one item no project owns; only this module reads it
+
+
+@dataclass
+class Change:
+    puts: list[dict] = field(default_factory=list)
+    deletes: list[tuple[str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.puts or self.deletes)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[list[dict]], Change]
+
+
+# ---- the steps, oldest first ------------------------------------------------------------------------
+
+def _versions_count_writes(items: list[dict]) -> Change:
+    """Model versions count their writes (`rev`) and alias items carry a copy of their version, so
+    get-by-alias reads one item."""
+    from shared import keys
+
+    change = Change()
+    versions = {(i["pk"], i["sk"]): i for i in items if "#M#" in i["pk"] and i["sk"].startswith("V#")}
+    for key, version in versions.items():
+        if "rev" not in version:
+            versions[key] = {**version, "rev": 0}
+            change.puts.append(versions[key])
+    own = ("pk", "sk", "g1pk", "g1sk", "g2pk", "g2sk", "model_name", "renamed_from", "alias", "version")
+    for item in items:
+        if "#M#" in item["pk"] and item["sk"].startswith("A#") and "current_stage" not in item:
+            version = versions.get((item["pk"], keys.version_sk(int(item["version"])))) or {}
+            change.puts.append({**item, **{k: v for k, v in version.items() if k not in own}})
+    return change
+
+
+STEPS: list[Step] = [
+    Step("2026-11-version-rev-and-alias-copies", _versions_count_writes),
+]
+
+
+# ---- running them -------------------------------------------------------------------------------------
+
+def project_of(pk: str) -> str | None:
+    """`P#<project>` or `P#<project>#...` -> the project; None for the few keys above projects."""
+    if not pk.startswith("P#"):
+        return None
+    return pk[2:].split("#", 1)[0]
+
+
+def pending(applied: Iterable[str]) -> list[Step]:
+    done = set(applied)
+    return [s for s in STEPS if s.name not in done]
+
+
+def by_project(items: Iterable[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for item in items:
+        project = project_of(item["pk"])
+        if project is not None:
+            groups.setdefault(project, []).append(item)
+    return groups
+
+
+def apply(steps: list[Step], items: list[dict]) -> Change:
+    """Every step over every project's items, each seeing what the previous ones left. Returns the
+    net change: the last version of each item put, and the keys deleted and not put again."""
+    current = {(i["pk"], i["sk"]): i for i in items}
+    for step in steps:
+        for project_items in by_project(list(current.values())).values():
+            change = step.run(project_items)
+            for pk, sk in change.deletes:
+                current.pop((pk, sk), None)
+            for item in change.puts:
+                current[(item["pk"], item["sk"])] = item
+    before = {(i["pk"], i["sk"]): i for i in items}
+    return Change(puts=[i for k, i in current.items() if before.get(k) is not i],
+                  deletes=[k for k in before if k not in current])
+
+
+def marker(applied: Iterable[str]) -> dict:
+    return {"pk": MARKER_PK, "sk": MARKER_SK, "applied": sorted(applied)}
+
+
+# ---- mlreg serve: the items it loads ------------------------------------------------------------------
+
+def upgrade_snapshot(raw_items: list[dict]) -> list[dict]:
+    """Items as DynamoDB JSON (the local service's saved table) -> today's shape, with the marker
+    saying so. Current data passes through untouched and unconverted (fast restarts)."""
+    from shared import db
+
+    mark = next((i for i in raw_items if i["pk"].get("S") == MARKER_PK and i["sk"].get("S") == MARKER_SK), None)
+    applied = [v["S"] for v in mark["applied"]["L"]] if mark else []
+    steps = pending(applied)
+    if not steps:
+        return raw_items
+    if not mark and not raw_items:  # a new data directory: nothing to upgrade, only the marker to set
+        return [db.to_item(marker(s.name for s in STEPS))]
+    items = [db.from_item(i) for i in raw_items if i is not mark]
+    change = apply(steps, items)
+    gone = set(change.deletes)
+    kept = {(i["pk"], i["sk"]): i for i in items if (i["pk"], i["sk"]) not in gone}
+    kept.update({(i["pk"], i["sk"]): i for i in change.puts})
+    return [db.to_item(i) for i in kept.values()] + [db.to_item(marker([*applied, *(s.name for s in steps)]))]
+
+
+# ---- mlreg migrate: a deployed table -------------------------------------------------------------------
+
+def scan_table() -> list[dict]:
+    """Every item of the table. A Scan: this is an admin tool run once per upgrade, never a request path."""
+    from shared import db
+
+    items, start = [], None
+    while True:
+        resp = db.client().scan(TableName=db.table_name(), **({"ExclusiveStartKey": start} if start else {}))
+        items += [db.from_item(i) for i in resp.get("Items", [])]
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            return items
+
+
+def migrate_table(dry_run: bool = False, out=sys.stdout) -> int:
+    """Run the pending steps on the table the environment names (MLREG_TABLE). Writes are idempotent
+    puts and deletes, so an interrupted run is finished by running it again; the marker is written
+    last."""
+    from shared import db
+
+    mark = db.get(MARKER_PK, MARKER_SK)
+    applied = list(mark["applied"]) if mark else []
+    steps = pending(applied)
+    if not steps:
+        print("mlreg migrate: the table is current; nothing to do", file=out)
+        return 0
+    print(f"mlreg migrate: {len(steps)} step(s) to run: {', '.join(s.name for s in steps)}", file=out)
+    items = [i for i in scan_table() if i["pk"] != MARKER_PK]
+    change = apply(steps, items)
+    print(f"mlreg migrate: {len(items)} items read, {len(change.puts)} to write, {len(change.deletes)} to delete"
+          + (" (dry run: nothing written)" if dry_run else ""), file=out)
+    if dry_run:
+        return 0
+    db.batch_put(change.puts)
+    db.batch_delete(change.deletes)
+    db.put(marker([*applied, *(s.name for s in steps)]))
+    print("mlreg migrate: done", file=out)
+    return 0
