@@ -9,7 +9,6 @@ tracking function's cold start does not pay for it."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from functools import cache
@@ -207,9 +206,7 @@ def _call(info, method: str, path: str, payload: dict) -> dict:
     route = _ROUTES[(method, API2 + path)]
     if route.role > req.role:
         raise MlflowError(f"This needs a {route.role.name.lower()} token", "PERMISSION_DENIED")
-    sub = dataclasses.replace(req, method=method, path_params={"project": req.project}, query={},
-                              body=json.dumps(payload).encode())
-    return invoke(route, sub, payload)
+    return invoke(route, dataclasses.replace(req, method=method), payload)
 
 
 def _search_runs(info, given: dict) -> dict:
