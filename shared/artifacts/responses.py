@@ -48,7 +48,7 @@ def attachment(path: str) -> str:
 def serve(key: str, path: str) -> Response:
     """The object at `key` (shown as `path`): its bytes, or a redirect to a presigned GET when it is
     too big for a Lambda answer (both MLflow client lines follow it)."""
-    body, _, _ = store.read_up_to(key, INLINE_MAX_BYTES)
+    body = store.read_up_to(key, INLINE_MAX_BYTES)
     if body is None:
         return Response(status=307, body="", headers={"Location": store.presigned_get(key)})
     return file_response(body, path)
