@@ -50,7 +50,8 @@ TARGET_MS = 300
 PACKAGE_TARGET_MB = 5.0
 FIRST_REQUESTS = {"authorizer": "a token (GetItem, last-use stamp)", "tracking": "get-run",
                   "registry": "get-model-version", "artifacts": "upload a file (PutObject)",
-                  "artifacts-presign": "presigned upload URL (GetItem + presign)"}
+                  "artifacts-presign": "presigned upload URL (GetItem + presign)",
+                  "ui": "the web UI's sign-in page (no cookie yet: no AWS call)"}
 FUNCTIONS = tuple(FIRST_REQUESTS)
 WAYS = ("shipped", "uncompiled", "primed")
 GROUPS = {  # import time per origin (python -X importtime, self times)
@@ -157,10 +158,11 @@ class LocalAws:
 
         def event(method: str, path: str, query: str = "", body: dict | None = None) -> dict:
             full = f"/projects/bench{path}"
-            route, params = routes.match(method, full)
+            route, params = routes.match(method, full.rstrip("/"))
             data = json.dumps(body).encode() if body else b""
             proxy = gateway.build_event(method, full, query, self.headers(), data, route, params, "127.0.0.1")
-            proxy["requestContext"]["authorizer"] = gateway.authorize(proxy)
+            if route.auth != routes.PUBLIC:  # the UI's page and sign-in have no authorizer
+                proxy["requestContext"]["authorizer"] = gateway.authorize(proxy)
             return proxy
 
         get_run = event("GET", f"{api}/runs/get", f"run_id={run}")
@@ -172,6 +174,7 @@ class LocalAws:
                                body={"small": "file"}),
             "artifacts-presign": event("POST", f"{api}/artifacts/presigned-upload-url",
                                        body={"run_id": run, "path": "b.bin"}),
+            "ui": event("GET", "/"),  # the sign-in page (no session yet)
         }
 
     def stop(self) -> None:

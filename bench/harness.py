@@ -314,29 +314,35 @@ class Api:
     def __init__(self, project: str = PROJECT) -> None:
         self.project = project
 
-    def event(self, method: str, path: str, body=None, query: dict | None = None) -> tuple[dict, str]:
+    def event(self, method: str, path: str, body=None, query: dict | None = None,
+              headers: dict | None = None) -> tuple[dict, str]:
         from urllib.parse import urlencode
 
         from mlreg.gateway import build_event
         from shared import routes
 
         full = f"/projects/{self.project}{path}"
-        route, params = routes.match(method, full)
+        route, params = routes.match(method, full.rstrip("/") or full)  # as API Gateway: `/projects/p/` too
         assert route, f"no route for {method} {path}"
         qs = urlencode([(k, v) for k, vs in (query or {}).items() for v in (vs if isinstance(vs, list) else [vs])])
         raw = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
-        event = build_event(method, full, qs, {"Host": "bench", "Content-Type": "application/json"}, raw, route,
-                            params, "127.0.0.1")
+        event = build_event(method, full, qs, {"Host": "bench", "Content-Type": "application/json", **(headers or {})},
+                            raw, route, params, "127.0.0.1")
         event["requestContext"]["authorizer"] = {"project": self.project, "role": "admin", "token_id": "bench"}
         return event, route.function
 
-    def call(self, method: str, path: str, body=None, query: dict | None = None) -> dict:
+    def raw(self, method: str, path: str, body=None, query: dict | None = None, headers: dict | None = None) -> dict:
+        """The proxy response of one call."""
         from shared.http import make_dispatcher
 
-        event, function = self.event(method, path, body, query)
+        event, function = self.event(method, path, body, query, headers)
         response = make_dispatcher(function)(event, None)
         assert response["statusCode"] < 400, (method, path, response["body"][:500])
-        if response.get("isBase64Encoded") or not response["body"]:
+        return response
+
+    def call(self, method: str, path: str, body=None, query: dict | None = None, headers: dict | None = None) -> dict:
+        response = self.raw(method, path, body, query, headers)
+        if response.get("isBase64Encoded") or not response["body"] or not response["body"].startswith(("{", "[")):
             return {}
         return json.loads(response["body"])
 

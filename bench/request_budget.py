@@ -110,6 +110,19 @@ BUDGETS: dict[str, tuple[int, int, int]] = {
     "traces (GET, none stored)": (0, 0, 0),
     "traces/search (none stored)": (0, 0, 0),
     "datasets/search (none stored)": (0, 0, 0),
+    # The web UI (tests/ui): its page and sign-in, GraphQL, artifact previews, the package page.
+    "ui page (signed in)": (1, 0, 1),
+    "ui sign-in": (3, 0, 3),
+    "ui sign-out": (1, 0, 1),
+    "graphql GetRun (with experiment and model versions)": (3, 0, 3),
+    "graphql SearchRuns (1 run, with model versions)": (4, 0, 4),
+    "graphql MlflowGetExperimentQuery": (1, 0, 1),
+    "graphql GetMetricHistoryBulkInterval (1 run)": (2, 0, 2),
+    "get-artifact (run file)": (1, 1, 2),
+    "model-versions/get-artifact (MLmodel)": (1, 1, 2),
+    "logged-models artifacts/files": (1, 1, 2),
+    "package page (1 file)": (1, 2, 3),
+    "users/current (no accounts)": (0, 0, 0),
 }
 
 # Issue 8's targets (sequential round trips, "at most"), shown against the measurement.
@@ -148,10 +161,10 @@ class Scenarios:
         self.recorder, self.api = recorder, api
         self.rows: list[Row] = []
 
-    def measure(self, label: str, method: str, path: str, body=None, query=None) -> dict:
+    def measure(self, label: str, method: str, path: str, body=None, query=None, headers=None) -> dict:
         with self.recorder.measure() as m:
             t0 = time.perf_counter()
-            result = self.api.call(method, path, body, query)
+            result = self.api.call(method, path, body, query, headers)
             elapsed = time.perf_counter() - t0
         route = f"{method} {path.split('?')[0]}"
         self.rows.append(Row(label, route, m.count("dynamodb"), m.count("s3"), m.waves, m.by_operation(),
@@ -160,7 +173,7 @@ class Scenarios:
         return result
 
 
-GROUPS = ("tracking", "logged models", "registry", "artifacts", "search")
+GROUPS = ("tracking", "logged models", "registry", "artifacts", "ui", "search")
 
 
 def run_all(run_sizes: tuple[int, ...] = (500, 5000), n_versions: int = 50, latency: float = LATENCY,
@@ -175,7 +188,7 @@ def run_all(run_sizes: tuple[int, ...] = (500, 5000), n_versions: int = 50, late
         create_project(PROJECT)
         s = Scenarios(recorder, Api())
         groups = [("tracking", tracking, ()), ("logged models", logged_models, ()),
-                  ("registry", registry, (n_versions,)), ("artifacts", artifacts, ())]
+                  ("registry", registry, (n_versions,)), ("artifacts", artifacts, ()), ("ui", ui, ())]
         for name, scenario, args in groups:
             if name in scenarios and _route_exists(name):
                 with _phase(name):
@@ -211,7 +224,7 @@ def _phase(name: str):
 
 
 REQUIRED_ROUTE = {"registry": ("POST", f"{A2}/model-versions/create"),
-                  "artifacts": ("PUT", f"{ARTIFACTS}/artifacts/{{artifact_path+}}")}
+                  "artifacts": ("PUT", f"{ARTIFACTS}/artifacts/{{artifact_path+}}"), "ui": ("POST", "/graphql")}
 
 
 def _route_exists(group: str) -> bool:
@@ -228,7 +241,7 @@ def _templated_match(route, served: set[str]) -> bool:
 
     for entry in served:
         method, path = entry.split(" ", 1)
-        found, _ = routes.match(method, f"/projects/{PROJECT}{path}")
+        found, _ = routes.match(method, f"/projects/{PROJECT}{path}".rstrip("/"))
         if found == route:
             return True
     return False
@@ -396,6 +409,57 @@ def artifacts(s: Scenarios) -> None:
       {"path": "big.bin", "upload_id": created["upload_id"]})
     _complete_multipart(s)
     m("mlflow-artifacts delete", "DELETE", f"{base}/file.bin")
+
+
+GET_RUN = """query GetRun($data: MlflowGetRunInput!) { mlflowGetRun(input: $data) { run {
+  info { runUuid status } data { metrics { key value } params { key value } }
+  experiment { experimentId name } modelVersions { name version } } apiError { code } } }"""
+SEARCH_RUNS = """query SearchRuns($data: MlflowSearchRunsInput!) { mlflowSearchRuns(input: $data) {
+  runs { info { runUuid } modelVersions { version } } } }"""
+
+
+def ui(s: Scenarios) -> None:
+    """What the web UI calls besides the API's twins (those cost what the API routes cost)."""
+    import os
+
+    from mlreg import ui_bundle
+    from shared import projects
+    from shared.routes import Role
+
+    os.environ.setdefault("MLREG_UI_DIR", str(ui_bundle.bundle_dir()))  # its index.html, as `mlreg serve` gives it
+    m, call = s.measure, s.api.call
+    exp = call("POST", f"{A2}/experiments/create", {"name": "ui"})["experiment_id"]
+    run = call("POST", f"{A2}/runs/create", {"experiment_id": exp})["run"]["info"]["run_id"]
+    call("POST", f"{A2}/runs/log-metric", {"run_id": run, "key": "loss", "value": 1, "timestamp": 1, "step": 0})
+    call("PUT", f"{ARTIFACTS}/artifacts/{exp}/{run}/artifacts/model/MLmodel", b"flavors: {}\n")
+    call("POST", f"{A2}/registered-models/create", {"name": "ui-model"})
+    call("POST", f"{A2}/model-versions/create", {"name": "ui-model", "source": f"runs:/{run}/model", "run_id": run})
+    model = call("POST", f"{A2}/logged-models", {"experiment_id": exp, "name": "lm"})["model"]["info"]
+    call("PUT", f"{ARTIFACTS}/artifacts/{model['artifact_uri'].split(':/', 1)[1]}/MLmodel", b"flavors: {}\n")
+
+    token = projects.create_token(PROJECT, Role.READ, name="ui")
+    signed_in = s.api.raw("POST", "/signin", f"token={token}".encode())
+    cookie = {"Cookie": signed_in["headers"]["Set-Cookie"].split(";")[0]}
+    m("ui sign-in", "POST", "/signin", f"token={token}".encode())
+    m("ui page (signed in)", "GET", "/", headers=cookie)
+    m("graphql GetRun (with experiment and model versions)", "POST", "/graphql",
+      {"query": GET_RUN, "variables": {"data": {"runId": run}}})
+    m("graphql SearchRuns (1 run, with model versions)", "POST", "/graphql",
+      {"query": SEARCH_RUNS, "variables": {"data": {"experimentIds": [exp]}}})
+    m("graphql MlflowGetExperimentQuery", "POST", "/graphql", {"query": "query Q($i: MlflowGetExperimentInput!) "
+      "{ mlflowGetExperiment(input: $i) { experiment { name } } }", "variables": {"i": {"experimentId": exp}}})
+    m("graphql GetMetricHistoryBulkInterval (1 run)", "POST", "/graphql", {
+        "query": "query B($d: MlflowGetMetricHistoryBulkIntervalInput!) { mlflowGetMetricHistoryBulkInterval"
+                 "(input: $d) { metrics { step value } } }",
+        "variables": {"d": {"runIds": [run], "metricKey": "loss", "maxResults": 100}}})
+    m("get-artifact (run file)", "GET", "/get-artifact", query={"run_uuid": run, "path": "model/MLmodel"})
+    m("model-versions/get-artifact (MLmodel)", "GET", "/model-versions/get-artifact",
+      query={"name": "ui-model", "version": 1, "path": "MLmodel"})
+    m("logged-models artifacts/files", "GET", f"/ajax-api/2.0/mlflow/logged-models/{model['model_id']}/artifacts/files",
+      query={"artifact_file_path": "MLmodel"})
+    m("package page (1 file)", "GET", "/package", query={"name": "ui-model", "version": 1})
+    m("users/current (no accounts)", "GET", "/ajax-api/2.0/mlflow/users/current")
+    m("ui sign-out", "GET", "/signout", headers=cookie)
 
 
 def _complete_multipart(s: Scenarios) -> None:

@@ -56,7 +56,10 @@ def main() -> None:
     for uri in (f"models:/{MODEL_NAME}@champion", f"models:/{MODEL_NAME}@{semver}"):
         prediction = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"x": [1.0]}))
         print(f"{uri} -> version {version.version} (semver {semver}) predicts {prediction[0]:.3f} for x=1")
-    print(f"Look at it: MlflowClient().get_registered_model('{MODEL_NAME}') against {os.environ['MLFLOW_TRACKING_URI']}")
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    experiment_id = mlflow.get_experiment_by_name("quickstart").experiment_id
+    print(f"Look at it: MlflowClient().get_registered_model('{MODEL_NAME}') against {uri}")
+    print(f"Web UI of the experiment: {uri}/#/experiments/{experiment_id} (sign in with MLFLOW_TRACKING_TOKEN)")
 
 
 if __name__ == "__main__":

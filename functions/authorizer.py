@@ -1,4 +1,5 @@
-"""API Gateway Lambda REQUEST authorizer: a Bearer token valid for the project in the path.
+"""API Gateway Lambda REQUEST authorizer: a Bearer token valid for the project in the path, or (for
+the web UI, without a token) a session cookie of that project (shared/sessions.py).
 
 API Gateway's contract, which the local gateway (mlreg/gateway.py) follows too:
 - raising "Unauthorized" -> 401 (missing, malformed, unknown, expired or revoked token);
@@ -9,7 +10,7 @@ enforce each route's role from the route table. See docs/auth.md."""
 
 from __future__ import annotations
 
-from shared import db, projects
+from shared import db, projects, sessions
 
 db.client()  # in the init phase: every call reads the token (docs/performance.md, cold start)
 
@@ -22,8 +23,10 @@ class Unauthorized(Exception):
 def handler(event: dict, context=None) -> dict:
     project = (event.get("pathParameters") or {}).get("project", "")
     token = bearer_token(event)
-    if not token or not projects.is_project_id(project):
+    if not projects.is_project_id(project):
         raise Unauthorized()
+    if not token:
+        return session_policy(event, project)
     record = projects.authenticate(project, token)
     if record is not None:
         projects.note_use(record)
@@ -34,6 +37,17 @@ def handler(event: dict, context=None) -> dict:
         # whether anything exists in this one.
         return policy(projects.token_id_of(token), "Deny", event, project)
     raise Unauthorized()
+
+
+def session_policy(event: dict, project: str) -> dict:
+    """The web UI's requests: API Gateway invokes the authorizer for them with the Cookie header as
+    identity source (a second authorizer on the UI's resources; docs/auth.md)."""
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    record = sessions.authenticate(project, headers.get("cookie"))
+    if record is None:
+        raise Unauthorized()
+    return policy(record["token_id"], "Allow", event, project,
+                  {"project": project, "role": record["role"], "token_id": record["token_id"], "session": "true"})
 
 
 def bearer_token(event: dict) -> str:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from shared.routes import IAM_PREFIX, PROJECT_PREFIX, ROUTES, Role, Route
+from shared.routes import IAM_PREFIX, PROJECT_PREFIX, Role, Route, api_routes
 
 _PARAM = re.compile(r"^\{\w+\+?\}$")
+IAM_TREE = api_routes()  # the routes SigV4 callers reach (the web UI's are for browsers only)
 Path = tuple[str, ...]  # the segments of a route path
 
 
@@ -80,12 +81,12 @@ def _plan(project: str, role: Role, routes: list[Route]) -> tuple[list[str], lis
     return allow, deny
 
 
-def denied_paths(project: str, role: Role, routes: Iterable[Route] = ROUTES) -> list[str]:
+def denied_paths(project: str, role: Role, routes: Iterable[Route] = IAM_TREE) -> list[str]:
     """Patterns of the routes above `role` that the policy denies explicitly."""
     return _plan(project, role, list(routes))[1]
 
 
-def granted_paths(project: str, role: Role, routes: Iterable[Route] = ROUTES) -> list[str]:
+def granted_paths(project: str, role: Role, routes: Iterable[Route] = IAM_TREE) -> list[str]:
     """`METHOD/iam/projects/<project>/...` patterns (the part of an execute-api ARN after the stage)
     that, with `denied_paths`, allow every IAM-tree route of role <= `role` for one project."""
     routes = list(routes)
@@ -99,7 +100,7 @@ def _matches(pattern: str, concrete: str) -> bool:
     return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), concrete) is not None
 
 
-def check(project: str, role: Role, patterns: list[str], routes: Iterable[Route] = ROUTES,
+def check(project: str, role: Role, patterns: list[str], routes: Iterable[Route] = IAM_TREE,
           denied: list[str] | None = None) -> None:
     """Fail synthesis if the allowed `patterns` less the `denied` ones reach a route above `role`, or
     miss one at or below it."""

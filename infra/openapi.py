@@ -15,10 +15,13 @@ import json
 import re
 from typing import Iterable, Mapping
 
-from shared.routes import CATCH_ALL, IAM_PREFIX, ROUTES, Route
+from shared import routes as route_table
+from shared.routes import CATCH_ALL, IAM_PREFIX, ROUTES, STATIC_FILES, UI_API, UI_CATCH_ALL, Route
 
 TOKEN_AUTH = "mlreg-token"  # the Lambda REQUEST authorizer: `Authorization: Bearer <token>`
+SESSION_AUTH = "mlreg-session"  # the same Lambda for the web UI: its session cookie (docs/auth.md)
 IAM_AUTH = "sigv4"  # API Gateway's AWS_IAM authorisation
+AUTHS = {route_table.TOKEN: TOKEN_AUTH, route_table.SESSION: SESSION_AUTH, route_table.PUBLIC: None}
 INTEGRATION_TIMEOUT_MS = 29_000  # API Gateway's ceiling for REST APIs
 _PARAM = re.compile(r"\{(\w+)\+?\}")
 
@@ -59,18 +62,35 @@ def path_parameters(path: str) -> list[str]:
 
 
 def build(*, title: str, function_uris: Mapping[str, str], authorizer_uri: str, authorizer_cache_seconds: int,
-          cors_origin: str | None = None, routes: Iterable[Route] = ROUTES) -> dict:
+          cors_origin: str | None = None, routes: Iterable[Route] = ROUTES,
+          static_files: tuple[str, str] | None = None) -> dict:
     """The OpenAPI 3 document of the whole API.
 
-    function_uris: Lambda function name -> API Gateway integration URI of that function."""
+    function_uris: Lambda function name -> API Gateway integration URI of that function.
+    static_files: (S3 integration URI of the web UI's files, ending in `{path}`; ARN of the role API
+    Gateway reads them with)."""
     paths: dict[str, dict] = {}
     routes = list(routes)
     for route in routes:
         uri = function_uris[route.function]
-        for path, auth in ((token_tree(route.resource), TOKEN_AUTH), (iam_tree(route.resource), IAM_AUTH)):
-            paths.setdefault(path, {})[route.method.lower()] = _lambda_operation(path, auth, uri)
+        if route.auth == route_table.TOKEN:  # the MLflow client's routes: both trees
+            for path, auth in ((token_tree(route.resource), TOKEN_AUTH), (iam_tree(route.resource), IAM_AUTH)):
+                paths.setdefault(path, {})[route.method.lower()] = _lambda_operation(path, auth, uri)
+        elif not route.path.startswith(UI_API):  # the web UI's own (the rest come with ui_resources below)
+            paths.setdefault(route.resource, {})[route.method.lower()] = _lambda_operation(
+                route.resource, AUTHS[route.auth], uri)
     for path, auth in ((token_tree(CATCH_ALL), TOKEN_AUTH), (iam_tree(CATCH_ALL), IAM_AUTH)):
         paths.setdefault(path, {})["x-amazon-apigateway-any-method"] = _not_found_operation(path, auth)
+    if any(r.auth == route_table.SESSION for r in routes):
+        # The UI calls every API route below /ajax-api/: a few greedy resources carry them, each to one
+        # function, whose dispatcher finds the route in the table (shared/routes.py ui_resources).
+        for path, function in route_table.ui_resources().items():
+            paths.setdefault(path, {})["x-amazon-apigateway-any-method"] = _lambda_operation(
+                path, SESSION_AUTH, function_uris[function])
+        paths.setdefault(UI_CATCH_ALL, {})["x-amazon-apigateway-any-method"] = _not_found_operation(
+            UI_CATCH_ALL, SESSION_AUTH)
+    if static_files:
+        paths.setdefault(STATIC_FILES, {})["get"] = _static_operation(STATIC_FILES, *static_files)
     if cors_origin:
         # Browsers send preflights without credentials, so these answer without authorisation. The
         # IAM tree gets none: browsers do not sign requests with SigV4.
@@ -84,16 +104,10 @@ def build(*, title: str, function_uris: Mapping[str, str], authorizer_uri: str, 
         "paths": dict(sorted(paths.items())),
         "components": {
             "securitySchemes": {
-                TOKEN_AUTH: {
-                    "type": "apiKey", "name": "Authorization", "in": "header",
-                    "x-amazon-apigateway-authtype": "custom",
-                    "x-amazon-apigateway-authorizer": {
-                        "type": "request",
-                        "authorizerUri": authorizer_uri,
-                        "identitySource": "method.request.header.Authorization",
-                        "authorizerResultTtlInSeconds": authorizer_cache_seconds,
-                    },
-                },
+                TOKEN_AUTH: _authorizer("Authorization", authorizer_uri, authorizer_cache_seconds),
+                # API Gateway answers 401 without invoking an authorizer whose identity source is missing
+                # (and caches by it): the UI's requests carry a cookie, not the Authorization header.
+                SESSION_AUTH: _authorizer("Cookie", authorizer_uri, authorizer_cache_seconds),
                 IAM_AUTH: {"type": "apiKey", "name": "Authorization", "in": "header",
                            "x-amazon-apigateway-authtype": "awsSigv4"},
             },
@@ -104,14 +118,28 @@ def build(*, title: str, function_uris: Mapping[str, str], authorizer_uri: str, 
     }
 
 
+def _authorizer(header: str, uri: str, cache_seconds: int) -> dict:
+    return {
+        "type": "apiKey", "name": header, "in": "header",
+        "x-amazon-apigateway-authtype": "custom",
+        "x-amazon-apigateway-authorizer": {
+            "type": "request",
+            "authorizerUri": uri,
+            "identitySource": f"method.request.header.{header}",
+            "authorizerResultTtlInSeconds": cache_seconds,
+        },
+    }
+
+
 def _parameters(path: str) -> list[dict]:
     return [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in path_parameters(path)]
 
 
-def _lambda_operation(path: str, auth: str, uri: str) -> dict:
+def _lambda_operation(path: str, auth: str | None, uri: str) -> dict:
+    """`auth` None: no authorizer (the UI's page and sign-in, which check the session themselves)."""
     return {
         "parameters": _parameters(path),
-        "security": [{auth: []}],
+        "security": [{auth: []}] if auth else [],
         "responses": {"200": {"description": "The MLflow response (or an MLflow error)"}},
         "x-amazon-apigateway-integration": {
             "type": "aws_proxy", "httpMethod": "POST", "uri": uri,
@@ -149,6 +177,35 @@ def _not_found_operation(path: str, auth: str) -> dict:
         "security": [{auth: []}],
         "responses": _method_response(404, "ENDPOINT_NOT_FOUND", headers),
         "x-amazon-apigateway-integration": _mock(404, headers, NOT_FOUND_BODY),
+    }
+
+
+STATIC_HEADERS = ("Content-Type", "Cache-Control", "X-Content-Type-Options")
+
+
+def _static_operation(path: str, uri: str, role_arn: str) -> dict:
+    """A file of the UI's bundle straight from S3, with S3's content type; anything S3 refuses
+    (a missing key is a 403 to a reader without ListBucket) is a 404."""
+    found = {f"method.response.header.{h}": f"integration.response.header.{h}" for h in STATIC_HEADERS[:2]}
+    found["method.response.header.X-Content-Type-Options"] = "'nosniff'"
+    return {
+        "parameters": _parameters(path),
+        "security": [],
+        "responses": {**_method_response(200, "A file of MLflow's UI build", STATIC_HEADERS),
+                      **_method_response(404, "No such file", ("Content-Type",))},
+        "x-amazon-apigateway-integration": {
+            "type": "aws", "httpMethod": "GET", "credentials": role_arn,
+            "uri": uri,
+            "requestParameters": {"integration.request.path.path": "method.request.path.path"},
+            "passthroughBehavior": "when_no_match",
+            "timeoutInMillis": INTEGRATION_TIMEOUT_MS,
+            "responses": {
+                "default": {"statusCode": "200", "responseParameters": found},
+                "[45]\\d{2}": {"statusCode": "404",
+                                 "responseParameters": {"method.response.header.Content-Type": "'text/plain'"},
+                                 "responseTemplates": {"application/json": "Not found"}},
+            },
+        },
     }
 
 

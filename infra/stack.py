@@ -14,10 +14,12 @@ from infra.constructs.events import Events
 from infra.constructs.functions import DECLARED_PROJECTS, Functions
 from infra.constructs.observability import Observability
 from infra.constructs.projects import DeclaredProject
+from infra.constructs.ui import UiAssets
 from shared.routes import functions as route_functions
 
 AUTHORIZER = "authorizer"
 PUBLISHER = "publisher"
+UI = "ui"  # the web UI's page and sign-in (functions/ui.py)
 
 
 class MlregStack(Stack):
@@ -37,7 +39,10 @@ class MlregStack(Stack):
                               event_bus=events.bus)
         routes = {name: functions.by_name[name] for name in route_functions()}
         authorizer = functions.by_name[AUTHORIZER]
-        api = Api(self, "Api", config=config, route_functions=routes, authorizer=authorizer)
+        ui = UiAssets(self, "Ui", config=config)
+        ui.grant_index(functions.by_name[UI])
+        functions.by_name[UI].add_environment("MLREG_UI_BUCKET", ui.bucket.bucket_name)
+        api = Api(self, "Api", config=config, route_functions=routes, authorizer=authorizer, ui=ui)
         if PUBLISHER in functions.by_name:
             events.add_publisher(functions.by_name[PUBLISHER], data.table)
         events.grant_webhook_admin(functions.by_name["registry"])  # serves the webhook routes
@@ -52,12 +57,14 @@ class MlregStack(Stack):
                                       authorizer=authorizer, dead_letters=events.dead_letters, table=data.table)
         events.webhook_alarm.add_alarm_action(cw_actions.SnsAction(observability.topic))
 
-        self.api, self.data, self.events, self.functions = api, data, events, functions
+        self.api, self.data, self.events, self.functions, self.ui = api, data, events, functions, ui
         self._outputs(config, api, data, events)
 
     def _outputs(self, config: EnvironmentConfig, api: Api, data: Data, events: Events) -> None:
         CfnOutput(self, "TrackingUriTemplate", value=api.tracking_uri("<project>"),
                   description="MLFLOW_TRACKING_URI of a project (token: MLFLOW_TRACKING_TOKEN)")
+        CfnOutput(self, "UiUrlTemplate", value=api.tracking_uri("<project>") + "/",
+                  description="The web UI of a project (sign in with a token of it; docs/ui.md)")
         CfnOutput(self, "IamTrackingUriTemplate", value=api.tracking_uri("<project>", iam_tree=True),
                   description="MLFLOW_TRACKING_URI of a project for SigV4 callers (MLFLOW_TRACKING_AWS_SIGV4=true)")
         for project in config.projects:

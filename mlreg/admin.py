@@ -246,8 +246,9 @@ AUTH_DOC = Path(__file__).resolve().parent.parent / "docs" / "auth.md"
 def role_table() -> str:
     from shared.routes import ROUTES
 
-    lines = ["| method | path below `/projects/<project>` | role |", "|---|---|---|"]
-    lines += [f"| {r.method} | `{r.path}` | {r.role.name.lower()} |" for r in ROUTES]
+    lines = ["| method | path below `/projects/<project>` | role | caller |", "|---|---|---|---|"]
+    lines += [f"| {r.method} | `{r.path or '/'}` | {r.role.name.lower() if r.role else '-'} | {r.auth} |"
+              for r in ROUTES]
     return "\n".join(lines)
 
 

@@ -124,6 +124,14 @@ def start_service(args):
     else:
         _ensure_aws_resources(args)
     token = _bootstrap(args.data_dir)
+    # -- auth (mlreg/admin.py): `mlreg project|token ...` reach this service's table through this file.
+    # Written before the port opens: whoever sees the service up can use the CLI at once.
+    from mlreg import admin
+
+    ddb_endpoint = emulator.endpoint if emulator else args.dynamodb_endpoint  # moto's server serves DynamoDB too
+    if ddb_endpoint:
+        admin.publish_endpoint(args.data_dir, ddb_endpoint, args.region, args.table, emulated=emulator is not None)
+    # -- end auth --
     gateway = Gateway(args.host, args.port, verbose=args.verbose)
     return gateway, emulator, token
 
@@ -144,15 +152,13 @@ def cmd_serve(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     thread = threading.Thread(target=gateway.serve_forever, daemon=True)
     thread.start()
-    # -- auth (mlreg/admin.py): `mlreg project|token ...` reach this service's table through this file --
-    from mlreg import admin
+    from mlreg import admin, ui_static
 
-    ddb_endpoint = emulator.endpoint if emulator else args.dynamodb_endpoint  # moto's server serves DynamoDB too
-    if ddb_endpoint:
-        admin.publish_endpoint(args.data_dir, ddb_endpoint, args.region, args.table, emulated=emulator is not None)
-    # -- end auth --
+    ui_static.prepare_in_background()  # the web UI: MLflow's bundle (the first time, it is extracted)
     print(f"mlreg: serving on http://{args.host}:{args.port} (data in {args.data_dir})", flush=True)
     print("Use it from your shell or code:\n" + _exports(args, token), flush=True)
+    print(f"Web UI: http://{args.host}:{args.port}/projects/{DEFAULT_PROJECT}/ (sign in with the token above; "
+          "docs/ui.md)", flush=True)
     if args.example:
         _run_example(args, token)
     try:

@@ -1,5 +1,6 @@
 """A local stand-in for API Gateway: turns each HTTP request into the REST proxy event the deployed
-API sends, runs the same authorizer, then the same Lambda handler, with the same payload limits."""
+API sends, runs the same authorizer, then the same Lambda handler, with the same payload limits.
+The web UI's static files come from MLflow's bundle on disk (mlreg/ui_static.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from mlreg import ui_static
+from mlreg.ui_bundle import BundleError
 from shared import routes
 from shared.errors import MlflowError
 from shared.http import error_response
@@ -24,6 +27,10 @@ STAGE = "local"
 ACCOUNT = "000000000000"
 API_ID = "local"
 
+# The header each authorizer reads (infra/openapi.py): API Gateway answers 401 without it.
+IDENTITY_SOURCES = {routes.TOKEN: "authorization", routes.SESSION: "cookie"}
+UNAUTHENTICATED = {"authorization": "Missing or invalid token for this project (MLFLOW_TRACKING_TOKEN)",
+                   "cookie": "Not signed in, or the session ended: sign in at /projects/<project>/"}
 MULTIPART_HINT = ("Set MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true and MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE="
                   "4194304 so large files go straight to S3 in presigned parts.")
 
@@ -34,30 +41,40 @@ def _handler(function: str):
 
 def build_event(method: str, path: str, query: str, headers: dict[str, str], body: bytes,
                 route: routes.Route, params: dict[str, str], source_ip: str) -> dict:
-    """The REST API (v1) proxy event. With binary media type */* API Gateway base64-encodes bodies."""
+    """The REST API (v1) proxy event. With binary media type */* API Gateway base64-encodes bodies.
+    The UI's calls below `/ajax-api/` reach the greedy resource that carries them (routes.py)."""
+    resource = routes.api_resource(route, path)
+    headers = {"X-Forwarded-Proto": "http", **headers}  # API Gateway's says https
     pairs = parse_qsl(query, keep_blank_values=True)
     multi: dict[str, list[str]] = {}
     for k, v in pairs:
         multi.setdefault(k, []).append(v)
     request_id = str(uuid.uuid4())
     return {
-        "resource": route.resource,
+        "resource": resource,
         "path": path,
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": {k: v[-1] for k, v in multi.items()} or None,
         "multiValueQueryStringParameters": multi or None,
-        "pathParameters": params or None,
+        "pathParameters": (params if resource == route.resource else _resource_params(resource, path)) or None,
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": route.resource, "httpMethod": method, "path": f"/{STAGE}{path}", "stage": STAGE,
+            # `path` as the client sent it: locally there is no stage in the URL.
+            "resourcePath": resource, "httpMethod": method, "path": path, "stage": STAGE,
             "requestId": request_id, "accountId": ACCOUNT, "apiId": API_ID, "protocol": "HTTP/1.1",
             "requestTimeEpoch": int(time.time() * 1000), "identity": {"sourceIp": source_ip},
         },
         "body": base64.b64encode(body).decode() if body else None,
         "isBase64Encoded": bool(body),
     }
+
+
+def _resource_params(resource: str, path: str) -> dict[str, str]:
+    """Path parameters as API Gateway gives them for a greedy UI resource (`proxy` holds the rest)."""
+    m = routes.resource_regex(resource).match(path)
+    return m.groupdict() if m else {}
 
 
 def authorizer_event(event: dict) -> dict:
@@ -71,14 +88,18 @@ def authorizer_event(event: dict) -> dict:
     }
 
 
-def authorize(event: dict) -> dict:
-    """Run the authorizer as API Gateway does: an exception means 401, a policy that does not allow
-    this method ARN means 403; otherwise its context becomes requestContext.authorizer."""
+def authorize(event: dict, identity_header: str = "authorization") -> dict:
+    """Run the authorizer as API Gateway does: a missing identity source (the token's Authorization
+    header, or the UI session's Cookie) or an exception means 401, a policy that does not allow this
+    method ARN means 403; otherwise its context becomes requestContext.authorizer."""
+    refusal = MlflowError(UNAUTHENTICATED[identity_header], "UNAUTHENTICATED")
+    if not any(k.lower() == identity_header and v for k, v in event["headers"].items()):
+        raise refusal
     auth_event = authorizer_event(event)
     try:
         result = _handler("authorizer")(auth_event, None)
     except Exception:
-        raise MlflowError("Missing or invalid token for this project (MLFLOW_TRACKING_TOKEN)", "UNAUTHENTICATED")
+        raise refusal from None
     statements = result.get("policyDocument", {}).get("Statement", [])
     arn = auth_event["methodArn"]
     allowed = [s for s in statements if fnmatch.fnmatchcase(arn, s["Resource"]) and s["Effect"] == "Allow"]
@@ -96,14 +117,17 @@ def handle(method: str, raw_path: str, headers: dict[str, str], body: bytes, sou
         if len(body) > API_GATEWAY_MAX_BODY:
             raise MlflowError(f"Request body is larger than API Gateway's 10 MB limit. {MULTIPART_HINT}",
                               "PAYLOAD_TOO_LARGE")
-        route, params = routes.match(method, path)
+        route, params = routes.match(method, path.rstrip("/") or path)  # API Gateway ignores a trailing slash
         if route is None:
             raise MlflowError(f"No API route for {method} {path}", "ENDPOINT_NOT_FOUND")
         event = build_event(method, path, split.query, headers, body, route, params, source_ip)
         if len(json.dumps(event)) > LAMBDA_MAX_PAYLOAD:
             raise MlflowError(f"Request is larger than Lambda's 6 MB payload limit. {MULTIPART_HINT}",
                               "PAYLOAD_TOO_LARGE")
-        event["requestContext"]["authorizer"] = authorize(event)
+        if route.auth != routes.PUBLIC:
+            event["requestContext"]["authorizer"] = authorize(event, IDENTITY_SOURCES[route.auth])
+        elif route.function == "ui":
+            ui_static.bundle()  # the UI's page reads the bundle's index.html
         response = _handler(route.function)(event, None)
         if len(json.dumps(response)) > LAMBDA_MAX_PAYLOAD:
             # What a deployed API does when a function's response is over Lambda's limit.
@@ -111,6 +135,8 @@ def handle(method: str, raw_path: str, headers: dict[str, str], body: bytes, sou
         return response
     except MlflowError as err:
         return error_response(err)
+    except BundleError as err:
+        return error_response(MlflowError(f"The web UI is not available: {err}", "TEMPORARILY_UNAVAILABLE"))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -132,6 +158,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         headers = {k: v for k, v in self.headers.items()}
+        static = ui_static.static_file(self.command, urlsplit(self.path).path)
+        if static:
+            self._send_raw(*static)
+            return
         try:
             response = handle(self.command, self.path, headers, body, self.client_address[0])
         except Exception as exc:  # a bug in a handler: answer as Lambda + API Gateway would
@@ -145,8 +175,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, response: dict) -> None:
         body = response.get("body") or ""
         data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
-        self.send_response(response.get("statusCode", 200))
-        for k, v in (response.get("headers") or {}).items():
+        self._send_raw(response.get("statusCode", 200), response.get("headers") or {}, data)
+
+    def _send_raw(self, status: int, headers: dict[str, str], data: bytes) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

@@ -15,6 +15,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
+from shared import routes
 from shared.errors import MlflowError, invalid
 from shared.routes import IAM_PREFIX, ROUTES, Role, Route
 
@@ -51,6 +52,8 @@ class Request:
     headers: dict[str, str]
     body: bytes
     base_url: str  # scheme://host[/stage] the client called, for links back to this API
+    via_session: bool = False  # a browser's session (the web UI), not a token
+    path: str = ""  # the request path as API Gateway received it (below the stage)
 
     def fields(self, message: type[Message]) -> dict:
         """The raw fields of `message`, read as MLflow's server reads them: a GET's query string
@@ -95,9 +98,29 @@ def _resolve(name: str) -> Any:
     return _resolved[name]
 
 
+def invoke(route: Route, request: Request, fields: dict | None = None) -> Any:
+    """Parse a route's message (from the request, or from `fields`) and run its handler: the
+    dispatcher calls routes this way, and GraphQL for the web UI too (shared/ui/graphql.py)."""
+    message_type = _resolve(route.message)
+    message = message_type.parse(request.fields(message_type) if fields is None else fields)
+    return _resolve(route.handler)(request, message)
+
+
 def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
-    """The Lambda handler of one function: serves exactly the routes the table gives it."""
+    """The Lambda handler of one function: serves exactly the routes the table gives it, and the UI's
+    greedy resources of this function through the same table (shared/routes.py)."""
     table = {(r.resource, r.method): r for r in ROUTES if r.function == function}
+    ui_resources = {res for res, fn in routes.ui_resources().items() if fn == function}
+
+    def find(event: dict, resource: str) -> Route | None:
+        if resource not in ui_resources:
+            return table.get((resource, event.get("httpMethod")))
+        path = routes.concrete_path(resource, event.get("pathParameters") or {})
+        route, params = routes.match(event.get("httpMethod"), path)
+        if route is None or route.function != function:
+            return None
+        event["pathParameters"] = params
+        return route
 
     def dispatch(event: dict, context: Any = None) -> dict:
         response = _dispatch(event)
@@ -115,21 +138,17 @@ def make_dispatcher(function: str) -> Callable[[dict, Any], dict]:
     def _dispatch(event: dict) -> dict:
         resource = event.get("resource") or ""
         iam_caller = resource.startswith(IAM_PREFIX + "/")
-        route = table.get((resource[len(IAM_PREFIX):] if iam_caller else resource, event.get("httpMethod")))
+        route = find(event, resource[len(IAM_PREFIX):] if iam_caller else resource)
         logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
         try:
             if route is None:
                 raise MlflowError(f"No route for {event.get('httpMethod')} {event.get('path')}", "ENDPOINT_NOT_FOUND")
             request = to_request(event, iam_caller)
-            if request.role < route.role:
-                raise MlflowError(
-                    f"This token's role ({request.role.name.lower()}) may not call this route "
-                    f"(needs {route.role.name.lower()})",
-                    "PERMISSION_DENIED",
-                )
-            message_type = _resolve(route.message)
-            message = message_type.parse(request.fields(message_type))
-            return to_response(_resolve(route.handler)(request, message))
+            if route.role is not None and request.role < route.role:
+                raise role_error(request.role, route.role, request.via_session)
+            if request.via_session and route.role is not None and route.role > Role.READ and cross_site(request):
+                raise MlflowError("Cross-site writes are refused: use the UI at its own address", "PERMISSION_DENIED")
+            return to_response(invoke(route, request))
         except MlflowError as err:
             return error_response(err)
         except ClientError as err:
@@ -165,6 +184,23 @@ def _size_refusal(err: ClientError) -> str | None:
     return next((text for text in texts if "size" in text.lower()), None)
 
 
+def role_error(role: Role, needed: Role, via_session: bool) -> MlflowError:
+    have, need = role.name.lower(), needed.name.lower()
+    if via_session:
+        return MlflowError(f"Signed in with a {have} token: this needs a {need} token. Sign out and sign in "
+                           f"with a {need} token of this project to do it.", "PERMISSION_DENIED")
+    return MlflowError(f"This token's role ({have}) may not call this route (needs {need})", "PERMISSION_DENIED")
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser sent this from another origin. Writes with a session must come from the UI's
+    own origin (the session cookie is SameSite=Strict as well: two locks on one door)."""
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    foreign_origin = origin and origin.partition("://")[2] != request.headers.get("host")
+    return bool((site and site != "same-origin") or foreign_origin)
+
+
 def to_request(event: dict, iam_caller: bool = False) -> Request:
     """`iam_caller`: a SigV4-signed request on the IAM tree. API Gateway already checked its IAM
     policy (generated per project and role), so it may write; admin routes are never granted there."""
@@ -178,9 +214,14 @@ def to_request(event: dict, iam_caller: bool = False) -> Request:
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     ctx = event.get("requestContext") or {}
     host = headers.get("host", "localhost")
-    stage = ctx.get("stage")
     proto = headers.get("x-forwarded-proto", "https")
-    base = f"{proto}://{host}" + (f"/{stage}" if stage and stage != "$default" else "")
+    # What the client's URL has before the resource path: the stage, or a custom domain's base path.
+    full, path = ctx.get("path") or "", event.get("path") or ""
+    stage = ctx.get("stage")
+    prefix = f"/{stage}" if stage and stage != "$default" else ""
+    if path and full.endswith(path):
+        prefix = full[:-len(path)]
+    base = f"{proto}://{host}{prefix}"
     return Request(
         project=params.get("project", ""),
         role=Role[auth.get("role", "read").upper()],
@@ -191,6 +232,8 @@ def to_request(event: dict, iam_caller: bool = False) -> Request:
         headers=headers,
         body=raw,
         base_url=base,
+        via_session=auth.get("session") == "true",
+        path=event.get("path") or "",
     )
 
 

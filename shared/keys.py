@@ -21,6 +21,11 @@ def token_sk(token_hash: str) -> str:
     return f"#TOKEN#{token_hash}"
 
 
+def session_sk(session_hash: str) -> str:
+    """A browser session of the web UI (shared/sessions.py)."""
+    return f"#SESSION#{session_hash}"
+
+
 def counter_sk(name: str) -> str:
     return f"#COUNTER#{name}"
 

@@ -15,7 +15,7 @@ import secrets
 
 from botocore.exceptions import ClientError
 
-from shared import db, keys
+from shared import db, keys, sessions
 from shared.clock import now_ms
 from shared.errors import already_exists, invalid, not_found
 from shared.routes import Role
@@ -143,7 +143,7 @@ def list_tokens(project: str) -> list[dict]:
 
 
 def revoke_token(project: str, token_id: str) -> None:
-    """Idempotent: revoking a revoked token keeps its first revocation time."""
+    """Idempotent: revoking a revoked token keeps its first revocation time. Its browser sessions end."""
     if not re.fullmatch(r"[0-9a-f]{%d}" % TOKEN_ID_LENGTH, token_id or ""):
         raise invalid(f"Invalid token id {token_id!r}")
     items = db.query_all(keys.project(project), keys.token_sk(token_id), consistent=True)
@@ -151,6 +151,7 @@ def revoke_token(project: str, token_id: str) -> None:
         raise not_found(f"No token {token_id} in project {project}")
     db.update(keys.project(project), items[0]["sk"], "SET revoked = :yes, revoked_at = if_not_exists(revoked_at, :now)",
               values={":yes": True, ":now": now_ms()}, condition="attribute_exists(pk)")
+    sessions.end_sessions_of(project, items[0]["token_id"])
 
 
 def authenticate(project: str, token: str) -> dict | None:

@@ -1,16 +1,21 @@
 """The route table: which MLflow REST routes exist, which Lambda function serves each, the role a
-token needs, and the route's request message (its fields, declared in the domain's messages module).
-The CDK API, the local gateway, the dispatcher and the auth tests are all built from this one list,
-so they cannot drift apart.
+caller needs, the route's request message (its fields, declared in the domain's messages module) and
+how the caller is authenticated. The CDK API, the local gateway, the dispatcher and the auth tests
+are all built from this one list, so they cannot drift apart.
 
 Paths are API Gateway resource paths below the project prefix `/projects/{project}`; `{name+}` is a
 greedy path parameter, as in API Gateway.
+
+MLflow's web UI (docs/ui.md) calls every `/api/...` route as `/ajax-api/...`, with the browser's
+session instead of a token. Those twins are not listed one by one (API Gateway allows 300 resources
+per API): `ui_resources()` covers them, and the UI's own routes below `/ajax-api`, with a few greedy
+resources, each of one function, whose requests the dispatcher matches against this table.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from functools import cache
 
@@ -25,14 +30,21 @@ class Role(IntEnum):
     ADMIN = 3
 
 
+# How a route's caller is authenticated (docs/auth.md):
+TOKEN = "token"  # `Authorization: Bearer <token>` (or SigV4 on the IAM tree): the MLflow client
+SESSION = "session"  # the browser's session cookie, made by signing in with a token: the web UI
+PUBLIC = "public"  # nobody yet: the UI's page and sign-in, which check the session themselves
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
     path: str  # below PROJECT_PREFIX
     function: str  # Lambda function (module in functions/) that serves it
     handler: str  # "module:callable" inside shared/
-    role: Role
+    role: Role | None  # None: public routes
     message: str | None = None  # "module:Class": the request's fields (shared/message.py), parsed before the handler
+    auth: str = TOKEN
 
     @property
     def resource(self) -> str:
@@ -40,18 +52,22 @@ class Route:
         return PROJECT_PREFIX + self.path
 
 
-def _routes(function: str, module: str, messages: str, rows: list[tuple[str, str, str, Role, str]], prefix: str):
+def _routes(function: str, module: str, messages: str, rows: list[tuple[str, str, str, Role | None, str]],
+            prefix: str, auth: str = TOKEN):
     """`messages`: the module declaring the rows' request messages (the rows' last column)."""
-    return [Route(m, prefix + p, function, f"{module}:{h}", r, f"{messages}:{msg}") for m, p, h, r, msg in rows]
+    return [Route(m, prefix + p, function, f"{module}:{h}", r, f"{messages}:{msg}", auth) for m, p, h, r, msg in rows]
 
 
 R, W, A = Role.READ, Role.WRITE, Role.ADMIN
 API2 = "/api/2.0/mlflow"
 API3 = "/api/3.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts"
+API, UI_API = "/api/", "/ajax-api/"  # the UI calls `/api/<rest>` as `/ajax-api/<rest>`
+UI2, UI3 = "/ajax-api/2.0/mlflow", "/ajax-api/3.0/mlflow"
 # The modules declaring each group's request messages (shared/message.py).
 TRACKING_MESSAGES, REGISTRY_MESSAGES = "shared.tracking.messages", "shared.registry.messages"
 ARTIFACT_MESSAGES, COMMON_MESSAGES = "shared.artifacts.messages", "shared.message"
+UI_MESSAGES = "shared.ui.messages"
 
 ROUTES: list[Route] = [
     *_routes("tracking", "shared.tracking.experiments", TRACKING_MESSAGES, [
@@ -166,11 +182,44 @@ ROUTES: list[Route] = [
         ("GET", "/server-info", "server_info", R, "Empty"),
         ("GET", "/server-features", "server_info", R, "Empty"),
     ], API3),
+    # -- the web UI (docs/ui.md): its page and sign-in (ui function; shared/ui/pages.py) --
+    *_routes("ui", "shared.ui.pages", UI_MESSAGES, [
+        ("GET", "", "app_page", None, "Empty"),  # `/projects/<p>/` (and a redirect from `/projects/<p>`)
+        ("POST", "/signin", "sign_in", None, "SignIn"),
+        ("GET", "/signout", "sign_out", None, "Empty"),
+    ], "", PUBLIC),
+    # -- what the UI calls besides the API routes, with its session --
+    *_routes("tracking", "shared.ui.graphql", UI_MESSAGES, [("POST", "/graphql", "graphql", R, "GraphqlQuery")],
+             "", SESSION),
+    *_routes("artifacts", "shared.artifacts.ui", UI_MESSAGES, [
+        ("GET", "/get-artifact", "run_artifact", R, "RunArtifact"),
+        ("GET", "/model-versions/get-artifact", "model_version_artifact", R, "ModelVersionArtifact"),
+        ("GET", UI2 + "/logged-models/{model_id}/artifacts/files", "logged_model_artifact", R, "LoggedModelArtifact"),
+    ], "", SESSION),
+    *_routes("artifacts", "shared.ui.package", UI_MESSAGES, [("GET", "/package", "package_page", R, "PackagePage")],
+             "", SESSION),
+    # Features mlreg does not have, answered the way the UI takes as "absent" (shared/ui/absent.py).
+    *_routes("tracking", "shared.ui.absent", UI_MESSAGES, [
+        ("GET", UI2 + "/users/current", "no_user", R, "Empty"),
+        ("GET", UI2 + "/gateway-proxy", "no_gateway", R, "Empty"),
+        ("POST", UI2 + "/experiments/search-datasets", "no_datasets", R, "Empty"),
+        ("GET", UI3 + "/assistant/config", "no_assistant", R, "Empty"),
+        ("GET", UI3 + "/assistant/providers", "no_assistant_providers", R, "Empty"),
+        ("GET", UI3 + "/ui-telemetry", "no_telemetry", R, "Empty"),
+        ("POST", UI3 + "/ui-telemetry", "no_telemetry", R, "Empty"),
+        ("POST", UI3 + "/traces/metrics", "no_trace_metrics", R, "Empty"),
+        ("GET", UI3 + "/traces/search", "no_traces", R, "Empty"),
+        ("POST", UI3 + "/traces/search", "no_traces", R, "Empty"),
+    ], "", SESSION),
 ]
 
 # Every other path below a project answers MLflow's ENDPOINT_NOT_FOUND. In API Gateway this is a
-# MOCK integration (no Lambda call); locally the gateway answers it directly.
+# MOCK integration (no Lambda call); locally the gateway answers it directly. The UI's own catch-all
+# does the same with the session's authorizer.
 CATCH_ALL = PROJECT_PREFIX + "/{proxy+}"
+UI_CATCH_ALL = PROJECT_PREFIX + UI_API + "{proxy+}"
+# The UI's static files (MLflow's bundle): S3 deployed, the bundle's folder locally; no auth.
+STATIC_FILES = PROJECT_PREFIX + "/static-files/{path+}"
 
 # The second auth tree (SigV4 callers, AWS_IAM authoriser) serves the same routes under this prefix.
 IAM_PREFIX = "/iam"
@@ -184,18 +233,68 @@ def routes_of(function: str) -> list[Route]:
     return [r for r in ROUTES if r.function == function]
 
 
+def api_routes() -> list[Route]:
+    """The routes MLflow clients call with a token; the IAM tree serves these too."""
+    return [r for r in ROUTES if r.auth == TOKEN]
+
+
+@cache
+def ui_api_routes() -> tuple[Route, ...]:
+    """Everything the UI calls below `/ajax-api/`: each API route's twin, and the UI's own."""
+    twins = [replace(r, path=UI_API + r.path[len(API):], auth=SESSION)
+             for r in ROUTES if r.auth == TOKEN and r.path.startswith(API)]
+    return tuple(twins + [r for r in ROUTES if r.path.startswith(UI_API)])
+
+
+@cache
+def ui_resources() -> dict[str, str]:
+    """API Gateway resources (each for any method, to one function) that carry `ui_api_routes()`.
+    Where one function serves a path and everything below it, the path and `<path>/{proxy+}` carry
+    it all; elsewhere the tree is followed down."""
+    below: dict[tuple[str, ...], set[str]] = {}  # path -> functions serving it or paths below it
+    at: dict[tuple[str, ...], set[str]] = {}  # path -> functions serving exactly it
+    for route in ui_api_routes():
+        segments = tuple(route.path.strip("/").split("/"))
+        at.setdefault(segments, set()).add(route.function)
+        for i in range(1, len(segments) + 1):
+            below.setdefault(segments[:i], set()).add(route.function)
+    found: dict[str, str] = {}
+
+    def cover(prefix: tuple[str, ...]) -> None:
+        path = PROJECT_PREFIX + "/" + "/".join(prefix)
+        children = sorted({p[len(prefix)] for p in below if len(p) == len(prefix) + 1 and p[:len(prefix)] == prefix})
+        if prefix in at:
+            if len(at[prefix]) > 1:
+                raise ValueError(f"{path}: routes of several functions at one path")
+            found[path] = next(iter(at[prefix]))
+        if len(below[prefix]) == 1 and len(prefix) > 1:  # never all of /ajax-api: its catch-all is a mock
+            if children:
+                found[path + "/{proxy+}"] = next(iter(below[prefix]))
+            return
+        for child in children:
+            cover(prefix + (child,))
+
+    cover(("ajax-api",))
+    return found
+
+
+def resource_regex(resource: str) -> re.Pattern:
+    pattern = re.sub(r"\{(\w+)\\?\+\}", r"(?P<\1>.+)", re.escape(resource).replace(r"\{", "{").replace(r"\}", "}"))
+    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
+    return re.compile(pattern + "$")
+
+
+def _specific_first(resource: str) -> tuple[int, ...]:
+    """API Gateway's rule: segment by segment, a literal wins over a parameter, a parameter over a
+    greedy one."""
+    return tuple(2 if s.endswith("+}") else 1 if s.startswith("{") else 0 for s in resource.split("/"))
+
+
 @cache
 def _matchers() -> list[tuple[re.Pattern, Route]]:
-    """Regexes that match a concrete path to its route, literal routes first (API Gateway's rule:
-    the most specific resource wins)."""
-
-    def to_regex(resource: str) -> re.Pattern:
-        pattern = re.sub(r"\{(\w+)\\?\+\}", r"(?P<\1>.+)", re.escape(resource).replace(r"\{", "{").replace(r"\}", "}"))
-        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
-        return re.compile(pattern + "$")
-
-    ordered = sorted(ROUTES, key=lambda r: (r.resource.count("{"), "+}" in r.resource))
-    return [(to_regex(r.resource), r) for r in ordered]
+    """Regexes that match a concrete path to its route (the UI's twins included)."""
+    ordered = sorted({*ROUTES, *ui_api_routes()}, key=lambda r: (_specific_first(r.resource), r.resource, r.method))
+    return [(resource_regex(r.resource), r) for r in ordered]
 
 
 def match(method: str, path: str) -> tuple[Route | None, dict[str, str]]:
@@ -209,3 +308,21 @@ def match(method: str, path: str) -> tuple[Route | None, dict[str, str]]:
             if route.method == method:
                 return route, params
     return None, params
+
+
+@cache
+def _ui_resource_matchers() -> list[tuple[re.Pattern, str]]:
+    ordered = sorted([*ui_resources(), UI_CATCH_ALL], key=lambda r: (_specific_first(r), r))
+    return [(resource_regex(r), r) for r in ordered]
+
+
+def api_resource(route: Route, path: str) -> str:
+    """The API Gateway resource a request for `route` at `path` reaches (what its event names)."""
+    if not route.path.startswith(UI_API):
+        return route.resource
+    return next(resource for regex, resource in _ui_resource_matchers() if regex.match(path))
+
+
+def concrete_path(resource: str, params: dict[str, str]) -> str:
+    """A resource path with its parameters filled in (`{proxy+}` with the rest of the path)."""
+    return re.sub(r"\{(\w+)\+?\}", lambda m: params.get(m.group(1), ""), resource)

@@ -16,6 +16,7 @@ from constructs import Construct
 from infra import openapi
 from infra.config import EnvironmentConfig
 from infra.constructs.logs import log_group
+from infra.constructs.ui import UiAssets
 from infra.nag import acknowledge
 from shared.routes import IAM_PREFIX, PROJECT_PREFIX
 
@@ -50,9 +51,15 @@ def lambda_uri(function: lambda_.IFunction) -> str:
             f"{function.function_arn}/invocations")
 
 
+def s3_uri(bucket: str) -> str:
+    """API Gateway's S3 integration URI for the object named by the `path` parameter."""
+    return f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}:s3:path/{bucket}/{{path}}"
+
+
 class Api(Construct):
     def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig,
-                 route_functions: Mapping[str, lambda_.IFunction], authorizer: lambda_.IFunction) -> None:
+                 route_functions: Mapping[str, lambda_.IFunction], authorizer: lambda_.IFunction,
+                 ui: UiAssets | None = None) -> None:
         super().__init__(scope, id)
         self.spec = openapi.build(
             title=f"mlreg-{config.name}",
@@ -60,6 +67,7 @@ class Api(Construct):
             authorizer_uri=lambda_uri(authorizer),
             authorizer_cache_seconds=config.authorizer_cache_seconds,
             cors_origin=config.cors_origin,
+            static_files=(s3_uri(ui.bucket.bucket_name), ui.reader.role_arn) if ui else None,
         )
         access_logs = log_group(self, "AccessLogs", config)
         self.rest_api = apigw.SpecRestApi(

@@ -37,7 +37,8 @@ PACKAGES = "projects/*/packages/*"
 
 @dataclass(frozen=True)
 class Access:
-    """What one function may touch. `table` is "none", "token" (the authorizer), "read" or "read-write"."""
+    """What one function may touch. `table` is "none", "token" (the authorizer), "session" (the web
+    UI's sign-in), "read" or "read-write"."""
 
     table: str = "read-write"
     read_objects: tuple[str, ...] = ()  # key patterns it may get (and then list the bucket)
@@ -66,6 +67,9 @@ ACCESS: Mapping[str, Access] = {
     # Reads artifacts and packages; writes run artifacts only (packages are read-only to clients).
     "artifacts": Access(table="read", read_objects=(ALL_PROJECTS,), write_objects=(RUN_ARTIFACTS,),
                         description="MLflow artifact routes and presigned transfers"),
+    # The web UI's page, sign-in and sign-out: reads tokens and sessions, writes and deletes sessions.
+    "ui": Access(table="session", page_token_secret=False, memory_mb=512, timeout_seconds=10,
+                 description="the web UI's page, sign-in and sign-out"),
     # Turns committed table changes into EventBridge events.
     "publisher": Access(table="read", page_token_secret=False, put_events=True, memory_mb=512, timeout_seconds=60,
                         description="DynamoDB stream -> EventBridge"),
@@ -146,7 +150,14 @@ class Functions(Construct):
         role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                                                resources=[logs_group.log_group_arn]))
         table, data = self._data.table, self._data
-        if access.table == "token":
+        if access.table == "session":  # session items: pk, sk and these (shared/sessions.py)
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["dynamodb:PutItem"], resources=[table.table_arn],
+                conditions={"ForAllValues:StringEquals": {"dynamodb:Attributes": [
+                    table_definition.PARTITION_KEY, table_definition.SORT_KEY, "role", "token_id", "created_at",
+                    table_definition.TTL_ATTRIBUTE]}}))
+            role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:DeleteItem"], resources=[table.table_arn]))
+        if access.table in ("token", "session"):
             role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[table.table_arn]))
             # Stamping last_used_at on a token item; the keys and that one attribute, nothing more.
             role.add_to_policy(iam.PolicyStatement(

@@ -8,12 +8,10 @@ import json
 
 from shared.artifacts import messages, store
 from shared.artifacts.paths import file_name, folder_path, folder_prefix, object_key
+from shared.artifacts.responses import serve
 from shared.errors import invalid
 from shared.http import Request, Response
 
-# Lambda answers at most 6 MB and binary bodies travel base64-encoded (4/3 bigger): above this a
-# GET is redirected to S3 instead.
-INLINE_MAX_BYTES = 4 * 1024 * 1024
 CREATE_RESPONSE_BUDGET = 5 * 1024 * 1024  # the part URLs must fit in one Lambda response
 
 
@@ -24,12 +22,9 @@ def list_artifacts(req: Request, msg: messages.ListArtifacts) -> dict:
 
 
 def download_artifact(req: Request, msg: messages.ArtifactRef) -> Response:
-    key = object_key(req.project, msg.artifact_path)
-    body, _, content_type = store.read_up_to(key, INLINE_MAX_BYTES)
-    if body is None:
-        # Both MLflow client lines follow a 307 (and drop the Authorization header on the new host).
-        return Response(status=307, body="", headers={"Location": store.presigned_get(key)})
-    return Response(body=body, headers={"Content-Type": content_type})
+    """Small files inline (with the headers of shared/artifacts/responses.py), big ones by a 307 to
+    S3 (both MLflow client lines follow it, dropping the Authorization header on the new host)."""
+    return serve(object_key(req.project, msg.artifact_path), msg.artifact_path)
 
 
 def upload_artifact(req: Request, msg: messages.UploadArtifact) -> dict:

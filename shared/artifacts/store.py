@@ -95,9 +95,10 @@ def put(key: str, body: bytes, content_type: str | None) -> None:
     client().put_object(Bucket=bucket(), Key=key, Body=body, **extra)
 
 
-def read_up_to(key: str, limit: int) -> tuple[bytes | None, int, str]:
-    """(body, size, content type) of an object of at most `limit` bytes; body None when it is bigger.
-    One ranged GetObject either way, so a big object is never read through the function."""
+def read_up_to(key: str, limit: int) -> bytes | None:
+    """The bytes of an object of at most `limit` bytes, None when it is bigger. One ranged GetObject
+    either way, so a big object is never read through the function. (Its stored content type is not
+    passed on: artifact answers name their own, shared/artifacts/responses.py.)"""
     s3 = client()
     try:
         obj = s3.get_object(Bucket=bucket(), Key=key, Range=f"bytes=0-{limit}")
@@ -107,11 +108,10 @@ def read_up_to(key: str, limit: int) -> tuple[bytes | None, int, str]:
         obj = s3.get_object(Bucket=bucket(), Key=key)  # S3 refuses any range of an empty object
     content_range = obj.get("ContentRange")  # "bytes 0-N/total" when the range was honoured
     size = int(content_range.rsplit("/", 1)[1]) if content_range else obj["ContentLength"]
-    content_type = obj.get("ContentType") or "application/octet-stream"
     if size > limit:
         obj["Body"].close()
-        return None, size, content_type
-    return obj["Body"].read(), size, content_type
+        return None
+    return obj["Body"].read()
 
 
 def size_of(key: str) -> int:

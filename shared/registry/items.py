@@ -20,6 +20,7 @@ from shared.validation import STAGES
 
 ACTIVE_STAGES = ("Staging", "Production")
 READY, PENDING, FAILED = "READY", "PENDING_REGISTRATION", "FAILED_REGISTRATION"
+PACKAGE_URL_TAG = "mlreg.package_url"  # every version's package page (shared/ui/package.py), kept by mlreg
 _META_AND_NAMED = ("#", "U")  # sort-key range holding #M, A#, S#, T# (everything but versions)
 
 
@@ -83,7 +84,9 @@ def strip(item: dict) -> dict:
 # ---- reads ----------------------------------------------------------------------------------------------
 
 def assemble(items: list[dict]) -> dict | None:
-    """A registered model (meta, tags, aliases incl. semvers) from its non-version items."""
+    """A registered model (meta, tags, aliases) from its non-version items. Semantic versions are
+    not aliases in answers: they resolve like one (`models:/X@1.2.0`) and show in the version's
+    `mlreg.version` tag, but alias editors (MLflow's UI) must not see them as aliases to move."""
     model: dict = {"tags": {}, "aliases": {}}
     for item in items:
         kind = item["sk"][:2]
@@ -93,8 +96,6 @@ def assemble(items: list[dict]) -> dict | None:
             model["tags"][item["key"]] = item["value"]
         elif kind == "A#":
             model["aliases"][item["alias"]] = item["version"]
-        elif kind == "S#":
-            model["aliases"][item["semver"]] = item["version"]
     return model if "name" in model else None
 
 
@@ -200,7 +201,7 @@ def version_json(mv: dict) -> dict:
     out = {k: v for k, v in out.items() if v not in (None, "")}
     out["version"] = str(mv["version"])
     out["tags"] = [{"key": k, "value": v} for k, v in (mv.get("tags") or {}).items()]
-    out["aliases"] = sorted(mv.get("aliases") or ()) + ([mv["semver"]] if mv.get("semver") else [])
+    out["aliases"] = sorted(mv.get("aliases") or ())
     return out
 
 

@@ -13,7 +13,7 @@ from shared.errors import MlflowError, already_exists, invalid
 from shared.filters import parse_model_filter, parse_model_order_by
 from shared.http import Request
 from shared.registry import items, messages, packages
-from shared.registry.items import load_meta, load_model, model_json, version_json
+from shared.registry.items import PACKAGE_URL_TAG, load_meta, load_model, model_json, version_json
 from shared.tracking import experiments
 from shared.validation import STAGES
 
@@ -117,13 +117,18 @@ def rename_registered_model(req: Request, msg: messages.RenameRegisteredModel) -
 def _renamed(project: str, item: dict, new_name: str, ts: int) -> dict:
     data = items.strip(item)
     sk = item["sk"]
+
+    def moved(mv: dict) -> dict:
+        tags = {k: packages.renamed_page_url(v, new_name) if k == PACKAGE_URL_TAG else v
+                for k, v in (mv.get("tags") or {}).items()}
+        return {**mv, "name": new_name, "last_updated_timestamp": ts, "tags": tags}
+
     if sk == keys.MODEL_SK:
         return items.meta_item(project, {**data, "name": new_name, "last_updated_timestamp": ts})
     if sk.startswith("V#"):
-        return items.version_item(project, {**data, "name": new_name, "last_updated_timestamp": ts})
+        return items.version_item(project, moved(data))
     if sk.startswith("A#"):  # its copy of the version moves as the version does
-        return items.alias_item(project, data["alias"],
-                                {**items.aliased_version(item), "name": new_name, "last_updated_timestamp": ts})
+        return items.alias_item(project, data["alias"], moved(items.aliased_version(item)))
     return {**item, "pk": keys.registered_model(project, new_name), "g1sk": f"{new_name}#{sk}", "model_name": new_name}
 
 

@@ -4,15 +4,21 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
 
 DELETE_BATCH = 1000  # DeleteObjects limit
 COPY_THREADS = 16
+# Files up to this size are copied in one CopyObject, so S3 computes each one's full SHA-256 (shown
+# on the package page); bigger ones go in parallel parts, for which S3 keeps per-part checksums only.
+WHOLE_COPY_MAX_BYTES = 512 * 1024 * 1024
 
 
 @cache
@@ -45,6 +51,16 @@ def artifacts_prefix(project: str, path: str) -> str:
     return f"{artifacts_root(project)}{path.strip('/')}/"
 
 
+def page_url(base_url: str, project: str, model: str, version: int) -> str:
+    """The version's package page in the web UI (shared/ui/package.py): stable, as version numbers
+    are never reused."""
+    return f"{base_url}/projects/{project}/package?name={quote(model, safe='')}&version={version}"
+
+
+def renamed_page_url(url: str, new_name: str) -> str:
+    return re.sub(r"([?&]name=)[^&]*", lambda m: m.group(1) + quote(new_name, safe=""), url)
+
+
 def download_uri(model: str, semver: str) -> str:
     """Resolved by the client against the tracking URI: the project's read-only packages path."""
     return f"mlflow-artifacts:/packages/{model}/{semver}"
@@ -74,13 +90,17 @@ def _keys(prefix: str) -> list[tuple[str, int]]:
 
 
 def copy_tree(source_prefix: str, target_prefix: str) -> int:
-    """Server-side copy of every object below `source_prefix`; managed copy, so objects over 5 GB
-    go as multipart copies. Returns the number of objects copied."""
+    """Server-side copy of every object below `source_prefix`, each with S3's SHA-256 checksum;
+    managed copy, so big objects go as multipart copies. Returns the number of objects copied."""
+    from boto3.s3.transfer import TransferConfig
+
     objects = _keys(source_prefix)
+    whole_files = TransferConfig(multipart_threshold=WHOLE_COPY_MAX_BYTES)
 
     def copy(entry):
         key, _ = entry
-        client().copy({"Bucket": bucket(), "Key": key}, bucket(), target_prefix + key[len(source_prefix):])
+        client().copy({"Bucket": bucket(), "Key": key}, bucket(), target_prefix + key[len(source_prefix):],
+                      ExtraArgs={"ChecksumAlgorithm": "SHA256"}, Config=whole_files)
 
     with ThreadPoolExecutor(COPY_THREADS) as pool:
         list(pool.map(copy, objects))
@@ -94,6 +114,23 @@ def delete_tree(prefix: str) -> int:
         client().delete_objects(Bucket=bucket(), Delete={"Objects": [{"Key": k} for k in keys[i:i + DELETE_BATCH]],
                                                          "Quiet": True})
     return len(keys)
+
+
+def files(prefix: str) -> list[tuple[str, int, str | None]]:
+    """Every file below `prefix`: (path below it, size, SHA-256 in hex, or None where S3 keeps no
+    whole-file checksum). One listing, then one HeadObject per file, in parallel."""
+    found = _keys(prefix)
+
+    def checksum(key: str) -> str | None:
+        head = client().head_object(Bucket=bucket(), Key=key, ChecksumMode="ENABLED")
+        value = head.get("ChecksumSHA256")
+        if not value or "-" in value or head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
+            return None  # none, or a checksum of part checksums
+        return base64.b64decode(value).hex()
+
+    with ThreadPoolExecutor(COPY_THREADS) as pool:
+        sums = list(pool.map(checksum, [k for k, _ in found]))
+    return [(key[len(prefix):], size, sha) for (key, size), sha in zip(found, sums)]
 
 
 def list_folder(prefix: str) -> list[tuple[str, bool, int]]:

@@ -18,7 +18,7 @@ from shared.errors import already_exists, invalid
 from shared.filters import parse_version_filter, parse_version_order_by, version_filter_clauses
 from shared.http import Request
 from shared.registry import items, messages, packages, sources
-from shared.registry.items import load_version, version_json
+from shared.registry.items import PACKAGE_URL_TAG, load_version, version_json
 from shared.tracking import experiments, logged_models, runs
 from shared.validation import key_bytes
 
@@ -75,8 +75,9 @@ def _candidate_run(project: str, meta: dict) -> str:
 
 # ---- create -------------------------------------------------------------------------------------------
 
-def _allocate(project: str, name: str, fields: dict, wanted: str | None) -> dict:
-    """Put the version with the next number and its semver, retrying while others win the race."""
+def _allocate(project: str, name: str, fields: dict, wanted: str | None, page_base_url: str | None) -> dict:
+    """Put the version with the next number and its semver, retrying while others win the race.
+    `page_base_url`: where the version's package page is linked from (None: no package, no page)."""
     pk = keys.registered_model(project, name)
 
     def attempt() -> dict:
@@ -84,8 +85,9 @@ def _allocate(project: str, name: str, fields: dict, wanted: str | None) -> dict
         number, last = meta["last_version"] + 1, meta.get("latest_semver")
         semver = wanted or next_semver(last)
         ts = now_ms()
+        page = {PACKAGE_URL_TAG: packages.page_url(page_base_url, project, name, number)} if page_base_url else {}
         mv = {**fields, "name": name, "version": number, "semver": semver, "creation_timestamp": ts,
-              "last_updated_timestamp": ts, "tags": {**fields["tags"], SEMVER_TAG: semver}, "rev": 0}
+              "last_updated_timestamp": ts, "rev": 0, "tags": {**fields["tags"], SEMVER_TAG: semver, **page}}
         tx = db.Tx()
         tx.update(pk, keys.MODEL_SK, "SET last_version = :n, latest_semver = :s, last_updated_timestamp = :t",
                   values={":n": number, ":s": highest(last, semver), ":t": ts, ":old": meta["last_version"]},
@@ -107,7 +109,8 @@ def _allocate(project: str, name: str, fields: dict, wanted: str | None) -> dict
 
 def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict:
     name, tags = msg.name, {t.key: t.value for t in msg.tags}
-    tags.pop(packages.PACKAGE_TAG, None)  # the server's to set (a version copied from another registry brings it)
+    for own in (packages.PACKAGE_TAG, PACKAGE_URL_TAG):  # the server's to set (a copied version brings them)
+        tags.pop(own, None)
     wanted = requested_semver(tags)
     meta = items.load_meta(req.project, name)
     origin = sources.resolve(req.project, msg.source, msg.run_id or None, msg.model_id or None)
@@ -124,7 +127,7 @@ def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict
         fields["storage_location"] = origin.download_uri
     if not origin.run_in_project:
         fields["run_linked"] = False  # a run mlreg does not hold: no link item in a partition of nothing
-    mv = _allocate(req.project, name, fields, wanted)
+    mv = _allocate(req.project, name, fields, wanted, None if origin.external else req.base_url)
     if not origin.external:
         mv = _fill_package(req.project, mv, origin.package_from)
     if mv.get("model_id"):
@@ -233,6 +236,8 @@ def _fixed_tag(key: str) -> None:
         raise invalid(f"Tag '{key}' holds the version's semantic version, which is fixed once the version exists")
     if key == packages.PACKAGE_TAG:
         raise invalid(f"Tag '{key}' tells whether the version has a package, which is fixed once the version exists")
+    if key == PACKAGE_URL_TAG:
+        raise invalid(f"Tag '{key}' holds the address of the version's package page, which mlreg keeps")
 
 
 def set_model_version_tag(req: Request, msg: messages.SetModelVersionTag) -> dict:

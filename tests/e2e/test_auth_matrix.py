@@ -18,7 +18,7 @@ import uuid
 import pytest
 import requests
 
-from shared.routes import ROUTES, Role
+from shared.routes import Role, api_routes
 
 A, B = "auth-a", "auth-b"
 UNAUTHENTICATED = (401, "UNAUTHENTICATED")
@@ -76,6 +76,9 @@ def call(http, service, route, project: str, token: str | None) -> tuple[int, st
     except ValueError:
         code = None
     return response.status_code, code
+
+
+ROUTES = api_routes()  # the token's routes; the web UI's take its session (tests/ui)
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")

@@ -220,8 +220,9 @@ def test_a_webhook_receives_the_signed_mlflow_payload(service, tracking, receive
     assert abs(int(headers["X-MLflow-Timestamp"]) - time.time()) < 300
     payload = json.loads(body)
     assert (payload["entity"], payload["action"]) == ("model_version", "created")
+    tags = {"mlreg.version": "1.0.0", "mlreg.package_url": f"{service.uri()}/package?name={model}&version=1"}
     assert payload["data"] == {"name": model, "version": "1", "source": f"runs:/{run.info.run_id}/model",
-                               "run_id": run.info.run_id, "tags": {"mlreg.version": "1.0.0"}, "description": None}
+                               "run_id": run.info.run_id, "tags": tags, "description": None}
     alias = json.loads(alias_body)
     assert (alias["entity"], alias["action"]) == ("model_version_alias", "created")
     assert alias["data"] == {"name": model, "alias": "champion", "version": "1"}

@@ -200,9 +200,6 @@ def test_mlflow_server_into_mlreg(service, reference, tmp_path, monkeypatch):
     assert not diffs, "\n".join(diffs)
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 14 item 2 (GET parameters in a JSON body: the tool then skips "
-                   "every registered model) and item 8 (semvers out of `aliases`: MLflow refuses '1.0.0' as an "
-                   "alias), made on other branches; remove this mark once they are merged")
 def test_mlreg_into_mlflow_server(service, reference, tmp_path, monkeypatch):
     uri, token = project(service, "ei-out")
     seed(client_for(uri, token, monkeypatch), "out", tmp_path)

@@ -103,7 +103,9 @@ def test_pyfunc_logged_registered_promoted_and_loaded_by_every_uri_form(tracking
 
 # ---- semantic versions ----------------------------------------------------------------------------
 
-def test_semver_from_tags_bumped_unique_and_exposed_as_alias(tracking, source_run):
+def test_semver_from_tags_bumped_unique_and_resolving_like_an_alias(tracking, source_run):
+    """Semantic versions resolve as aliases do (`models:/X@1.2.0`, get-by-alias) but are not listed
+    among the aliases: MLflow's alias editor would try to rename or delete them."""
     name = unique("semver")
     tracking.create_registered_model(name)
     v1 = new_version(tracking, name, source_run)
@@ -112,9 +114,10 @@ def test_semver_from_tags_bumped_unique_and_exposed_as_alias(tracking, source_ru
     v4 = new_version(tracking, name, source_run, tags={"mlreg.version": "1.0.1"})
     assert [v.tags["mlreg.version"] for v in (v1, v2, v3, v4)] == ["1.0.0", "3.4.5-rc.1", "3.5.0", "1.0.1"]
     assert v2.tags["gitlab.version"] == "3.4.5-rc.1"
-    assert "3.5.0" in tracking.get_model_version(name, "3").aliases
+    assert tracking.get_model_version(name, "3").aliases == []
     assert tracking.get_model_version_by_alias(name, "3.4.5-rc.1").version == "2"
-    assert tracking.get_registered_model(name).aliases["1.0.1"] == "4"
+    assert tracking.get_model_version_by_alias(name, "v1.0.1").version == "4"
+    assert tracking.get_registered_model(name).aliases == {}
 
     with pytest.raises(MlflowException) as bad:
         new_version(tracking, name, source_run, tags={"mlreg.version": "1.2"})
@@ -230,7 +233,8 @@ def test_rename_moves_versions_aliases_and_packages(tracking, source_run):
     tracking.rename_registered_model(old, new)
     renamed = tracking.get_registered_model(new)
     assert renamed.name == new and renamed.tags == {"k": "v"}
-    assert renamed.aliases == {"champion": "2", "1.0.0": "1", "1.1.0": "2"}
+    assert renamed.aliases == {"champion": "2"}
+    assert tracking.get_model_version_by_alias(new, "1.1.0").version == "2"
     assert tracking.get_model_version_by_alias(new, "champion").name == new
     path = mlflow.artifacts.download_artifacts(f"models:/{new}/2")
     assert open(f"{path}/weights.txt").read() == "weights"
@@ -281,7 +285,12 @@ def test_model_version_get_update_tags_delete(tracking, service, source_run):
     tracking.set_model_version_tag(name, "1", "b", "2")
     tracking.delete_model_version_tag(name, "1", "a")
     tracking.delete_model_version_tag(name, "1", "never-set")  # silent
-    assert tracking.get_model_version(name, "1").tags == {"b": "2", "mlreg.version": "1.0.0"}
+    package_page = f"{service.uri()}/package?name={name}&version=1"  # the web UI's page of its package
+    assert tracking.get_model_version(name, "1").tags == {"b": "2", "mlreg.version": "1.0.0",
+                                                          "mlreg.package_url": package_page}
+    with pytest.raises(MlflowException) as kept:
+        tracking.set_model_version_tag(name, "1", "mlreg.package_url", "elsewhere")
+    assert code(kept) == "INVALID_PARAMETER_VALUE"
     for call in (lambda: tracking.get_model_version(name, "9"), lambda: tracking.set_model_version_tag(name, "9", "k", "v"),
                  lambda: tracking.update_model_version(name, "9", "x"), lambda: tracking.get_model_version(unique("x"), "1")):
         with pytest.raises(MlflowException) as missing:
@@ -393,9 +402,9 @@ def test_aliases_set_move_get_delete_and_errors(tracking, service, source_run):
     tracking.set_registered_model_alias(name, "champion", "1")
     assert tracking.get_model_version_by_alias(name, "champion").version == "1"
     tracking.set_registered_model_alias(name, "champion", "2")  # moves
-    assert tracking.get_model_version(name, "1").aliases == ["1.0.0"]
-    assert tracking.get_model_version(name, "2").aliases == ["champion", "1.1.0"]
-    assert tracking.get_registered_model(name).aliases == {"champion": "2", "1.0.0": "1", "1.1.0": "2"}
+    assert tracking.get_model_version(name, "1").aliases == []
+    assert tracking.get_model_version(name, "2").aliases == ["champion"]
+    assert tracking.get_registered_model(name).aliases == {"champion": "2"}
 
     with pytest.raises(MlflowException) as unknown:
         tracking.get_model_version_by_alias(name, "nobody")
@@ -412,7 +421,7 @@ def test_aliases_set_move_get_delete_and_errors(tracking, service, source_run):
     assert code(no_model) == "RESOURCE_DOES_NOT_EXIST"
 
     tracking.delete_registered_model_alias(name, "champion")
-    assert tracking.get_model_version(name, "2").aliases == ["1.1.0"]
+    assert tracking.get_model_version(name, "2").aliases == []
     tracking.set_registered_model_alias(name, "champion", "2")
     tracking.delete_model_version(name, "2")  # takes its aliases with it
     with pytest.raises(MlflowException) as dangling:
@@ -438,11 +447,11 @@ def test_get_by_alias_sees_every_change_to_its_version_at_once(tracking, source_
         by_alias = tracking.get_model_version_by_alias(name, alias)
         assert (by_alias.version, by_alias.tags["validated"], by_alias.description, by_alias.current_stage) == (
             "1", "yes", "the first", "Production")
-        assert by_alias.aliases == ["champion", "1.0.0"]
+        assert by_alias.aliases == ["champion"]
     tracking.set_registered_model_alias(name, "champion", "2")
     moved = tracking.get_model_version_by_alias(name, "champion")
-    assert (moved.version, moved.aliases, "validated" in moved.tags) == ("2", ["challenger", "champion", "1.1.0"], False)
-    assert tracking.get_model_version_by_alias(name, "challenger").aliases == ["challenger", "champion", "1.1.0"]
+    assert (moved.version, moved.aliases, "validated" in moved.tags) == ("2", ["challenger", "champion"], False)
+    assert tracking.get_model_version_by_alias(name, "challenger").aliases == ["challenger", "champion"]
     tracking.set_model_version_tag(name, "2", "note", "moved")
     assert tracking.get_model_version_by_alias(name, "challenger").tags["note"] == "moved"
 

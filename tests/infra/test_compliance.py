@@ -29,10 +29,13 @@ def test_every_acknowledgment_has_a_reason(synthesis):
 
 
 def test_no_acknowledgment_hides_a_whole_rule_for_iam_wildcards(synthesis):
-    """IAM5 is acknowledged per resource, so a new wildcard always needs its own reason."""
+    """IAM5 is acknowledged per resource, so a new wildcard always needs its own reason; wildcard
+    actions only for CDK's own BucketDeployment handler (infra/constructs/ui.py), one by one."""
     for finding in _nag(synthesis).get("suppressedViolations", []):
         if finding["ruleName"].startswith("AwsSolutions-IAM5"):
-            assert "[Resource::" in finding["acknowledgedId"], finding["acknowledgedId"]
+            acknowledged = finding["acknowledgedId"]
+            assert "[Resource::" in acknowledged or (
+                "[Action::" in acknowledged and "/Custom::CDKBucketDeployment" in finding["acknowledgedAt"]), finding
 
 
 def test_no_acknowledgment_is_stale(synthesis):

@@ -18,7 +18,15 @@ ALLOWED_VARIABLES = {"MLREG_TABLE", "MLREG_BUCKET", "MLREG_EVENT_BUS", "MLREG_EN
                      "POWERTOOLS_METRICS_NAMESPACE", "MLREG_SECRET_ARN",
                      # events: the publisher's webhook queues, the webhook secrets key (infra/constructs/events.py)
                      "MLREG_WEBHOOK_QUEUE_URL", "MLREG_WEBHOOK_DLQ_URL", "MLREG_WEBHOOK_KEY_ARN",
-                     "MLREG_CORS_ORIGIN"}  # the web front end's origin, on every answer of the functions
+                     "MLREG_CORS_ORIGIN",  # the web front end's origin, on every answer of the functions
+                     "MLREG_UI_BUCKET"}  # the web UI's files, of which the ui function reads index.html
+# CDK's BucketDeployment handler (infra/constructs/ui.py) runs at deploy time with the grants CDK gives it.
+CDK_DEPLOYMENT = "CustomCDKBucketDeployment"
+
+
+def _ours(template: dict):
+    """Every identity policy statement but those of CDK's own deploy-time handler."""
+    return [(i, s) for i, s in statements(template) if not i.startswith(CDK_DEPLOYMENT)]
 
 
 def _actions(policy: list[dict], prefix: str = "") -> set[str]:
@@ -31,7 +39,7 @@ def _resources(policy: list[dict], actions: set[str]) -> set[str]:
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_no_wildcard_resource_where_a_narrower_one_exists(synthesis, env):
-    for logical_id, statement in statements(synthesis.templates[env]):
+    for logical_id, statement in _ours(synthesis.templates[env]):
         actions = set(as_list(statement["Action"]))
         assert not any("*" in a for a in actions), (logical_id, actions)
         if "*" in as_list(statement["Resource"]):
@@ -53,8 +61,13 @@ def test_table_access_names_the_table_and_each_index(synthesis, env):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_object_access_stays_below_projects(synthesis, env):
+    """Of the data bucket; the UI's bucket holds MLflow's public UI build only."""
     template = synthesis.templates[env]
-    for logical_id, statement in statements(template):
+    ui_bucket = next(k for k in resources(template, "AWS::S3::Bucket") if k.startswith("UiBucket"))
+    for logical_id, statement in _ours(template):
+        if all(flat(r).startswith(f"<{ui_bucket}.Arn>") for r in as_list(statement["Resource"])):
+            assert as_list(statement["Action"]) == ["s3:GetObject"], logical_id
+            continue
         actions = set(as_list(statement["Action"]))
         if "s3:ListBucket" in actions:
             # Unconditional only for roles that read objects (so missing keys answer 404, not 403).
@@ -72,6 +85,25 @@ def test_the_authorizer_reads_a_token_and_stamps_its_last_use_only(dev):
     attributes = update["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
     assert set(attributes) == {table_definition.PARTITION_KEY, table_definition.SORT_KEY, "last_used_at"}
     assert not _actions(policy, "s3:") and not _actions(policy, "secretsmanager:") and not _actions(policy, "events:")
+
+
+def test_the_ui_function_keeps_sessions_and_reads_the_uis_page_only(dev):
+    policy = function_policy(dev, "ui")
+    assert _actions(policy, "dynamodb:") == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem",
+                                             "dynamodb:UpdateItem"}
+    (put,) = [s for s in policy if s["Action"] == "dynamodb:PutItem"]
+    assert set(put["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]) == {
+        "pk", "sk", "role", "token_id", "created_at", table_definition.TTL_ATTRIBUTE}
+    ui_bucket = next(k for k in resources(dev, "AWS::S3::Bucket") if k.startswith("UiBucket"))
+    assert _actions(policy, "s3:") == {"s3:GetObject"}
+    assert _resources(policy, {"s3:GetObject"}) == {f"<{ui_bucket}.Arn>/index.html"}
+
+
+def test_api_gateway_reads_the_uis_files_and_nothing_else(dev):
+    ui_bucket = next(k for k in resources(dev, "AWS::S3::Bucket") if k.startswith("UiBucket"))
+    (reader,) = [k for k, r in resources(dev, "AWS::IAM::Role").items() if k.startswith("UiApiGatewayReads")]
+    assert role_policy(dev, reader) == [{"Action": "s3:GetObject", "Effect": "Allow",
+                                         "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [ui_bucket, "Arn"]}, "/*"]]}}]
 
 
 def test_tracking_lists_run_artifacts_and_touches_no_object(dev):
@@ -126,7 +158,7 @@ def test_functions_get_the_variables_of_what_they_may_use(synthesis, env):
         assert ("MLREG_SECRET_ARN" in variables) == bool(_resources(policy, {"secretsmanager:GetSecretValue"}))
         if "MLREG_SECRET_ARN" in variables:
             assert _resources(policy, {"secretsmanager:GetSecretValue"}) == {f"<{secret_id}>"}
-        assert ("MLREG_BUCKET" in variables) == bool(_actions(policy, "s3:"))
+        assert bool({"MLREG_BUCKET", "MLREG_UI_BUCKET"} & set(variables)) == bool(_actions(policy, "s3:"))
 
 
 # ---- per-project policies (SigV4 callers) -----------------------------------------------------------
@@ -173,10 +205,10 @@ def test_project_policies_name_only_that_project_and_exactly_its_routes(dev, syn
 
 
 def test_read_policies_grant_no_write_route():
-    from shared.routes import ROUTES
+    from shared.routes import api_routes
 
     patterns = grants.granted_paths("p", Role.READ)
-    writes = [r for r in ROUTES if r.role > Role.READ]
+    writes = [r for r in api_routes() if r.role > Role.READ]
     assert writes
     with pytest.raises(AssertionError):
         grants.check("p", Role.READ, patterns + [f"{writes[0].method}/iam/projects/p/*"], denied=[])

@@ -106,10 +106,11 @@ def call(method: str, path: str, body: dict) -> dict:
 
 
 def assert_mlflow_answer(response: dict, what: str) -> None:
-    """No 5xx; an error is MLflow's JSON shape with a known code and that code's status."""
+    """No 5xx; an error is MLflow's JSON shape with a known code and that code's status (the web UI's
+    pages for people, sign-in and a version's package, answer their errors as pages)."""
     status = response["statusCode"]
     assert status < 500, f"{what}: {status} {response.get('body', '')[:300]}"
-    if status >= 400:
+    if status >= 400 and not response["headers"].get("Content-Type", "").startswith("text/html"):
         error = json.loads(response["body"])
         assert set(error) == {"error_code", "message"}, (what, error)
         assert HTTP_STATUS[error["error_code"]] == status and isinstance(error["message"], str), (what, error)

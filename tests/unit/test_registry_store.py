@@ -103,7 +103,7 @@ def test_counter_gives_distinct_consecutive_versions_under_contention(run_with_f
         handler_cls.call_action = original
     assert not errors
     assert sorted(int(v["version"]) for v in results) == list(range(1, 9))
-    assert len({v["aliases"][-1] for v in results}) == 8
+    assert len({t["value"] for v in results for t in v["tags"] if t["key"] == "mlreg.version"}) == 8
     meta = db.get(keys.registered_model(P, "race"), keys.MODEL_SK)
     assert (meta["last_version"], meta["latest_semver"]) == (8, "1.7.0")
 
@@ -126,7 +126,8 @@ def test_version_copies_package_and_delete_leaves_nothing(run_with_files):
     source = {"name": "tidy", "source": f"{run_with_files['artifact_uri']}/model", "run_id": run_with_files["run_id"]}
     call(versions.create_model_version, source)
     mv = call(versions.create_model_version, source)["model_version"]
-    assert (mv["version"], mv["status"], mv["aliases"]) == ("2", "READY", ["1.1.0"])
+    assert (mv["version"], mv["status"], mv["aliases"]) == ("2", "READY", [])
+    assert {"key": "mlreg.version", "value": "1.1.0"} in mv["tags"]
     assert sorted(_objects(f"projects/{P}/packages/tidy/1.1.0/")) == [
         f"projects/{P}/packages/tidy/1.1.0/MLmodel", f"projects/{P}/packages/tidy/1.1.0/data/model.pkl"]
     call(models.set_registered_model_alias, {"name": "tidy", "alias": "champion", "version": "2"})
@@ -207,7 +208,7 @@ def test_alias_items_carry_their_version_through_every_write(run_with_files):
     by_alias = call(models.get_model_version_by_alias, {"name": "copies", "alias": "b"})["model_version"]
     assert by_alias == call(versions.get_model_version, {"name": "copies", "version": "2"})["model_version"]
     assert (by_alias["current_stage"], by_alias["tags"][-1], by_alias["aliases"]) == (
-        "Archived", {"key": "k", "value": "w"}, ["b", "1.1.0"])
+        "Archived", {"key": "k", "value": "w"}, ["b"])
 
     call(models.rename_registered_model, {"name": "copies", "new_name": "renamed"})
     _assert_alias_copies_match("renamed")
