@@ -208,8 +208,7 @@ ROUTES: list[Route] = [
         ("GET", UI3 + "/ui-telemetry", "no_telemetry", R, "Empty"),
         ("POST", UI3 + "/ui-telemetry", "no_telemetry", R, "Empty"),
         ("POST", UI3 + "/traces/metrics", "no_trace_metrics", R, "Empty"),
-        ("GET", UI3 + "/traces/search", "no_traces", R, "Empty"),
-        ("POST", UI3 + "/traces/search", "no_traces", R, "Empty"),
+        ("GET", UI3 + "/traces/search", "no_traces", R, "Empty"),  # POST is the API route's twin (genai.py)
     ], "", SESSION),
 ]
 
