@@ -122,7 +122,14 @@ def start_service(args):
     else:
         _ensure_aws_resources(args)
     token = _bootstrap(args.data_dir)
-    gateway = Gateway(args.host, args.port, verbose=args.verbose)
+    # -- auth (mlreg/admin.py): `mlreg project|token ...` reach this service's table through this file --
+    from mlreg import admin
+
+    ddb_endpoint = emulator.endpoint if emulator else args.dynamodb_endpoint  # moto's server serves DynamoDB too
+    if ddb_endpoint:  # before the port opens: whoever sees the service up may use the CLI at once
+        admin.publish_endpoint(args.data_dir, ddb_endpoint, args.region, args.table, emulated=emulator is not None)
+    # -- end auth --
+    gateway = Gateway(args.host, args.port, verbose=args.verbose, idle_timeout=args.idle_timeout)
     return gateway, emulator, token
 
 
@@ -142,13 +149,6 @@ def cmd_serve(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     thread = threading.Thread(target=gateway.serve_forever, daemon=True)
     thread.start()
-    # -- auth (mlreg/admin.py): `mlreg project|token ...` reach this service's table through this file --
-    from mlreg import admin
-
-    ddb_endpoint = emulator.endpoint if emulator else args.dynamodb_endpoint  # moto's server serves DynamoDB too
-    if ddb_endpoint:
-        admin.publish_endpoint(args.data_dir, ddb_endpoint, args.region, args.table, emulated=emulator is not None)
-    # -- end auth --
     print(f"mlreg: serving on http://{args.host}:{args.port} (data in {args.data_dir})", flush=True)
     print("Use it from your shell or code:\n" + _exports(args, token), flush=True)
     if args.example:
@@ -158,6 +158,8 @@ def cmd_serve(args) -> int:
     except KeyboardInterrupt:
         pass
     gateway.shutdown()
+    from mlreg import admin
+
     admin.withdraw_endpoint(args.data_dir)  # auth: the CLI must not reach a stopped service
     if emulator:
         emulator.events.stop()  # events
@@ -190,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--region", default="us-east-1")
     serve.add_argument("--example", action="store_true", help="run examples/train.py against the service")
     serve.add_argument("--verbose", action="store_true", help="log every request")
+    serve.add_argument("--idle-timeout", type=float, default=60, help="seconds before an idle keep-alive "
+                       "connection is closed")
     serve.add_argument("--webhook-retry-delays", help="events: seconds before each webhook retry, e.g. 1,5,30 "
                        "(default 10,60,300,1800,7200)")
     serve.set_defaults(func=cmd_serve)

@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 import uuid
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -19,6 +20,7 @@ from shared.errors import MlflowError
 from shared.http import error_response
 
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024  # API Gateway refuses bodies above 10 MB
+IDLE_TIMEOUT_SECONDS = 60  # a keep-alive connection with no request for this long is closed
 LAMBDA_MAX_PAYLOAD = 6 * 1024 * 1024  # Lambda refuses invocation events and responses above 6 MB
 STAGE = "local"
 ACCOUNT = "000000000000"
@@ -26,6 +28,10 @@ API_ID = "local"
 
 MULTIPART_HINT = ("Set MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true and MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE="
                   "4194304 so large files go straight to S3 in presigned parts.")
+
+
+def _too_large() -> MlflowError:
+    return MlflowError(f"Request body is larger than API Gateway's 10 MB limit. {MULTIPART_HINT}", "PAYLOAD_TOO_LARGE")
 
 
 def _handler(function: str):
@@ -94,8 +100,7 @@ def handle(method: str, raw_path: str, headers: dict[str, str], body: bytes, sou
     path = unquote(split.path)
     try:
         if len(body) > API_GATEWAY_MAX_BODY:
-            raise MlflowError(f"Request body is larger than API Gateway's 10 MB limit. {MULTIPART_HINT}",
-                              "PAYLOAD_TOO_LARGE")
+            raise _too_large()
         route, params = routes.match(method, path)
         if route is None:
             raise MlflowError(f"No API route for {method} {path}", "ENDPOINT_NOT_FOUND")
@@ -117,6 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clients expect from API Gateway
     server_version = "mlreg-local"
     verbose = False
+    timeout = IDLE_TIMEOUT_SECONDS  # socket timeout: an idle keep-alive connection is closed
 
     def setup(self) -> None:
         super().setup()
@@ -124,13 +130,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > API_GATEWAY_MAX_BODY:
-            self._send(error_response(MlflowError(
-                f"Request body is larger than API Gateway's 10 MB limit. {MULTIPART_HINT}", "PAYLOAD_TOO_LARGE")))
-            self.close_connection = True
+        try:
+            body = self._read_body()
+        except MlflowError as err:
+            self.close_connection = True  # what follows on this connection cannot be told apart from the body
+            self._send(error_response(err))
             return
-        body = self.rfile.read(length) if length else b""
         headers = {k: v for k, v in self.headers.items()}
         try:
             response = handle(self.command, self.path, headers, body, self.client_address[0])
@@ -142,6 +147,49 @@ class _Handler(BaseHTTPRequestHandler):
             response = error_response(MlflowError("Internal server error", "INTERNAL_ERROR"))
         self._send(response)
 
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        lengths = set(self.headers.get_all("Content-Length") or [])
+        if not lengths:
+            return b""
+        length = lengths.pop().strip()
+        if lengths or not length.isdigit():
+            raise MlflowError(f"Invalid Content-Length header: {self.headers.get('Content-Length')!r}", "BAD_REQUEST")
+        if int(length) > API_GATEWAY_MAX_BODY:
+            raise _too_large()
+        body = self.rfile.read(int(length))
+        if len(body) < int(length):
+            raise MlflowError("The request body is shorter than its Content-Length", "BAD_REQUEST")
+        return body
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while True:
+            size = self.rfile.readline(1024).split(b";")[0].strip()
+            try:
+                size = int(size, 16)
+            except ValueError:
+                raise MlflowError("Malformed chunked request body", "BAD_REQUEST") from None
+            if size == 0:
+                while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return bytes(body)
+            if len(body) + size > API_GATEWAY_MAX_BODY:
+                raise _too_large()
+            body += self.rfile.read(size)
+            self.rfile.readline(8)  # the chunk's CRLF
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a request line over 64 KB, bad syntax, too many headers, an
+        unknown method) in MLflow's JSON shape instead of an HTML page."""
+        self.close_connection = True
+        self.request_version = self.protocol_version  # a status line and headers even for "HTTP/0.9" garbage
+        if code == HTTPStatus.REQUEST_URI_TOO_LONG:
+            message = "The request line is longer than 65,536 bytes"
+        error_code = "NOT_IMPLEMENTED" if code == HTTPStatus.NOT_IMPLEMENTED else "BAD_REQUEST"
+        self._send(error_response(MlflowError(message or HTTPStatus(code).description, error_code, code)))
+
     def _send(self, response: dict) -> None:
         body = response.get("body") or ""
         data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
@@ -149,6 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in (response.get("headers") or {}).items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:  # say so, or a pooling client sends its next request into a closed socket
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -165,6 +215,6 @@ class Gateway(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # many clients connect at once (parallel uploads, concurrent writers)
 
-    def __init__(self, host: str, port: int, verbose: bool = False):
-        handler = type("Handler", (_Handler,), {"verbose": verbose})
+    def __init__(self, host: str, port: int, verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT_SECONDS):
+        handler = type("Handler", (_Handler,), {"verbose": verbose, "timeout": idle_timeout})
         super().__init__((host, port), handler)
