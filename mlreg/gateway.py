@@ -13,7 +13,7 @@ import time
 import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from shared import routes
 from shared.errors import MlflowError
@@ -40,7 +40,9 @@ def _handler(function: str):
 
 def build_event(method: str, path: str, query: str, headers: dict[str, str], body: bytes,
                 route: routes.Route, params: dict[str, str], source_ip: str) -> dict:
-    """The REST API (v1) proxy event. With binary media type */* API Gateway base64-encodes bodies."""
+    """The REST API (v1) proxy event. With binary media type */* API Gateway base64-encodes bodies.
+    `path` and `pathParameters` stay percent-encoded as the client sent them (API Gateway decodes
+    only the query string); shared/http.py decodes path parameters once."""
     pairs = parse_qsl(query, keep_blank_values=True)
     multi: dict[str, list[str]] = {}
     for k, v in pairs:
@@ -97,7 +99,7 @@ def authorize(event: dict) -> dict:
 def handle(method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1") -> dict:
     """One request through authorizer and handler; returns a proxy response dict."""
     split = urlsplit(raw_path)
-    path = unquote(split.path)
+    path = split.path
     try:
         if len(body) > API_GATEWAY_MAX_BODY:
             raise _too_large()

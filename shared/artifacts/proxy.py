@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from shared.artifacts import store
-from shared.artifacts.paths import file_name, folder_path, folder_prefix, object_key
+from shared.artifacts.paths import file_name, folder_path, folder_prefix, listed_folder, object_key
 from shared.errors import invalid
 from shared.http import Request, Response
 from shared.validation import integer, require
@@ -25,7 +25,7 @@ def _route_path(req: Request) -> str:
 
 def list_artifacts(req: Request) -> dict:
     """GET mlflow-artifacts/artifacts?path=: direct children, paths relative to the listed folder."""
-    files = store.list_folder(folder_prefix(req.project, req.json.get("path")))
+    files = store.list_folder(folder_prefix(req.project, listed_folder(req.json.get("path"))))
     return {"files": files} if files else {}
 
 

@@ -11,6 +11,8 @@ from functools import cache
 import boto3
 from botocore.config import Config
 
+from shared.artifacts.paths import package_uri_path
+
 DELETE_BATCH = 1000  # DeleteObjects limit
 COPY_THREADS = 16
 
@@ -43,7 +45,7 @@ def artifacts_prefix(project: str, path: str) -> str:
 
 def download_uri(model: str, semver: str) -> str:
     """Resolved by the client against the tracking URI: the project's read-only packages path."""
-    return f"mlflow-artifacts:/packages/{model}/{semver}"
+    return f"mlflow-artifacts:/{package_uri_path(model, semver)}"
 
 
 def _keys(prefix: str) -> list[tuple[str, int]]:
