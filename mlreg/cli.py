@@ -103,20 +103,17 @@ def start_service(args):
     emulator = None
     if not args.dynamodb_endpoint:
         from mlreg.emulator import Emulator
-        from shared import db
 
         emulator = Emulator(args.data_dir, args.table, args.bucket, args.region)
         emulator.start()
         if not args.s3_endpoint:
             os.environ["MLREG_S3_ENDPOINT"] = emulator.endpoint
-        emulator.watch(db.client())
         # -- events (shared/events/local.py): the publisher against the emulated stream, bus and queues --
-        from mlreg.emulator import DYNAMODB_LOCK
         from shared.events.local import LocalEvents
 
         if args.webhook_retry_delays:
             os.environ["MLREG_WEBHOOK_RETRY_DELAYS"] = args.webhook_retry_delays
-        emulator.events = LocalEvents(args.table, DYNAMODB_LOCK)
+        emulator.events = LocalEvents(args.table, emulator.durable_reads)
         emulator.events.start()
         # -- end events --
     else:
