@@ -29,6 +29,13 @@ def test_emulator_cost_compares_moto_with_the_patched_moto():
     assert plain > 0 and patched > 0
 
 
+def test_restart_times_a_data_directory_of_the_given_size():
+    table = [line.split("|")[1:-1] for line in bench("bench.restart", "--items", "300", "--log-items", "100",
+                                                      "--repeat", "1").splitlines() if line.startswith("| 300 ")]
+    assert [cells[1].strip() for cells in table] == ["0", "100"]  # all in the snapshot; a tail in the log
+    assert all(float(cells[3].strip().removesuffix(" s")) > 0 for cells in table)
+
+
 def test_warm_cpu_times_every_scenario():
     found = rows(bench("bench.warm_cpu", "--runs", "10", "--repeat", "1", "--versions", "2"))
     assert float(found["registered-models/alias (get-by-alias)"][0]) > 0
