@@ -21,9 +21,10 @@ import boto3
 
 from mlreg import moto_speedups
 from mlreg.journal import Journal
-from mlreg.objects import ObjectFiles, unknown_uploads_are_no_such_upload
+from mlreg.objects import ObjectFiles, patch_moto_s3
 from shared import table as table_def
 
+S3_MEMORY_BYTES = 16 * 1024 * 1024
 FOLD_CHECK_SECONDS = 5.0
 FOLD_MIN_LOG_BYTES = 16 * 1024 * 1024  # logs are folded into the snapshot once they outgrow it (and this)
 READS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable", "ListTables",
@@ -220,6 +221,13 @@ class Emulator:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
+        # The handlers' S3 calls to this endpoint are answered in-process, as moto answers AWS's own
+        # endpoints (no HTTP hop, no second parse of every byte); presigned URLs reach the server.
+        os.environ["MOTO_S3_CUSTOM_ENDPOINTS"] = self.endpoint
+        # moto keeps an object's bytes in memory up to this size and spills bigger ones to a temporary
+        # file: a second disk write of every byte beside the data directory's. Parts of the usual
+        # 5-10 MB and files up to this size stay in memory.
+        os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(S3_MEMORY_BYTES))
         boto3.client("dynamodb", region_name=self.region).create_table(**table_def.create_table_kwargs(self.table))
         boto3.client("s3", region_name=self.region).create_bucket(Bucket=self.bucket)
         table = dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].tables[self.table]
@@ -227,7 +235,7 @@ class Emulator:
         self.files.load()
         guard_dynamodb(self.journal, self.table)
         save_s3_writes(self.files)
-        unknown_uploads_are_no_such_upload()
+        patch_moto_s3()
         self._folder = threading.Thread(target=self._fold_loop, name="fold-logs", daemon=True)
         self._folder.start()
 

@@ -160,25 +160,41 @@ class ObjectFiles:
         fsync_dir(self.data_dir)
 
 
-def unknown_uploads_are_no_such_upload():
-    """moto answers a part or a completion for an unknown upload id with a KeyError (a 500); S3 with
-    NoSuchUpload (404), which a client retrying a completion whose answer was lost relies on.
-    Returns the undo (tests)."""
+def patch_moto_s3():
+    """moto's S3 closer to S3's answers and costs. Returns the undo (tests).
+    - A part or a completion for an unknown upload id is NoSuchUpload (404), not a KeyError (500):
+      a client retrying a completion whose answer was lost relies on it.
+    - A completed multipart upload gets no full-object CRC64 unless the upload asked for a checksum:
+      moto computes it in Python over a copy of every byte (most of a completion's time)."""
+    from moto.s3 import models
     from moto.s3.exceptions import NoSuchUpload
-    from moto.s3.models import S3Backend
 
-    def checked(method):
+    def known_upload(method):
         def call(self, bucket_name, multipart_id, *args, **kwargs):
             if multipart_id not in self.get_bucket(bucket_name).multiparts:
                 raise NoSuchUpload(upload_id=multipart_id)
             return method(self, bucket_name, multipart_id, *args, **kwargs)
         return call
 
-    names = ("complete_multipart_upload", "upload_part", "upload_part_copy")
-    originals = {name: getattr(S3Backend, name) for name in names}
-    for name in names:
-        setattr(S3Backend, name, checked(originals[name]))
-    return lambda: [setattr(S3Backend, name, original) for name, original in originals.items()]
+    class AskedChecksums(models.MultipartChecksumBuilder):
+        def __init__(self, checksum_algorithm, checksum_type):
+            super().__init__(checksum_algorithm, checksum_type)
+            self.asked = checksum_algorithm is not None
+
+        def addPart(self, part):
+            if self.asked:
+                super().addPart(part)
+
+        def build(self):
+            return super().build() if self.asked else None
+
+    patched = {(models.S3Backend, name): known_upload(getattr(models.S3Backend, name))
+               for name in ("complete_multipart_upload", "upload_part", "upload_part_copy")}
+    patched[(models, "MultipartChecksumBuilder")] = AskedChecksums
+    originals = {(owner, name): getattr(owner, name) for owner, name in patched}
+    for (owner, name), value in patched.items():
+        setattr(owner, name, value)
+    return lambda: [setattr(owner, name, value) for (owner, name), value in originals.items()]
 
 
 def _chunks(fake_key) -> Iterator[bytes]:

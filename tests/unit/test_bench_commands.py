@@ -47,6 +47,11 @@ def test_cold_start_measures_every_function():
     assert {f"functions/{n}.py" for n in ("artifacts", "authorizer", "registry", "tracking")} <= found.keys()
 
 
+def test_uploads_times_transfers():
+    found = rows(bench("bench.uploads", "--sizes-mb", "1", "--repeat", "1", "--only", "mlreg"))
+    assert float(found["log_artifact 1 MB"][0]) > 0 and float(found["download_artifacts 1 MB"][0]) > 0
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="starts two servers")
 def test_e2e_runs_the_workload_against_both_servers():
     found = rows(bench("bench.e2e", "--sizes", "5", "--history", "200", "--artifact-mb", "0", "--latency-runs", "1",

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mlreg.emulator import save_s3_writes
-from mlreg.objects import ObjectFiles, unknown_uploads_are_no_such_upload
+from mlreg.objects import ObjectFiles, patch_moto_s3
 
 BUCKET = os.environ["MLREG_BUCKET"]
 MiB = 1024 * 1024
@@ -21,7 +21,7 @@ MiB = 1024 * 1024
 @pytest.fixture
 def s3(aws, tmp_path):
     files = ObjectFiles(tmp_path)
-    undo_saves, undo_uploads = save_s3_writes(files), unknown_uploads_are_no_such_upload()
+    undo_saves, undo_uploads = save_s3_writes(files), patch_moto_s3()
     try:
         yield boto3.client("s3"), files
     finally:
