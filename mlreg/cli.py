@@ -104,7 +104,8 @@ def start_service(args):
     if not args.dynamodb_endpoint:
         from mlreg.emulator import Emulator
 
-        emulator = Emulator(args.data_dir, args.table, args.bucket, args.region)
+        secret = _secret(args.data_dir, "s3-secret-key")  # signs the emulated S3's presigned URLs
+        emulator = Emulator(args.data_dir, args.table, args.bucket, args.region, secret)
         emulator.start()
         if not args.s3_endpoint:
             os.environ["MLREG_S3_ENDPOINT"] = emulator.endpoint

@@ -1,9 +1,10 @@
 """Emulated DynamoDB and S3 (moto) inside this process, durable in a data directory.
 
 Handlers call moto in-process; an HTTP moto server in the same process shares that state so clients
-can follow presigned S3 URLs. Every write is on disk before it is answered: table writes through the
-write-ahead log of mlreg/journal.py, objects and multipart parts as files (mlreg/objects.py). So
-`kill -9` at any moment loses no acknowledged write, and restarts read a snapshot plus a short log.
+can follow presigned S3 URLs, which it checks as S3 does (mlreg/presigned.py). Every write is on
+disk before it is answered: table writes through the write-ahead log of mlreg/journal.py, objects
+and multipart parts as files (mlreg/objects.py). So `kill -9` at any moment loses no acknowledged
+write, and a restart reads a snapshot plus a short log.
 
 moto's DynamoDB is not thread-safe (two transactions can both pass their conditions, a read can see
 half a transaction); DynamoDB itself isolates them. Here writes take turns and reads run together
@@ -19,11 +20,12 @@ from pathlib import Path
 
 import boto3
 
-from mlreg import moto_speedups
+from mlreg import moto_speedups, presigned
 from mlreg.journal import Journal
 from mlreg.objects import ObjectFiles, patch_moto_s3
 from shared import table as table_def
 
+KEY_ID = "mlreg-local"  # the emulator's access key; its secret is the installation's (data directory)
 S3_MEMORY_BYTES = 16 * 1024 * 1024
 FOLD_CHECK_SECONDS = 5.0
 FOLD_MIN_LOG_BYTES = 16 * 1024 * 1024  # logs are folded into the snapshot once they outgrow it (and this)
@@ -195,9 +197,9 @@ def upgraded(items: list[dict]) -> list[dict]:
 class Emulator:
     """moto in-process plus a moto HTTP server for presigned URLs, durable in `data_dir`."""
 
-    def __init__(self, data_dir: Path, table: str, bucket: str, region: str = "us-east-1"):
-        self.data_dir, self.table, self.bucket, self.region = data_dir, table, bucket, region
-        self.journal = Journal(data_dir, tuple(k["AttributeName"] for k in table_def.create_table_kwargs(table)["KeySchema"]))
+    def __init__(self, data_dir: Path, table: str, bucket: str, region: str, secret: str):
+        self.data_dir, self.table, self.bucket, self.region, self.secret = data_dir, table, bucket, region, secret
+        self.journal = Journal(data_dir, (table_def.PARTITION_KEY, table_def.SORT_KEY))
         self.files = ObjectFiles(data_dir)
         self.durable_reads = DurableReads(self.journal)
         self._stop = threading.Event()
@@ -210,15 +212,19 @@ class Emulator:
         from moto.dynamodb.models import dynamodb_backends
         from moto.server import ThreadedMotoServer
 
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            os.environ.setdefault(name, "local")
         os.environ.setdefault("AWS_DEFAULT_REGION", self.region)
         self._mock = mock_aws()
         self._mock.start()
+        # After moto set its fake keys: what this process signs (presigned URLs) is signed with the
+        # installation's secret, so nobody without the data directory can make or edit one.
+        os.environ.update(AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=self.secret)
+        os.environ.pop("AWS_SESSION_TOKEN", None)
         moto_speedups.install()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
+        wsgi = self._server._server  # the werkzeug server behind ThreadedMotoServer
+        wsgi.app = presigned.checked(wsgi.app, KEY_ID, self.secret)
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         # The handlers' S3 calls to this endpoint are answered in-process, as moto answers AWS's own

@@ -74,7 +74,8 @@ def test_keep_alive_connections_stay_open_and_say_nothing_about_closing(service)
 @pytest.mark.parametrize("length", ["abc", "-1", "1.5", "0x10", "5, 6"])
 def test_a_malformed_content_length_is_a_json_400_and_the_connection_closes(service, length):
     with connect(service) as sock:
-        response, body = send(sock, request_bytes(service, "POST", CREATE, {"Content-Length": length}, b'{"name": "x"}'))
+        request = request_bytes(service, "POST", CREATE, {"Content-Length": length}, b'{"name": "x"}')
+        response, body = send(sock, request)
         error = assert_mlflow_error(response, body, 400, "BAD_REQUEST")
         assert "Content-Length" in error["message"]
         assert response.getheader("Connection") == "close" and closed_by_server(sock)
