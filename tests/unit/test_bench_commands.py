@@ -36,6 +36,12 @@ def test_restart_times_a_data_directory_of_the_given_size():
     assert all(float(cells[3].strip().removesuffix(" s")) > 0 for cells in table)
 
 
+def test_emulator_locks_compares_one_lock_with_the_reader_writer_lock():
+    found = rows(bench("bench.emulator_locks", "--readers", "2", "--writers", "1", "--seconds", "0.5"))
+    for lock in ("one lock (every request alone)", "reader/writer lock"):
+        assert float(found[lock][0].replace(",", "")) > 0 and float(found[lock][1].replace(",", "")) > 0
+
+
 def test_warm_cpu_times_every_scenario():
     found = rows(bench("bench.warm_cpu", "--runs", "10", "--repeat", "1", "--versions", "2"))
     assert float(found["registered-models/alias (get-by-alias)"][0]) > 0
