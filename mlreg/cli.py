@@ -104,8 +104,9 @@ def start_service(args):
     if not args.dynamodb_endpoint:
         from mlreg.emulator import Emulator
 
-        secret = _secret(args.data_dir, "s3-secret-key")  # signs the emulated S3's presigned URLs
-        emulator = Emulator(args.data_dir, args.table, args.bucket, args.region, secret)
+        from mlreg.signatures import KEY_FILE
+
+        emulator = Emulator(args.data_dir, args.table, args.bucket, args.region, _secret(args.data_dir, KEY_FILE))
         emulator.start()
         if not args.s3_endpoint:
             os.environ["MLREG_S3_ENDPOINT"] = emulator.endpoint

@@ -1,7 +1,7 @@
 """Emulated DynamoDB and S3 (moto) inside this process, durable in a data directory.
 
 Handlers call moto in-process; an HTTP moto server in the same process shares that state so clients
-can follow presigned S3 URLs, which it checks as S3 does (mlreg/presigned.py). Every write is on
+can follow presigned S3 URLs; it checks signatures as AWS does (mlreg/signatures.py). Every write is on
 disk before it is answered: table writes through the write-ahead log of mlreg/journal.py, objects
 and multipart parts as files (mlreg/objects.py). So `kill -9` at any moment loses no acknowledged
 write, and a restart reads a snapshot plus a short log.
@@ -20,12 +20,11 @@ from pathlib import Path
 
 import boto3
 
-from mlreg import moto_speedups, presigned
+from mlreg import moto_speedups, signatures
 from mlreg.journal import Journal
 from mlreg.objects import ObjectFiles, patch_moto_s3
 from shared import table as table_def
 
-KEY_ID = "mlreg-local"  # the emulator's access key; its secret is the installation's (data directory)
 S3_MEMORY_BYTES = 16 * 1024 * 1024
 FOLD_CHECK_SECONDS = 5.0
 FOLD_MIN_LOG_BYTES = 16 * 1024 * 1024  # logs are folded into the snapshot once they outgrow it (and this)
@@ -217,14 +216,14 @@ class Emulator:
         self._mock.start()
         # After moto set its fake keys: what this process signs (presigned URLs) is signed with the
         # installation's secret, so nobody without the data directory can make or edit one.
-        os.environ.update(AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=self.secret)
+        os.environ.update(AWS_ACCESS_KEY_ID=signatures.KEY_ID, AWS_SECRET_ACCESS_KEY=self.secret)
         os.environ.pop("AWS_SESSION_TOKEN", None)
         moto_speedups.install()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         wsgi = self._server._server  # the werkzeug server behind ThreadedMotoServer
-        wsgi.app = presigned.checked(wsgi.app, KEY_ID, self.secret)
+        wsgi.app = signatures.checked(wsgi.app, signatures.KEY_ID, self.secret)
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         # The handlers' S3 calls to this endpoint are answered in-process, as moto answers AWS's own

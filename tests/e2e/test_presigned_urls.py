@@ -1,7 +1,8 @@
 """The local S3 endpoint checks presigned URLs as S3 does: an edited method, key, query or expiry,
 an expired URL, an unsigned or foreign-signed request are refused with S3's 403 error XML, and reach
-nothing. (The client flows that use presigned URLs, multipart uploads, presigned downloads and 307
-redirects, run with both client lines in test_artifacts.py.)"""
+nothing; the same endpoint's table takes only the emulator's own key. (The client flows that use
+presigned URLs, multipart uploads, presigned downloads and 307 redirects, run with both client lines
+in test_artifacts.py.)"""
 
 from __future__ import annotations
 
@@ -139,3 +140,21 @@ def test_motos_control_routes_are_not_served(stored):
     reset = requests.post(f"{parts.scheme}://{parts.netloc}/moto-api/reset", timeout=30)
     assert refused(reset, "AccessDenied")
     assert requests.get(url, timeout=30).content == b"secret"  # nothing was reset
+
+
+def test_the_emulators_table_takes_only_its_own_key(service):
+    """The endpoint also serves the table (for `mlreg token ...`): tokens cannot be written beside it."""
+    import json
+
+    from botocore.exceptions import ClientError
+
+    info = json.loads((service.data_dir / "endpoint.json").read_text())
+    for key_id, secret in (("local", "local"), ("mlreg-local", "guessed")):
+        ddb = boto3.client("dynamodb", endpoint_url=info["dynamodb_endpoint"], region_name=info["region"],
+                           aws_access_key_id=key_id, aws_secret_access_key=secret)
+        with pytest.raises(ClientError) as err:
+            ddb.put_item(TableName=info["table"], Item={"pk": {"S": "P#default#T#forged"}, "sk": {"S": "#T"}})
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    unsigned = requests.post(info["dynamodb_endpoint"], data="{}", headers={
+        "X-Amz-Target": "DynamoDB_20120810.ListTables", "Content-Type": "application/x-amz-json-1.0"}, timeout=30)
+    assert unsigned.status_code == 403

@@ -1,5 +1,6 @@
-"""The S3 signature check of the local endpoint (mlreg/presigned.py) on header-signed requests, as
-botocore signs them; presigned URLs are exercised end to end in tests/e2e/test_presigned_urls.py."""
+"""The signature check of the emulator's AWS endpoint (mlreg/signatures.py) on header-signed
+requests, as botocore signs them; presigned URLs are exercised end to end in
+tests/e2e/test_presigned_urls.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from mlreg.presigned import Refused, Signature, _check_payload
+from mlreg.signatures import Refused, Signature, _read_payload
 
 KEY_ID, SECRET = "mlreg-local", "s3cr3t"
 
@@ -31,8 +32,8 @@ def signed_environ(method: str, url: str, body: bytes, secret: str = SECRET) -> 
 
 def check(environ: dict) -> None:
     signature = Signature(environ)
+    _read_payload(environ, signature)
     signature.check(KEY_ID, SECRET, time.time())
-    _check_payload(environ, signature.payload)
 
 
 def test_a_header_signed_put_passes_and_its_body_stays_readable():

@@ -1,14 +1,14 @@
-"""The emulated S3 endpoint checks every request as S3 does: a Signature Version 4 signature (in a
-presigned URL's query, or an Authorization header) made with this installation's key, over the
-method, the path, the query and the signed headers, and not expired. Anything else is refused with
-S3's error XML, so an edited or expired presigned URL, or an unsigned request, reads and writes
-nothing. (moto checks none of this.)
+"""The emulator's AWS endpoint (moto's server: S3 for presigned URLs, DynamoDB for the `mlreg`
+command) checks every request as AWS does: a Signature Version 4 signature, in a presigned URL's
+query or an Authorization header, made with this installation's key, over the method, the path, the
+query, the signed headers and the body, and not expired. Anything else is refused with S3's error
+XML, so an edited or expired presigned URL, or a request from someone who cannot read the data
+directory, reads and writes nothing. (moto checks none of this.)
 
-The key is the emulator's own, kept in the data directory (mlreg/emulator.py): the handlers sign with
-it; whoever cannot read the data directory cannot forge a URL. The handlers' own S3 calls are
-answered in-process and never reach this server; DynamoDB, SQS and EventBridge requests to it (the
-`mlreg` command, tests) are not S3's and pass unchecked. moto's own control routes (`/moto-api`,
-which can reset every service) are refused."""
+The key is the emulator's own: `mlreg serve` creates it in the data directory and signs with it
+(presigned URLs included), `mlreg token|project` read it there. The handlers' own calls are answered
+in-process and never reach this server. moto's control routes (`/moto-api`, which can reset every
+service) are refused."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ import uuid
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, quote, unquote
 
+from botocore.utils import normalize_url_path
+
+KEY_ID = "mlreg-local"
+KEY_FILE = "emulator-key"  # in the data directory: the secret of KEY_ID
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_EXPIRES = 604800  # a week: S3's limit for presigned URLs
 CLOCK_SKEW = 900  # seconds S3 allows between a signed request's time and its own
@@ -96,8 +100,9 @@ class Signature:
             raise Refused("AccessDenied", "There were headers present in the request which were not signed")
         canonical_headers = "".join(f"{name}:{' '.join(self.headers.get(name, '').split())}\n" for name in names)
         query = "&".join(f"{k}={v}" for k, v in sorted((_encode(k), _encode(v)) for k, v in self.pairs))
-        return "\n".join([self.method, quote(unquote(self.path), safe="/~"), query, canonical_headers,
-                          self.signed_headers, self.payload])
+        # S3 signs the path as sent; every other service its normalised path, encoded once more.
+        path = quote(unquote(self.path) if self.service == "s3" else normalize_url_path(self.path), safe="/~")
+        return "\n".join([self.method, path, query, canonical_headers, self.signed_headers, self.payload])
 
     def check(self, key_id: str, secret: str, now: float) -> None:
         if self.key_id != key_id:
@@ -116,7 +121,7 @@ class Signature:
         to_sign = "\n".join([ALGORITHM, self.when, scope, digest])
         expected = hmac.new(_signing_key(secret, self.date, self.region, self.service), to_sign.encode(),
                             hashlib.sha256).hexdigest()
-        if self.service != "s3" or not hmac.compare_digest(expected, self.signature):
+        if not hmac.compare_digest(expected, self.signature):
             raise Refused(*SIGNATURE_MISMATCH)
 
 
@@ -138,32 +143,33 @@ def _refusal(start_response, refused: Refused) -> list[bytes]:
     return [body]
 
 
-def checked(dispatcher, key_id: str, secret: str):
-    """The moto server's WSGI app (a DomainDispatcherApplication), with every request that moto
-    routes to S3 checked first."""
+def checked(app, key_id: str, secret: str):
+    """moto server's WSGI app, behind the signature check."""
 
     def check_then_serve(environ, start_response):
-        if environ.get("PATH_INFO", "").startswith("/moto-api"):
-            return _refusal(start_response, Refused("AccessDenied", "moto's control routes are not served here"))
-        app = dispatcher.get_application(environ)  # moto's own choice of service
-        if app is dispatcher.app_instances.get("s3"):
-            try:
-                signature = Signature(environ)
-                signature.check(key_id, secret, time.time())
-                _check_payload(environ, signature.payload)
-            except Refused as refused:
-                return _refusal(start_response, refused)
+        try:
+            if environ.get("PATH_INFO", "").startswith("/moto-api"):
+                raise Refused("AccessDenied", "moto's control routes are not served here")
+            signature = Signature(environ)
+            _read_payload(environ, signature)
+            signature.check(key_id, secret, time.time())
+        except Refused as refused:
+            return _refusal(start_response, refused)
         return app(environ, start_response)
 
     return check_then_serve
 
 
-def _check_payload(environ: dict, declared: str) -> None:
-    """A header-signed request that declares its body's sha256 must carry that body (S3 checks it)."""
-    if len(declared) != 64:  # UNSIGNED-PAYLOAD, or a streaming form
+def _read_payload(environ: dict, signature: Signature) -> None:
+    """The body's sha256, where the signature covers it: S3 requests that declare it (S3 checks it),
+    and every request to another service (signed over its body). The body stays readable."""
+    if signature.service == "s3" and len(signature.payload) != 64:  # UNSIGNED-PAYLOAD, a streaming form
         return
     body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-    if hashlib.sha256(body).hexdigest() != declared:
+    environ["wsgi.input"] = io.BytesIO(body)
+    digest = hashlib.sha256(body).hexdigest()
+    if signature.service != "s3":
+        signature.payload = digest
+    elif digest != signature.payload:
         raise Refused("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what "
                       "was computed.", 400)
-    environ["wsgi.input"] = io.BytesIO(body)
