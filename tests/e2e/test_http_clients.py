@@ -98,11 +98,21 @@ def test_a_url_over_64_kb_is_a_json_414(service):
 @pytest.mark.parametrize("request_line, status, code", [
     (b"GARBAGE\r\n\r\n", 400, "BAD_REQUEST"),
     (b"GET / HTTP/9.x\r\n\r\n", 400, "BAD_REQUEST"),
+    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % n for n in range(120)) + b"\r\n", 431, "BAD_REQUEST"),
     (b"BREW /projects/default HTTP/1.1\r\nHost: x\r\n\r\n", 501, "NOT_IMPLEMENTED"),
 ])
 def test_http_level_refusals_are_json(service, request_line, status, code):
     with connect(service) as sock:
         assert_mlflow_error(*send(sock, request_line), status, code)
+
+
+def test_a_body_cut_short_is_a_json_400(service):
+    with connect(service) as sock:
+        sock.sendall(request_bytes(service, "POST", CREATE, {"Content-Length": "100"}, b'{"name": "x"}'))
+        sock.shutdown(socket.SHUT_WR)  # the client gives up half way
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert_mlflow_error(response, response.read(), 400, "BAD_REQUEST")
 
 
 def test_a_chunked_body_is_read_like_api_gateway_does(service):
