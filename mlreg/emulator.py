@@ -78,7 +78,7 @@ class DurableReads:
     """A context manager for readers outside moto's request path (the events' stream poller): the
     read lock, and on leaving, a wait until everything that could have been seen is on disk."""
 
-    def __init__(self, journal: Journal | None):
+    def __init__(self, journal: Journal):
         self.journal = journal
         self._held = threading.local()
 
@@ -87,10 +87,9 @@ class DurableReads:
         self._held.context.__enter__()
 
     def __exit__(self, *exc):
-        seen = self.journal.appended if self.journal else 0
+        seen = self.journal.appended
         self._held.context.__exit__(*exc)
-        if self.journal:
-            self.journal.wait(seen)
+        self.journal.wait(seen)
 
 
 def _named_items(action: str, request: dict):
@@ -125,7 +124,7 @@ def _changes(handler, action: str, journal: Journal, table_name: str) -> list[tu
     return changes
 
 
-def guard_dynamodb(journal: Journal | None, table_name: str):
+def guard_dynamodb(journal: Journal, table_name: str):
     """Every DynamoDB request under DYNAMODB_LOCK (reads shared, anything else exclusive); every
     committed write journaled, and answered only once on disk. Returns the undo (tests)."""
     from moto.dynamodb.responses import DynamoHandler
@@ -137,15 +136,13 @@ def guard_dynamodb(journal: Journal | None, table_name: str):
         if action in READS:
             with DYNAMODB_LOCK.reading():
                 response = original(self, *args, **kwargs)
-                seen = journal.appended if journal else 0
+                seen = journal.appended
         else:
             with DYNAMODB_LOCK.writing():
                 response = original(self, *args, **kwargs)
-                if journal and action in WRITES and response[0] == 200:
-                    journal.append(_changes(self, action, journal, table_name))
-                seen = journal.appended if journal else 0
-        if journal:
-            journal.wait(seen)  # outside the lock: concurrent requests share one fsync
+                changes = _changes(self, action, journal, table_name) if action in WRITES and response[0] == 200 else []
+                seen = journal.append(changes) if changes else journal.appended
+        journal.wait(seen)  # outside the lock: concurrent requests share one fsync
         return response
 
     DynamoHandler.call_action = call_action
