@@ -90,12 +90,10 @@ def prepare(checkout: Path, data_dir: Path, items: list[dict], log_items: int, l
     if legacy:
         atomic_write(data_dir / "table.json", dumps(own + items).encode())
         return
-    generation = saved["generation"]
-    atomic_write(data_dir / "table.json", dumps({"generation": generation, "items": own + in_snapshot}).encode())
-    shutil.rmtree(data_dir / "wal", ignore_errors=True)
+    atomic_write(data_dir / "table.json", dumps({"generation": saved["generation"],
+                                                 "items": own + in_snapshot}).encode())
     journal = Journal(data_dir, ("pk", "sk"))
-    journal.log_dir.mkdir()
-    journal._open(generation)
+    journal.load()  # opens the next log: what is appended is read after the snapshot
     for item in in_log:
         journal.append([({"pk": item["pk"], "sk": item["sk"]}, item)])
     journal.close()

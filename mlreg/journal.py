@@ -60,6 +60,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def ensure_dir(path: Path) -> None:
+    """A directory that will still be there after a crash: created with any missing parents, each
+    new entry fsync'ed into its parent."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        fsync_dir(directory.parent)
+
+
 def atomic_write(path: Path, chunks: Iterator[bytes] | bytes) -> None:
     """Write-to-temp, fsync, rename, fsync the directory: the file is the old one or the new one."""
     tmp = path.with_name(path.name + ".tmp")
@@ -120,7 +132,7 @@ class Journal:
 
     # -- appending --
     def _open(self, generation: int) -> None:
-        self.log_dir.mkdir(exist_ok=True)
+        ensure_dir(self.log_dir)
         self._fd = os.open(self.log_dir / f"{generation:08d}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.generation = generation
         fsync_dir(self.log_dir)

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from mlreg.journal import atomic_write, fsync_dir
+from mlreg.journal import atomic_write, ensure_dir, fsync_dir
 
 COPY_CHUNK = 1024 * 1024
 GONE = ".gone"
@@ -86,16 +86,15 @@ class ObjectFiles:
                 return
             header = {"bucket": bucket, "key": key, "etag": obj.etag.strip('"'), "metadata": dict(obj.metadata),
                       "last_modified": obj.last_modified.isoformat()}
-            path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_dir(path.parent)
             atomic_write(path, _with_header(header, obj))
 
     def _save_upload(self, bucket: str, upload_id: str) -> None:
         upload = self._backend().get_bucket(bucket).multiparts[upload_id]
         folder = self.uploads / upload_id
-        folder.mkdir(parents=True, exist_ok=True)
+        ensure_dir(folder)
         atomic_write(folder / "upload.json", json.dumps({"bucket": bucket, "key": upload.key_name,
                                                          "metadata": dict(upload.metadata)}).encode())
-        fsync_dir(self.uploads)
 
     def _save_part(self, bucket: str, upload_id: str, number: int) -> None:
         with self._lock(upload_id, str(number)):
