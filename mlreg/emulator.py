@@ -1,10 +1,10 @@
 """Emulated DynamoDB and S3 (moto) inside this process, durable in a data directory.
 
 Handlers call moto in-process; an HTTP moto server in the same process shares that state so clients
-can follow presigned S3 URLs; it checks signatures as AWS does (mlreg/signatures.py). Every write is on
-disk before it is answered: table writes through the write-ahead log of mlreg/journal.py, objects
-and multipart parts as files (mlreg/objects.py). So `kill -9` at any moment loses no acknowledged
-write, and a restart reads a snapshot plus a short log.
+can follow presigned S3 URLs, and checks signatures as AWS does (mlreg/signatures.py). Every write
+is on disk before it is answered: table writes through the write-ahead log of mlreg/journal.py,
+objects and multipart parts as files (mlreg/objects.py). So `kill -9` at any moment loses no
+acknowledged write, and a restart reads a snapshot plus a short log.
 
 moto's DynamoDB is not thread-safe (two transactions can both pass their conditions, a read can see
 half a transaction); DynamoDB itself isolates them. Here writes take turns and reads run together

@@ -62,8 +62,8 @@ def write_until_killed(write, stop: threading.Event, ledger: Ledger) -> None:
     while not stop.is_set():
         try:
             write()
-        except (requests.ConnectionError, requests.Timeout):
-            return  # the service is gone: what was not answered was never acknowledged
+        except requests.RequestException:  # refused, reset, or cut off half way through the answer
+            return  # the service is gone: what was not answered in full was never acknowledged
         except Refused as refused:
             if " 429 " not in f" {refused}" and " 503 " not in f" {refused}":  # busy: the client would retry
                 with ledger.lock:
