@@ -68,11 +68,14 @@ def connect(args) -> None:
         raise StoreError(f"no running `mlreg serve` with data in {args.data_dir}: start it (tokens live in its "
                          "table), or pass --table for a deployed environment")
     if info.get("emulated"):
-        # The emulator takes any credentials: never send the user's real ones to it.
+        # The emulator takes only its own key (in the data directory): never the user's real ones.
         # (DynamoDB Local keeps one database per access key, so there the user's own ones are needed.)
+        from mlreg.signatures import KEY_FILE, KEY_ID
+
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
-        os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
+        secret = (args.data_dir / KEY_FILE).read_text().strip()
+        os.environ.update(AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=secret)
     os.environ.update(AWS_DEFAULT_REGION=info["region"], MLREG_TABLE=info["table"],
                       MLREG_DYNAMODB_ENDPOINT=info["dynamodb_endpoint"])
     db.client.cache_clear()

@@ -105,20 +105,19 @@ def start_service(args):
     emulator = None
     if not args.dynamodb_endpoint:
         from mlreg.emulator import Emulator
-        from shared import db
 
-        emulator = Emulator(args.data_dir, args.table, args.bucket, args.region)
+        from mlreg.signatures import KEY_FILE
+
+        emulator = Emulator(args.data_dir, args.table, args.bucket, args.region, _secret(args.data_dir, KEY_FILE))
         emulator.start()
         if not args.s3_endpoint:
             os.environ["MLREG_S3_ENDPOINT"] = emulator.endpoint
-        emulator.watch(db.client())
         # -- events (shared/events/local.py): the publisher against the emulated stream, bus and queues --
-        from mlreg.emulator import DYNAMODB_LOCK
         from shared.events.local import LocalEvents
 
         if args.webhook_retry_delays:
             os.environ["MLREG_WEBHOOK_RETRY_DELAYS"] = args.webhook_retry_delays
-        emulator.events = LocalEvents(args.table, DYNAMODB_LOCK)
+        emulator.events = LocalEvents(args.table, emulator.durable_reads)
         emulator.events.start()
         # -- end events --
     else:
@@ -132,7 +131,7 @@ def start_service(args):
     if ddb_endpoint:
         admin.publish_endpoint(args.data_dir, ddb_endpoint, args.region, args.table, emulated=emulator is not None)
     # -- end auth --
-    gateway = Gateway(args.host, args.port, verbose=args.verbose)
+    gateway = Gateway(args.host, args.port, verbose=args.verbose, idle_timeout=args.idle_timeout)
     return gateway, emulator, token
 
 
@@ -166,6 +165,8 @@ def cmd_serve(args) -> int:
     except KeyboardInterrupt:
         pass
     gateway.shutdown()
+    from mlreg import admin
+
     admin.withdraw_endpoint(args.data_dir)  # auth: the CLI must not reach a stopped service
     if emulator:
         emulator.events.stop()  # events
@@ -198,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--region", default="us-east-1")
     serve.add_argument("--example", action="store_true", help="run examples/train.py against the service")
     serve.add_argument("--verbose", action="store_true", help="log every request")
+    serve.add_argument("--idle-timeout", type=float, default=60, help="seconds before an idle keep-alive "
+                       "connection is closed")
     serve.add_argument("--webhook-retry-delays", help="events: seconds before each webhook retry, e.g. 1,5,30 "
                        "(default 10,60,300,1800,7200)")
     serve.add_argument("--webhook-allow-private-ips", action="store_true",

@@ -1,223 +1,253 @@
-"""Emulated DynamoDB and S3 (moto) inside this process, persisted to a data directory.
+"""Emulated DynamoDB and S3 (moto) inside this process, durable in a data directory.
 
-Handlers call moto in-process (fast); an HTTP moto server in the same process shares that state so
-clients can follow presigned S3 URLs. Every couple of seconds changed state is written to the data
-directory with write-to-temp-then-rename, so a crash loses at most the last seconds, never the store.
-"""
+Handlers call moto in-process; an HTTP moto server in the same process shares that state so clients
+can follow presigned S3 URLs, and checks signatures as AWS does (mlreg/signatures.py). Every write
+is on disk before it is answered: table writes through the write-ahead log of mlreg/journal.py,
+objects and multipart parts as files (mlreg/objects.py). So `kill -9` at any moment loses no
+acknowledged write, and a restart reads a snapshot plus a short log.
+
+moto's DynamoDB is not thread-safe (two transactions can both pass their conditions, a read can see
+half a transaction); DynamoDB itself isolates them. Here writes take turns and reads run together
+(a reader/writer lock around every DynamoDB request, whichever way it arrives)."""
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import threading
-import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
 
-from mlreg import migrations, moto_speedups
+from mlreg import migrations, moto_speedups, signatures
+from mlreg.journal import Journal
+from mlreg.objects import ObjectFiles, patch_moto_s3
 from shared import table as table_def
 
-SNAPSHOT_SECONDS = 2.0
-WRITE_OPS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+S3_MEMORY_BYTES = 16 * 1024 * 1024
+FOLD_CHECK_SECONDS = 5.0
+FOLD_MIN_LOG_BYTES = 16 * 1024 * 1024  # logs are folded into the snapshot once they outgrow it (and this)
+READS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable", "ListTables",
+         "DescribeTimeToLive", "DescribeContinuousBackups", "ListTagsOfResource"}
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+class ReadWriteLock:
+    """Many readers at once, or one writer; a waiting writer holds back new readers."""
+
+    def __init__(self) -> None:
+        self._state = threading.Condition()
+        self._readers = self._writers_waiting = 0
+        self._writing = False
+
+    @contextmanager
+    def reading(self):
+        with self._state:
+            while self._writing or self._writers_waiting:
+                self._state.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._state:
+                self._readers -= 1
+                if not self._readers:
+                    self._state.notify_all()
+
+    @contextmanager
+    def writing(self):
+        with self._state:
+            self._writers_waiting += 1
+            while self._writing or self._readers:
+                self._state.wait()
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._state:
+                self._writing = False
+                self._state.notify_all()
 
 
-def _b64(value) -> dict:
-    """Binary attributes (the order indexes' sort keys) in the JSON snapshot."""
-    if isinstance(value, bytes):
-        return {"__b64__": base64.b64encode(value).decode()}
-    raise TypeError(f"cannot snapshot {type(value).__name__}")
+DYNAMODB_LOCK = ReadWriteLock()
 
 
-def _unb64(obj: dict):
-    return base64.b64decode(obj["__b64__"]) if set(obj) == {"__b64__"} else obj
+class DurableReads:
+    """A context manager for readers outside moto's request path (the events' stream poller): the
+    read lock, and on leaving, a wait until everything that could have been seen is on disk."""
+
+    def __init__(self, journal: Journal):
+        self.journal = journal
+        self._held = threading.local()
+
+    def __enter__(self):
+        self._held.context = DYNAMODB_LOCK.reading()
+        self._held.context.__enter__()
+
+    def __exit__(self, *exc):
+        seen = self.journal.appended
+        self._held.context.__exit__(*exc)
+        self.journal.wait(seen)
 
 
-# events: module-level so the local stream poller (shared/events/local.py) reads under the same lock
-DYNAMODB_LOCK = threading.RLock()
+def _named_items(action: str, request: dict):
+    """(table, attributes naming the item) of every item a write request may change."""
+    if action == "PutItem":
+        yield request["TableName"], request["Item"]
+    elif action in ("UpdateItem", "DeleteItem"):
+        yield request["TableName"], request["Key"]
+    elif action == "BatchWriteItem":
+        for table, writes in request["RequestItems"].items():
+            for write in writes:
+                yield table, write["PutRequest"]["Item"] if "PutRequest" in write else write["DeleteRequest"]["Key"]
+    elif action == "TransactWriteItems":
+        for entry in request["TransactItems"]:
+            (kind, operation), = entry.items()
+            if kind != "ConditionCheck":
+                yield operation["TableName"], operation.get("Item") or operation["Key"]
 
 
-def _serialise_dynamodb_requests() -> None:
-    """moto's DynamoDB is not thread-safe (concurrent transactions can both pass their conditions, or
-    fail with "dictionary changed size"); DynamoDB itself isolates them. One request at a time."""
+def _changes(handler, action: str, journal: Journal, table_name: str) -> list[tuple[dict, dict | None]]:
+    """The key and resulting item (None: gone) of every item of our table the request named."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    table = handler.dynamodb_backend.tables[table_name]
+    changes = []
+    for name, attributes in _named_items(action, handler.body):
+        if name == table_name:
+            key = {k: attributes[k] for k in journal.key_names}
+            hash_value, range_value = (DynamoType(key[k]) for k in journal.key_names)
+            item = table.items.get(hash_value, {}).get(range_value)
+            changes.append((key, item.to_json()["Attributes"] if item else None))
+    return changes
+
+
+def guard_dynamodb(journal: Journal, table_name: str):
+    """Every DynamoDB request under DYNAMODB_LOCK (reads shared, anything else exclusive); every
+    committed write journaled, and answered only once on disk. Returns the undo (tests)."""
     from moto.dynamodb.responses import DynamoHandler
 
-    if getattr(DynamoHandler.call_action, "_serialised", False):
-        return
-    lock = DYNAMODB_LOCK
     original = DynamoHandler.call_action
 
     def call_action(self, *args, **kwargs):
-        with lock:
-            return original(self, *args, **kwargs)
+        action = self._get_action()
+        if action in READS:
+            with DYNAMODB_LOCK.reading():
+                response = original(self, *args, **kwargs)
+                seen = journal.appended
+        else:
+            with DYNAMODB_LOCK.writing():
+                response = original(self, *args, **kwargs)
+                changes = _changes(self, action, journal, table_name) if action in WRITES and response[0] == 200 else []
+                seen = journal.append(changes) if changes else journal.appended
+        journal.wait(seen)  # outside the lock: concurrent requests share one fsync
+        return response
 
-    call_action._serialised = True
     DynamoHandler.call_action = call_action
+    return lambda: setattr(DynamoHandler, "call_action", original)
 
 
-def answer_unknown_uploads_as_s3() -> None:
-    """moto's CompleteMultipartUpload fails with a KeyError (a 500 here) for an upload id it does not
-    know; S3 answers NoSuchUpload, which the artifact routes turn into MLflow's 404."""
-    from moto.s3.exceptions import NoSuchUpload
-    from moto.s3.models import S3Backend
+def save_s3_writes(files: ObjectFiles):
+    """After every S3 request moto answers with success, and before that answer goes out, the
+    objects and parts it wrote are on disk (in-process calls and the moto server alike). Returns
+    the undo (tests)."""
+    from moto.s3.responses import S3Response
 
-    original = S3Backend.complete_multipart_upload
-    if getattr(original, "_mlreg", False):
-        return
+    key_response, bucket_response = S3Response.key_response, S3Response.bucket_response
 
-    def complete_multipart_upload(self, bucket_name, multipart_id, *args, **kwargs):
-        if multipart_id not in self.get_bucket(bucket_name).multiparts:
-            raise NoSuchUpload(upload_id=multipart_id)
-        return original(self, bucket_name, multipart_id, *args, **kwargs)
+    def saved_key_response(self, request, full_url, headers):
+        response = key_response(self, request, full_url, headers)
+        if request.method in ("PUT", "POST", "DELETE") and response[0] < 300:
+            files.key_request(request.method, self.bucket_name, self.parse_key_name(), self.querystring, response[2])
+        return response
 
-    complete_multipart_upload._mlreg = True
-    S3Backend.complete_multipart_upload = complete_multipart_upload
+    def saved_bucket_response(self, request, full_url, headers):
+        response = bucket_response(self, request, full_url, headers)
+        if request.method == "POST" and response[0] < 300:
+            files.bucket_request(request.method, self.bucket_name, self.querystring, self.raw_body)
+        return response
+
+    S3Response.key_response, S3Response.bucket_response = saved_key_response, saved_bucket_response
+    return lambda: (setattr(S3Response, "key_response", key_response),
+                    setattr(S3Response, "bucket_response", bucket_response))
 
 
 class Emulator:
-    """moto in-process plus a moto HTTP server for presigned URLs, with snapshots to `data_dir`."""
+    """moto in-process plus a moto HTTP server for presigned URLs, durable in `data_dir`."""
 
-    def __init__(self, data_dir: Path, table: str, bucket: str, region: str = "us-east-1"):
-        self.data_dir, self.table, self.bucket, self.region = data_dir, table, bucket, region
-        self._dirty = threading.Event()
+    def __init__(self, data_dir: Path, table: str, bucket: str, region: str, secret: str):
+        self.data_dir, self.table, self.bucket, self.region, self.secret = data_dir, table, bucket, region, secret
+        self.journal = Journal(data_dir, (table_def.PARTITION_KEY, table_def.SORT_KEY))
+        self.files = ObjectFiles(data_dir)
+        self.durable_reads = DurableReads(self.journal)
         self._stop = threading.Event()
-        self._lock = threading.Lock()
         self.endpoint = ""
 
     # -- lifecycle --
     def start(self) -> None:
         from moto import mock_aws
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
         from moto.server import ThreadedMotoServer
 
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            os.environ.setdefault(name, "local")
         os.environ.setdefault("AWS_DEFAULT_REGION", self.region)
         self._mock = mock_aws()
         self._mock.start()
-        _serialise_dynamodb_requests()
-        answer_unknown_uploads_as_s3()
+        # After moto set its fake keys: what this process signs (presigned URLs) is signed with the
+        # installation's secret, so nobody without the data directory can make or edit one.
+        os.environ.update(AWS_ACCESS_KEY_ID=signatures.KEY_ID, AWS_SECRET_ACCESS_KEY=self.secret)
+        os.environ.pop("AWS_SESSION_TOKEN", None)
         moto_speedups.install()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
-        self._watch_server()
+        wsgi = self._server._server  # the werkzeug server behind ThreadedMotoServer
+        wsgi.app = signatures.checked(wsgi.app, signatures.KEY_ID, self.secret)
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
-        self.ddb = boto3.client("dynamodb", region_name=self.region)
-        self.s3 = boto3.client("s3", region_name=self.region)
-        self.ddb.create_table(**table_def.create_table_kwargs(self.table))
-        self.s3.create_bucket(Bucket=self.bucket)
-        self._restore()
-        self._thread = threading.Thread(target=self._snapshot_loop, name="snapshots", daemon=True)
-        self._thread.start()
-
-    def watch(self, client) -> None:
-        """Mark state dirty after every successful write through `client`."""
-
-        def after_call(event_name: str, **_):
-            if event_name.rsplit(".", 1)[-1] in WRITE_OPS:
-                self._dirty.set()
-
-        client.meta.events.register("after-call.dynamodb", after_call)
-
-    def _watch_server(self) -> None:
-        """Mark state dirty after DynamoDB writes that arrive over HTTP (`mlreg token create` and
-        `mlreg project ...` write to a running service's table through this server)."""
-        wsgi = self._server._server  # werkzeug server behind ThreadedMotoServer
-        inner = wsgi.app
-
-        def app(environ, start_response):
-            response = inner(environ, start_response)
-            if environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1] in WRITE_OPS:
-                self._dirty.set()
-            return response
-
-        wsgi.app = app
+        # The handlers' S3 calls to this endpoint are answered in-process, as moto answers AWS's own
+        # endpoints (no HTTP hop, no second parse of every byte); presigned URLs reach the server.
+        os.environ["MOTO_S3_CUSTOM_ENDPOINTS"] = self.endpoint
+        # moto keeps an object's bytes in memory up to this size and spills bigger ones to a temporary
+        # file: a second disk write of every byte beside the data directory's. Parts of the usual
+        # 5-10 MB and files up to this size stay in memory.
+        os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(S3_MEMORY_BYTES))
+        boto3.client("dynamodb", region_name=self.region).create_table(**table_def.create_table_kwargs(self.table))
+        boto3.client("s3", region_name=self.region).create_bucket(Bucket=self.bucket)
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].tables[self.table]
+        saved = self.journal.load()
+        items, upgrades = migrations.upgrade_snapshot(saved)  # an older mlreg's data in today's shape
+        moto_speedups.restore_items(table, items)
+        if upgrades:
+            self.journal.wait(self.journal.append(upgrades))
+        self.files.load()
+        guard_dynamodb(self.journal, self.table)
+        save_s3_writes(self.files)
+        patch_moto_s3()
+        self._folder = threading.Thread(target=self._fold_loop, name="fold-logs", daemon=True)
+        self._folder.start()
 
     def stop(self) -> None:
+        """Stop serving, and fold the logs so the next start reads the snapshot alone."""
         self._stop.set()
-        self.snapshot()
+        self._folder.join()
         self._server.stop()
+        self.journal.close()
+        self.journal.fold(self.journal.generation + 1)
         self._mock.stop()
 
-    # -- persistence --
-    def _snapshot_loop(self) -> None:
-        pause = SNAPSHOT_SECONDS
-        while not self._stop.wait(pause):
-            started = time.monotonic()
+    # -- compaction --
+    def fold(self) -> None:
+        with DYNAMODB_LOCK.writing():
+            generation = self.journal.rotate()
+        self.journal.fold(generation)
+
+    def _fold_loop(self) -> None:
+        while not self._stop.wait(FOLD_CHECK_SECONDS):
             try:
-                self.snapshot()
-            except Exception as exc:  # keep serving; the next round tries again
-                logging.getLogger("mlreg").warning("snapshot failed: %s", exc)
-            # Saving holds moto's lock: a big table is saved less often, so requests wait at most ~10% of the time.
-            pause = max(SNAPSHOT_SECONDS, 10 * (time.monotonic() - started))
-
-    def snapshot(self) -> None:
-        with self._lock:
-            if self._dirty.is_set():
-                self._dirty.clear()
-                self._save_table()
-            self._sync_objects()
-
-    def _save_table(self) -> None:
-        """Read moto's table directly, between two requests: a consistent copy, and about 70 times
-        faster than a Scan through boto3 (10,000 items: 0.06 s against 4 s)."""
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.dynamodb.models import dynamodb_backends
-
-        with DYNAMODB_LOCK:
-            table = dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].tables[self.table]
-            items = [item.to_json()["Attributes"] for item in table.all_items()]
-        _atomic_write(self.data_dir / "table.json", json.dumps(items, default=_b64).encode())
-
-    def _sync_objects(self) -> None:
-        """Mirror changed objects to files; the manifest is written last, so it only names complete files."""
-        root = self.data_dir / "objects"
-        manifest_path = self.data_dir / "objects.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-        current = {}
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-            current.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
-        if current == manifest:
-            return
-        for key, etag in current.items():
-            if manifest.get(key) != etag:
-                path = root / key
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.name + ".tmp")
-                self.s3.download_file(self.bucket, key, str(tmp))
-                os.replace(tmp, path)
-        _atomic_write(manifest_path, json.dumps(current).encode())
-        for key in manifest.keys() - current.keys():
-            (root / key).unlink(missing_ok=True)
-
-    def _restore(self) -> None:
-        table_file = self.data_dir / "table.json"
-        saved = json.loads(table_file.read_text(), object_hook=_unb64) if table_file.exists() else []
-        items = migrations.upgrade_snapshot(saved)  # data of an older mlreg in today's shape (mlreg/migrations.py)
-        if items is not saved:
-            self._dirty.set()
-        for i in range(0, len(items), 25):
-            self.ddb.batch_write_item(RequestItems={self.table: [{"PutRequest": {"Item": it}} for it in items[i:i + 25]]})
-        manifest_path = self.data_dir / "objects.json"
-        if manifest_path.exists():
-            for key in json.loads(manifest_path.read_text()):
-                path = self.data_dir / "objects" / key
-                if path.exists():
-                    self.s3.upload_file(str(path), self.bucket, key)
-            # Re-uploaded objects get new ETags: record them so the files are not copied back.
-            current = {}
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-                current.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
-            _atomic_write(manifest_path, json.dumps(current).encode())
+                if self.journal.log_bytes() > max(FOLD_MIN_LOG_BYTES, self.journal.snapshot_bytes()):
+                    self.fold()
+            except Exception as exc:  # keep serving: the logs stay, and the next round tries again
+                logging.getLogger("mlreg").warning("folding the write-ahead log failed: %s", exc)

@@ -12,8 +12,9 @@ import socket
 import sys
 import time
 import uuid
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from mlreg import ui_static
 from mlreg.ui_bundle import BundleError
@@ -22,6 +23,7 @@ from shared.errors import MlflowError
 from shared.http import error_response
 
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024  # API Gateway refuses bodies above 10 MB
+IDLE_TIMEOUT_SECONDS = 60  # a keep-alive connection with no request for this long is closed
 LAMBDA_MAX_PAYLOAD = 6 * 1024 * 1024  # Lambda refuses invocation events and responses above 6 MB
 STAGE = "local"
 ACCOUNT = "000000000000"
@@ -35,6 +37,10 @@ MULTIPART_HINT = ("Set MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true and MLFLOW_MULT
                   "4194304 so large files go straight to S3 in presigned parts.")
 
 
+def _too_large() -> MlflowError:
+    return MlflowError(f"Request body is larger than API Gateway's 10 MB limit. {MULTIPART_HINT}", "PAYLOAD_TOO_LARGE")
+
+
 def _handler(function: str):
     return importlib.import_module(f"functions.{function}").handler
 
@@ -42,7 +48,9 @@ def _handler(function: str):
 def build_event(method: str, path: str, query: str, headers: dict[str, str], body: bytes,
                 route: routes.Route, params: dict[str, str], source_ip: str) -> dict:
     """The REST API (v1) proxy event. With binary media type */* API Gateway base64-encodes bodies.
-    The UI's calls below `/ajax-api/` reach the greedy resource that carries them (routes.py)."""
+    `path` and `pathParameters` stay percent-encoded as the client sent them (API Gateway decodes
+    only the query string); shared/http.py decodes path parameters once. The UI's calls below
+    `/ajax-api/` reach the greedy resource that carries them (routes.py)."""
     resource = routes.api_resource(route, path)
     headers = {"X-Forwarded-Proto": "http", **headers}  # API Gateway's says https
     pairs = parse_qsl(query, keep_blank_values=True)
@@ -75,6 +83,15 @@ def _resource_params(resource: str, path: str) -> dict[str, str]:
     """Path parameters as API Gateway gives them for a greedy UI resource (`proxy` holds the rest)."""
     m = routes.resource_regex(resource).match(path)
     return m.groupdict() if m else {}
+
+
+def payload_size(message: dict) -> int:
+    """The size of an event or response as Lambda counts it (its JSON). A base64 body needs no
+    escaping: its length is added rather than copied through the JSON encoder again."""
+    body = message.get("body")
+    if not body or not message.get("isBase64Encoded"):
+        return len(json.dumps(message))
+    return len(json.dumps({**message, "body": ""})) + len(body)
 
 
 def authorizer_event(event: dict) -> dict:
@@ -112,16 +129,15 @@ def authorize(event: dict, identity_header: str = "authorization") -> dict:
 def handle(method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1") -> dict:
     """One request through authorizer and handler; returns a proxy response dict."""
     split = urlsplit(raw_path)
-    path = unquote(split.path)
+    path = split.path
     try:
         if len(body) > API_GATEWAY_MAX_BODY:
-            raise MlflowError(f"Request body is larger than API Gateway's 10 MB limit. {MULTIPART_HINT}",
-                              "PAYLOAD_TOO_LARGE")
+            raise _too_large()
         route, params = routes.match(method, path.rstrip("/") or path)  # API Gateway ignores a trailing slash
         if route is None:
             raise MlflowError(f"No API route for {method} {path}", "ENDPOINT_NOT_FOUND")
         event = build_event(method, path, split.query, headers, body, route, params, source_ip)
-        if len(json.dumps(event)) > LAMBDA_MAX_PAYLOAD:
+        if payload_size(event) > LAMBDA_MAX_PAYLOAD:
             raise MlflowError(f"Request is larger than Lambda's 6 MB payload limit. {MULTIPART_HINT}",
                               "PAYLOAD_TOO_LARGE")
         if route.auth != routes.PUBLIC:
@@ -129,7 +145,7 @@ def handle(method: str, raw_path: str, headers: dict[str, str], body: bytes, sou
         elif route.function == "ui":
             ui_static.bundle()  # the UI's page reads the bundle's index.html
         response = _handler(route.function)(event, None)
-        if len(json.dumps(response)) > LAMBDA_MAX_PAYLOAD:
+        if payload_size(response) > LAMBDA_MAX_PAYLOAD:
             # What a deployed API does when a function's response is over Lambda's limit.
             raise MlflowError("Response is larger than Lambda's 6 MB payload limit", "INTERNAL_ERROR", 502)
         return response
@@ -143,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clients expect from API Gateway
     server_version = "mlreg-local"
     verbose = False
+    timeout = IDLE_TIMEOUT_SECONDS  # socket timeout: an idle keep-alive connection is closed
 
     def setup(self) -> None:
         super().setup()
@@ -150,13 +167,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > API_GATEWAY_MAX_BODY:
-            self._send(error_response(MlflowError(
-                f"Request body is larger than API Gateway's 10 MB limit. {MULTIPART_HINT}", "PAYLOAD_TOO_LARGE")))
-            self.close_connection = True
+        try:
+            body = self._read_body()
+        except MlflowError as err:
+            self.close_connection = True  # what follows on this connection cannot be told apart from the body
+            self._send(error_response(err))
             return
-        body = self.rfile.read(length) if length else b""
         headers = {k: v for k, v in self.headers.items()}
         static = ui_static.static_file(self.command, urlsplit(self.path).path)
         if static:
@@ -172,6 +188,49 @@ class _Handler(BaseHTTPRequestHandler):
             response = error_response(MlflowError("Internal server error", "INTERNAL_ERROR"))
         self._send(response)
 
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        lengths = set(self.headers.get_all("Content-Length") or [])
+        if not lengths:
+            return b""
+        length = lengths.pop().strip()
+        if lengths or not length.isdigit():
+            raise MlflowError(f"Invalid Content-Length header: {self.headers.get('Content-Length')!r}", "BAD_REQUEST")
+        if int(length) > API_GATEWAY_MAX_BODY:
+            raise _too_large()
+        body = self.rfile.read(int(length))
+        if len(body) < int(length):
+            raise MlflowError("The request body is shorter than its Content-Length", "BAD_REQUEST")
+        return body
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while True:
+            size = self.rfile.readline(1024).split(b";")[0].strip()
+            try:
+                size = int(size, 16)
+            except ValueError:
+                raise MlflowError("Malformed chunked request body", "BAD_REQUEST") from None
+            if size == 0:
+                while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return bytes(body)
+            if len(body) + size > API_GATEWAY_MAX_BODY:
+                raise _too_large()
+            body += self.rfile.read(size)
+            self.rfile.readline(8)  # the chunk's CRLF
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a request line over 64 KB, bad syntax, too many headers, an
+        unknown method) in MLflow's JSON shape instead of an HTML page."""
+        self.close_connection = True
+        self.request_version = self.protocol_version  # a status line and headers even for "HTTP/0.9" garbage
+        if code == HTTPStatus.REQUEST_URI_TOO_LONG:
+            message = "The request line is longer than 65,536 bytes"
+        error_code = "NOT_IMPLEMENTED" if code == HTTPStatus.NOT_IMPLEMENTED else "BAD_REQUEST"
+        self._send(error_response(MlflowError(message or HTTPStatus(code).description, error_code, code)))
+
     def _send(self, response: dict) -> None:
         body = response.get("body") or ""
         data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
@@ -182,6 +241,8 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:  # say so, or a pooling client sends its next request into a closed socket
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -198,6 +259,6 @@ class Gateway(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # many clients connect at once (parallel uploads, concurrent writers)
 
-    def __init__(self, host: str, port: int, verbose: bool = False):
-        handler = type("Handler", (_Handler,), {"verbose": verbose})
+    def __init__(self, host: str, port: int, verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT_SECONDS):
+        handler = type("Handler", (_Handler,), {"verbose": verbose, "timeout": idle_timeout})
         super().__init__((host, port), handler)

@@ -9,6 +9,7 @@ See docs/deployment.md ("Upgrading")."""
 
 from __future__ import annotations
 
+import base64
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -102,24 +103,40 @@ def marker(applied: Iterable[str]) -> dict:
 
 # ---- mlreg serve: the items it loads ------------------------------------------------------------------
 
-def upgrade_snapshot(raw_items: list[dict]) -> list[dict]:
-    """Items as DynamoDB JSON (the local service's saved table) -> today's shape, with the marker
-    saying so. Current data passes through untouched and unconverted (fast restarts)."""
+def upgrade_snapshot(saved: list[dict]) -> tuple[list[dict], list[tuple[dict, dict | None]]]:
+    """Items as DynamoDB JSON (the local service's saved table) -> (today's items, the changes as
+    (key, item or None for deleted) to make durable), the marker saying the steps ran. Current data
+    passes through untouched and unconverted (fast restarts)."""
     from shared import db
 
-    mark = next((i for i in raw_items if i["pk"].get("S") == MARKER_PK and i["sk"].get("S") == MARKER_SK), None)
+    mark = next((i for i in saved if i["pk"].get("S") == MARKER_PK and i["sk"].get("S") == MARKER_SK), None)
     applied = [v["S"] for v in mark["applied"]["L"]] if mark else []
     steps = pending(applied)
     if not steps:
-        return raw_items
-    if not mark and not raw_items:  # a new data directory: nothing to upgrade, only the marker to set
-        return [db.to_item(marker(s.name for s in STEPS))]
-    items = [db.from_item(i) for i in raw_items if i is not mark]
+        return saved, []
+    items = [db.from_item(_bytes_of_base64(i)) for i in saved if i is not mark]
     change = apply(steps, items)
     gone = set(change.deletes)
     kept = {(i["pk"], i["sk"]): i for i in items if (i["pk"], i["sk"]) not in gone}
     kept.update({(i["pk"], i["sk"]): i for i in change.puts})
-    return [db.to_item(i) for i in kept.values()] + [db.to_item(marker([*applied, *(s.name for s in steps)]))]
+    new_mark = marker([*applied, *(s.name for s in steps)])
+    written = [db.to_item(i) for i in [*change.puts, new_mark]]
+    changes = [({"pk": i["pk"], "sk": i["sk"]}, i) for i in written]
+    changes += [({"pk": {"S": pk}, "sk": {"S": sk}}, None) for pk, sk in change.deletes]
+    return [db.to_item(i) for i in kept.values()] + [written[-1]], changes
+
+
+def _bytes_of_base64(value):
+    """Saved binary values are base64 text, as on DynamoDB's wire; shared.db converts bytes."""
+    if isinstance(value, dict):
+        if set(value) == {"B"} and isinstance(value["B"], str):
+            return {"B": base64.b64decode(value["B"])}
+        if set(value) == {"BS"}:
+            return {"BS": [base64.b64decode(v) if isinstance(v, str) else v for v in value["BS"]]}
+        return {k: _bytes_of_base64(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bytes_of_base64(v) for v in value]
+    return value
 
 
 # ---- mlreg migrate: a deployed table -------------------------------------------------------------------

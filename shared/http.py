@@ -10,6 +10,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -208,7 +209,7 @@ def to_request(event: dict, iam_caller: bool = False) -> Request:
     if iam_caller:
         identity = (event.get("requestContext") or {}).get("identity") or {}
         auth = {"role": "write", "token_id": identity.get("userArn") or identity.get("caller") or "iam"}
-    params = event.get("pathParameters") or {}
+    params = path_parameters(event)
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
@@ -235,6 +236,12 @@ def to_request(event: dict, iam_caller: bool = False) -> Request:
         via_session=auth.get("session") == "true",
         path=event.get("path") or "",
     )
+
+
+def path_parameters(event: dict) -> dict[str, str]:
+    """API Gateway passes path parameters percent-encoded, as sent: decoded here, once, so
+    `a%2541` is the name `a%41`. The project is a plain id, taken as the authorizer checked it."""
+    return {k: v if k == "project" else unquote(v) for k, v in (event.get("pathParameters") or {}).items()}
 
 
 def to_response(result: Any) -> dict:

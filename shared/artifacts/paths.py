@@ -1,13 +1,17 @@
 """Artifact route paths -> S3 keys. Every key is built here from the authorised project, and every
 path a client sends is checked first: nothing may resolve outside `projects/<project>/`.
 
-MLflow's reference check is `mlflow.utils.uri.validate_path_is_safe`; this one is stricter because
-S3 keys are plain strings: `a//b`, `a/./b` and `a/b` would be three different objects."""
+Paths are taken literally: the transport decoded them once (a URL path in shared/http.py, a query
+string or JSON body by its parser), and `report%41.txt` is stored, listed and served under that name.
+MLflow's reference check is `mlflow.utils.uri.validate_path_is_safe`, which decodes until stable;
+MLflow's clients decode listed names the same way, so no decoding of a path may hide a traversal
+either. Stricter than MLflow because S3 keys are plain strings: `a//b`, `a/./b` and `a/b` would be
+three different objects."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from shared.errors import MlflowError, invalid
 from shared.projects import valid_project_id
@@ -18,29 +22,34 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _fully_decoded(path: str) -> str:
-    """Percent-decode until stable, as MLflow does, so `%252e%252e` cannot hide a `..`."""
+def _decodings(path: str) -> list[str]:
+    """The path and what percent-decoding makes of it, level by level, until stable."""
+    forms = [path]
     for _ in range(10):
-        decoded = unquote(path)
-        if decoded == path:
-            return path
-        path = decoded
+        decoded = unquote(forms[-1])
+        if decoded == forms[-1]:
+            return forms
+        forms.append(decoded)
     raise invalid("Invalid path: too many levels of percent-encoding")
 
 
-def safe_path(path: str) -> str:
-    """A relative artifact path with only plain segments, decoded; INVALID_PARAMETER_VALUE otherwise."""
-    if not isinstance(path, str) or not path:
-        raise invalid("Invalid path: empty")
-    path = _fully_decoded(path)
+def _check(path: str, shown: str) -> None:
     if _CONTROL.search(path):
         raise invalid("Invalid path: control characters are not allowed")
     if "\\" in path or "#" in path:
-        raise invalid(f"Invalid path {path!r}: backslashes and '#' are not allowed")
+        raise invalid(f"Invalid path {shown!r}: backslashes and '#' are not allowed")
     if path.startswith("/") or _DRIVE.match(path):
-        raise invalid(f"Invalid path {path!r}: must be relative")
+        raise invalid(f"Invalid path {shown!r}: must be relative")
     if any(segment in ("", ".", "..") for segment in path.split("/")):
-        raise invalid(f"Invalid path {path!r}: empty, '.' and '..' segments are not allowed")
+        raise invalid(f"Invalid path {shown!r}: empty, '.' and '..' segments are not allowed")
+
+
+def safe_path(path: str) -> str:
+    """A relative artifact path with only plain segments, as given; INVALID_PARAMETER_VALUE otherwise."""
+    if not isinstance(path, str) or not path:
+        raise invalid("Invalid path: empty")
+    for form in _decodings(path):
+        _check(form, path)
     return path
 
 
@@ -72,6 +81,23 @@ def folder_path(path: str | None) -> str:
         raise invalid("Invalid path: expected one string")
     path = (path or "").rstrip("/")
     return safe_path(path) if path else ""
+
+
+def package_uri_path(model: str, semver: str) -> str:
+    """A package's path in its `mlflow-artifacts:` URI: the model name escaped (a URI path is
+    percent-encoded), so the client's URLs decode back to the literal name."""
+    return f"{PACKAGES}/{quote(model, safe='')}/{semver}"
+
+
+def listed_folder(path: str | None) -> str | None:
+    """A folder to list as the client sends it: MLflow's client copies the path of the artifact URI
+    it was given, so a package's model name arrives escaped (package_uri_path) and is unescaped here;
+    every other segment is literal (the roots mlreg hands out have no escapes)."""
+    top, _, rest = path.partition("/") if isinstance(path, str) else ("", "", "")
+    if top != PACKAGES or not rest:
+        return path
+    model, _, below = rest.partition("/")
+    return "/".join(part for part in (PACKAGES, unquote(model), below) if part)
 
 
 def folder_prefix(project: str, path: str | None) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from shared.artifacts import messages, store
-from shared.artifacts.paths import file_name, folder_path, folder_prefix, object_key
+from shared.artifacts.paths import file_name, folder_path, folder_prefix, listed_folder, object_key
 from shared.artifacts.responses import serve
 from shared.errors import invalid
 from shared.http import Request, Response
@@ -17,7 +17,7 @@ CREATE_RESPONSE_BUDGET = 5 * 1024 * 1024  # the part URLs must fit in one Lambda
 
 def list_artifacts(req: Request, msg: messages.ListArtifacts) -> dict:
     """GET mlflow-artifacts/artifacts?path=: direct children, paths relative to the listed folder."""
-    files = store.list_folder(folder_prefix(req.project, msg.path))
+    files = store.list_folder(folder_prefix(req.project, listed_folder(msg.path)))
     return {"files": files} if files else {}
 
 

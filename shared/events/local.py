@@ -7,10 +7,11 @@ delivery queue and its dead-letter queue, and two pollers standing in for Lambda
 - The queue poller receives delivery messages and calls the publisher with the Lambda SQS event,
   deleting what it reports done (the failed ones were postponed by the publisher itself).
 
-Stream reads take the emulator's DynamoDB lock: moto applies a transaction item by item and rolls it
-back by swapping in a copy of the table, so a reader outside the lock could see records of a
-transaction that then fails. Each poll asks for a fresh iterator after the last sequence number,
-because the rollback also swaps the stream shard."""
+Stream reads take the emulator's read lock (`mlreg.emulator.DurableReads`): moto applies a
+transaction item by item and undoes it on failure, so a reader outside the lock could see records of
+a transaction that then fails; and leaving the lock waits until what was read is on disk, so no
+event is published for a write a crash could take back. Each poll asks for a fresh iterator after
+the last sequence number, because a rollback also cuts the stream shard."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ log = logging.getLogger("mlreg.events")
 
 
 class LocalEvents:
-    def __init__(self, table: str, lock: threading.RLock):
+    def __init__(self, table: str, lock):
         self.table, self.lock = table, lock
         self._stop = threading.Event()
         self._last: str | None = None

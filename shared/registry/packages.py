@@ -14,6 +14,8 @@ from urllib.parse import quote
 import boto3
 from botocore.config import Config
 
+from shared.artifacts.paths import package_uri_path
+
 DELETE_BATCH = 1000  # DeleteObjects limit
 COPY_THREADS = 16
 # Files up to this size are copied in one CopyObject, so S3 computes each one's full SHA-256 (shown
@@ -63,7 +65,7 @@ def renamed_page_url(url: str, new_name: str) -> str:
 
 def download_uri(model: str, semver: str) -> str:
     """Resolved by the client against the tracking URI: the project's read-only packages path."""
-    return f"mlflow-artifacts:/packages/{model}/{semver}"
+    return f"mlflow-artifacts:/{package_uri_path(model, semver)}"
 
 
 # A version whose source mlreg does not hold has no package: it carries this tag, and its

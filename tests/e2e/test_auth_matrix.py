@@ -9,6 +9,7 @@ checks: what project A holds is invisible to project B's admin token."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -221,9 +222,13 @@ def test_cli_lists_tokens_without_secrets(service, tokens):
 
 def test_cli_with_an_explicit_table_and_endpoint(service, tokens):
     """The deployed-environment path (`--table`, here with the service's own endpoint as DynamoDB)."""
+    from mlreg.signatures import KEY_FILE, KEY_ID
+
     info = json.loads((service.data_dir / "endpoint.json").read_text())
+    keys = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": (service.data_dir / KEY_FILE).read_text()}
     result = subprocess.run([sys.executable, "-m", "mlreg.cli", "token", "list", "--project", B, "--json",
                              "--table", info["table"], "--dynamodb-endpoint", info["dynamodb_endpoint"],
-                             "--region", info["region"]], capture_output=True, text=True, timeout=60)
+                             "--region", info["region"]], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **keys})
     assert result.returncode == 0, result.stderr
     assert [t["role"] for t in json.loads(result.stdout)] == ["admin"]

@@ -45,9 +45,12 @@ def unique(prefix: str) -> str:
 
 
 def aws(service, name: str):
+    """A client of the emulator's endpoint, signing with its key (as `mlreg token` does)."""
+    from mlreg.signatures import KEY_FILE, KEY_ID
+
     info = json.loads((service.data_dir / "endpoint.json").read_text())
     return boto3.client(name, endpoint_url=info["dynamodb_endpoint"], region_name=info["region"],
-                        aws_access_key_id="local", aws_secret_access_key="local")
+                        aws_access_key_id=KEY_ID, aws_secret_access_key=(service.data_dir / KEY_FILE).read_text())
 
 
 class Rule:

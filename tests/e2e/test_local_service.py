@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 
 import mlflow
 import pytest
@@ -22,10 +21,9 @@ def test_data_survives_restart(tmp_path, monkeypatch):
         exp = client.create_experiment("persisted")
         run = client.create_run(exp)
         client.log_metric(run.info.run_id, "m", 1.5, step=3)
-        time.sleep(2.5)  # one snapshot interval
     finally:
         stop_service(svc)
-    assert (data_dir / "table.json").exists()
+    assert (data_dir / "table.json").exists()  # a clean stop folds the write-ahead log into the snapshot
 
     again = start_service(data_dir)
     try:

@@ -4,10 +4,11 @@ and, through the local gateway in-process, a token of one project cannot reach a
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote, urlparse
 
 import pytest
 
-from shared.artifacts.paths import file_name, folder_prefix, object_key, safe_path
+from shared.artifacts.paths import file_name, folder_prefix, listed_folder, object_key, package_uri_path, safe_path
 from shared.errors import MlflowError
 
 UNSAFE = [
@@ -34,9 +35,30 @@ def test_plain_paths_map_below_the_project(path):
     assert object_key("proj-1", path) == f"projects/proj-1/artifacts/{path}"
 
 
-def test_percent_encoding_is_decoded_like_mlflow():
-    assert safe_path("a%20b/c%2541") == "a b/cA"
-    assert object_key("p", "dir%2Ffile") == "projects/p/artifacts/dir/file"
+def test_paths_are_literal_once_the_transport_decoded_them():
+    assert safe_path("a%20b/c%2541") == "a%20b/c%2541"
+    assert object_key("p", "dir%2Ffile") == "projects/p/artifacts/dir%2Ffile"
+    assert object_key("p", "50%off") == "projects/p/artifacts/50%off"
+
+
+def test_package_uris_escape_the_model_name_and_listings_read_it_back():
+    for model in ["plain", "zz%41x", "pct%2541", "a b?c#d", "ü"]:
+        uri_path = package_uri_path(model, "1.0.0")
+        assert urlparse(f"mlflow-artifacts:/{uri_path}").path == f"/{uri_path}"  # nothing read as query or fragment
+        assert unquote(uri_path) == f"packages/{model}/1.0.0"
+        assert listed_folder(uri_path) == f"packages/{model}/1.0.0"
+        assert listed_folder(uri_path + "/data") == f"packages/{model}/1.0.0/data"
+    assert package_uri_path("zz%41x", "1.0.0") == "packages/zz%2541x/1.0.0"
+    assert listed_folder("packages") == "packages"
+    assert listed_folder("0/r/artifacts/a%41") == "0/r/artifacts/a%41"  # run roots have no escapes
+
+
+def test_path_parameters_are_decoded_once():
+    from shared.http import path_parameters
+
+    event = {"pathParameters": {"project": "p", "path": "0/r/artifacts/report%2541.txt", "tag_key": "a%20b"}}
+    assert path_parameters(event) == {"project": "p", "path": "0/r/artifacts/report%41.txt", "tag_key": "a b"}
+    assert path_parameters({"pathParameters": None}) == {}
 
 
 def test_packages_are_read_only_and_live_beside_artifacts():

@@ -29,6 +29,19 @@ def test_emulator_cost_compares_moto_with_the_patched_moto():
     assert plain > 0 and patched > 0
 
 
+def test_restart_times_a_data_directory_of_the_given_size():
+    table = [line.split("|")[1:-1] for line in bench("bench.restart", "--items", "300", "--log-items", "100",
+                                                      "--repeat", "1").splitlines() if line.startswith("| 300 ")]
+    assert [cells[1].strip() for cells in table] == ["0", "100"]  # all in the snapshot; a tail in the log
+    assert all(float(cells[3].strip().removesuffix(" s")) > 0 for cells in table)
+
+
+def test_emulator_locks_compares_one_lock_with_the_reader_writer_lock():
+    found = rows(bench("bench.emulator_locks", "--readers", "2", "--writers", "1", "--seconds", "0.5"))
+    for lock in ("one lock (every request alone)", "reader/writer lock"):
+        assert float(found[lock][0].replace(",", "")) > 0 and float(found[lock][1].replace(",", "")) > 0
+
+
 def test_warm_cpu_times_every_scenario():
     found = rows(bench("bench.warm_cpu", "--runs", "10", "--repeat", "1", "--versions", "2"))
     assert float(found["registered-models/alias (get-by-alias)"][0]) > 0
@@ -42,6 +55,11 @@ def test_cold_start_serves_a_first_request_of_every_function():
         init, invoke, first = (float(x.split()[0].strip("*")) for x in row[:3])
         assert init > 0 and invoke > 0 and first == pytest.approx(init + invoke, abs=1.5)
         assert float(found[name][0]) > 0, "import time of the AWS SDK"
+
+
+def test_uploads_times_transfers():
+    found = rows(bench("bench.uploads", "--sizes-mb", "1", "--repeat", "1", "--only", "mlreg", "--settle", "0"))
+    assert float(found["log_artifact 1 MB"][0]) > 0 and float(found["download_artifacts 1 MB"][0]) > 0
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="starts two servers")

@@ -44,20 +44,39 @@ def test_steps_never_edit_what_they_read():
 
 
 def test_snapshot_of_an_older_mlreg_is_upgraded_and_marked():
-    saved = [db.to_item(i) for i in _old_items()]
-    loaded = migrations.upgrade_snapshot(saved)
+    saved = [_as_saved(i) for i in _old_items()]
+    loaded, changes = migrations.upgrade_snapshot(saved)
     by_key = {(i["pk"]["S"], i["sk"]["S"]): db.from_item(i) for i in loaded}
     assert by_key[(PK, "A#champion")] == _expected_alias()
     assert by_key[(PK, "V#0000000002")]["rev"] == 0
     assert by_key[("P#q#R#def", "#R")] == OTHER_PROJECT_RUN
     assert by_key[(migrations.MARKER_PK, migrations.MARKER_SK)]["applied"] == [s.name for s in migrations.STEPS]
+    # what changed, to be made durable: the two upgraded items and the marker, each under its key
+    assert sorted(key["sk"]["S"] for key, _ in changes) == [migrations.MARKER_SK, "A#champion", "V#0000000002"]
+    assert all(item["pk"] == key["pk"] and item["sk"] == key["sk"] for key, item in changes)
     # loading the upgraded data again passes it through as it is (no conversion: fast restarts)
-    assert migrations.upgrade_snapshot(loaded) is loaded
+    again, no_changes = migrations.upgrade_snapshot(loaded)
+    assert again is loaded and no_changes == []
+
+
+def test_saved_binary_values_stay_binary():
+    """The journal saves binary values as on DynamoDB's wire (base64 text)."""
+    ordered = {**RUN, "g3sk": b"\x01\xff"}
+    (item, mark), _ = migrations.upgrade_snapshot([_as_saved(ordered)])
+    assert db.from_item(item) == ordered
 
 
 def test_a_new_data_directory_is_marked_current():
-    (mark,) = migrations.upgrade_snapshot([])
+    (mark,), changes = migrations.upgrade_snapshot([])
     assert db.from_item(mark)["applied"] == [s.name for s in migrations.STEPS]
+    assert [item for _, item in changes] == [mark]
+
+
+def _as_saved(item: dict) -> dict:
+    """An item as the local service saves it: DynamoDB JSON with binary values in base64."""
+    import base64
+
+    return {k: ({"B": base64.b64encode(v["B"]).decode()} if "B" in v else v) for k, v in db.to_item(item).items()}
 
 
 def test_migrate_a_deployed_table(aws):

@@ -1,0 +1,213 @@
+"""Durability of the emulated table: a write-ahead log of the item images every committed write
+leaves, fsync'ed before the write is answered, and folded into a snapshot now and then.
+
+In the data directory:
+  table.json       the snapshot: {"generation": G, "items": [...]} (items in DynamoDB's JSON wire
+                   format, binary values base64; an older mlreg wrote a bare list: generation 0)
+  wal/<G>.log      one record per committed write after that snapshot began: `<crc32> <json>\\n`,
+                   json = [[key, item or null], ...] (null: the item is gone)
+
+Loading takes the snapshot, then every log from its generation on, in order. A record cut short by
+a crash (no newline, or a checksum that does not match) ends its log: its write was never answered,
+because an answer waits for the fsync that covers its record and every record before it.
+
+Group commit: writers append under the table's write lock, then wait outside it until an fsync
+covers them, so concurrent writers share fsyncs. Readers wait the same way for every write they
+could have seen: nothing is shown that a crash could take back."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import threading
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+SNAPSHOT = "table.json"
+LOGS = "wal"
+_LOG_NAME = re.compile(r"^(\d{8})\.log$")
+
+
+def _b64(value) -> str:
+    """Binary values as DynamoDB's wire format has them: base64 text."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"cannot save {type(value).__name__}")
+
+
+def _legacy_b64(obj: dict):
+    """Binary values as an older mlreg saved them: {"__b64__": ...} in place of the value."""
+    return base64.b64decode(obj["__b64__"]) if len(obj) == 1 and "__b64__" in obj else obj
+
+
+def dumps(value) -> str:
+    return json.dumps(value, default=_b64, separators=(",", ":"))
+
+
+def loads(data: bytes):
+    return json.loads(data, object_hook=_legacy_b64 if b'"__b64__"' in data else None)
+
+
+def fsync_dir(path: Path) -> None:
+    """A rename or unlink is durable once its directory is."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: Path) -> None:
+    """A directory that will still be there after a crash: created with any missing parents, each
+    new entry fsync'ed into its parent."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        fsync_dir(directory.parent)
+
+
+def atomic_write(path: Path, chunks: Iterator[bytes] | bytes) -> None:
+    """Write-to-temp, fsync, rename, fsync the directory: the file is the old one or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        for chunk in [chunks] if isinstance(chunks, bytes) else chunks:
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class Journal:
+    def __init__(self, data_dir: Path, key_names: tuple[str, ...]):
+        self.snapshot_path, self.log_dir = data_dir / SNAPSHOT, data_dir / LOGS
+        self.key_names = key_names
+        self.generation = 0  # of the log being appended to
+        self.appended = 0  # records written (under the table's write lock)
+        self._durable = 0  # records an fsync has covered
+        self._fd: int | None = None
+        self._sync = threading.Lock()
+
+    def key(self, item: dict) -> tuple:
+        return tuple(next(iter(item[name].values())) for name in self.key_names)
+
+    # -- loading --
+    def load(self) -> list[dict]:
+        """Every item as of the last answered write; then opens a fresh log to append to."""
+        generation, items = self._snapshot()
+        by_key = {self.key(item): item for item in items}
+        last = generation
+        for log_generation, path in self._logs():
+            if log_generation >= generation:
+                self._replay(path, by_key)
+                last = log_generation
+        self._open(last + 1)
+        return list(by_key.values())
+
+    def _snapshot(self) -> tuple[int, list[dict]]:
+        if not self.snapshot_path.exists():
+            return 0, []
+        saved = loads(self.snapshot_path.read_bytes())
+        return (0, saved) if isinstance(saved, list) else (saved["generation"], saved["items"])
+
+    def _logs(self) -> list[tuple[int, Path]]:
+        if not self.log_dir.exists():
+            return []
+        found = ((_LOG_NAME.match(p.name), p) for p in self.log_dir.iterdir())
+        return sorted((int(m.group(1)), p) for m, p in found if m)
+
+    def _replay(self, path: Path, by_key: dict) -> None:
+        for record in records(path):
+            for key, item in record:
+                if item is None:
+                    by_key.pop(self.key(key), None)
+                else:
+                    by_key[self.key(key)] = item
+
+    # -- appending --
+    def _open(self, generation: int) -> None:
+        ensure_dir(self.log_dir)
+        self._fd = os.open(self.log_dir / f"{generation:08d}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.generation = generation
+        fsync_dir(self.log_dir)
+
+    def append(self, changes: list[tuple[dict, dict | None]]) -> int:
+        """Called under the table's write lock, in commit order; returns the record's number."""
+        line = dumps(changes).encode()
+        data = b"%08x %s\n" % (zlib.crc32(line), line)
+        while data:
+            data = data[os.write(self._fd, data):]
+        self.appended += 1
+        return self.appended
+
+    def wait(self, record: int) -> None:
+        """Returns once an fsync covers `record` and everything before it (one fsync for all waiting)."""
+        if self._durable >= record:
+            return
+        with self._sync:
+            if self._durable >= record:
+                return
+            covered = self.appended  # written before this fsync starts, so covered by it
+            os.fsync(self._fd)
+            self._durable = covered
+
+    def close(self) -> None:
+        with self._sync:
+            if self._fd is not None:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._durable, self._fd = self.appended, None
+
+    # -- compaction --
+    def log_bytes(self) -> int:
+        return sum(p.stat().st_size for _, p in self._logs())
+
+    def snapshot_bytes(self) -> int:
+        return self.snapshot_path.stat().st_size if self.snapshot_path.exists() else 0
+
+    def rotate(self) -> int:
+        """Start the next log; call under the table's write lock. Returns the new generation: every
+        record before it is in an older log, fsync'ed."""
+        with self._sync:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._durable = self.appended
+            self._open(self.generation + 1)
+        return self.generation
+
+    def fold(self, generation: int) -> None:
+        """Snapshot + the logs before `generation` -> a new snapshot of that generation; those logs go.
+        Reads files only, so the table keeps serving meanwhile."""
+        old_generation, items = self._snapshot()
+        by_key = {self.key(item): item for item in items}
+        done = [(g, p) for g, p in self._logs() if g < generation]
+        for log_generation, path in done:
+            if log_generation >= old_generation:
+                self._replay(path, by_key)
+        atomic_write(self.snapshot_path, _snapshot_chunks(generation, by_key.values()))
+        for _, path in done:
+            path.unlink()
+        fsync_dir(self.log_dir)
+
+
+def _snapshot_chunks(generation: int, items) -> Iterator[bytes]:
+    yield b'{"generation":%d,"items":[' % generation
+    for i, item in enumerate(items):
+        yield (b"," if i else b"") + dumps(item).encode()
+    yield b"]}"
+
+
+def records(path: Path) -> Iterator[list]:
+    """The whole records of a log, in order; stops at the first torn one."""
+    with open(path, "rb") as f:
+        for line in f:
+            checksum, _, body = line.partition(b" ")
+            if not line.endswith(b"\n") or checksum != b"%08x" % zlib.crc32(body[:-1]):
+                return
+            yield loads(body)

@@ -1,0 +1,221 @@
+"""Durability of the emulated bucket: every object and every part of a multipart upload is a file in
+the data directory, fsync'ed before S3's answer goes out, whichever way the request came (the
+handlers' in-process calls, or a client's presigned URL on the moto server). moto keeps serving
+them from memory; on start they are loaded back.
+
+In the data directory:
+  s3/objects/<h[:2]>/<h>   one object (h: sha256 of bucket and key): a JSON line (bucket, key, etag,
+                           metadata, last modified), then the bytes
+  s3/uploads/<upload id>/  a multipart upload in progress: upload.json, and part-<n> per part
+
+An older mlreg mirrored objects every few seconds into objects/<key> with an objects.json manifest:
+that layout is read once and rewritten in this one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import os
+import shutil
+import threading
+import xml.etree.ElementTree as ElementTree
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+from mlreg.journal import atomic_write, ensure_dir, fsync_dir
+
+COPY_CHUNK = 1024 * 1024
+GONE = ".gone"
+LOCK_STRIPES = 64
+
+
+class ObjectFiles:
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.objects, self.uploads = data_dir / "s3" / "objects", data_dir / "s3" / "uploads"
+        # One write of a key (or a part) at a time: each saves what moto holds *after* its request,
+        # so whichever saves last saves the latest state.
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+
+    def _backend(self):
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+
+        return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+    def _lock(self, *names: str) -> threading.Lock:
+        return self._locks[hash(names) % LOCK_STRIPES]
+
+    def _object_path(self, bucket: str, key: str) -> Path:
+        digest = hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()
+        return self.objects / digest[:2] / digest
+
+    # -- after each S3 request moto answered with success --
+    def key_request(self, method: str, bucket: str, key: str, query: dict, response_body) -> None:
+        upload_id = (query.get("uploadId") or [None])[0]
+        if method == "PUT" and upload_id and "partNumber" in query:
+            self._save_part(bucket, upload_id, int(query["partNumber"][0]))
+        elif method == "POST" and "uploads" in query:
+            self._save_upload(bucket, _upload_id_in(response_body))
+        elif method == "POST" and upload_id:  # completed: the object, then the upload is gone
+            self.save_object(bucket, key)
+            self._drop_upload(upload_id)
+        elif method == "DELETE" and upload_id:
+            self._drop_upload(upload_id)
+        elif method in ("PUT", "DELETE"):  # put, copy, delete (tags and ACLs are not kept)
+            self.save_object(bucket, key)
+
+    def bucket_request(self, method: str, bucket: str, query: dict, request_body) -> None:
+        if method == "POST" and "delete" in query:
+            for key in _keys_in(request_body):
+                self.save_object(bucket, key)
+        elif method == "POST" and "key" in query:  # a browser-style form upload
+            self.save_object(bucket, query["key"][0])
+
+    def save_object(self, bucket: str, key: str) -> None:
+        """The object as moto holds it now, or its absence."""
+        path = self._object_path(bucket, key)
+        with self._lock(bucket, key):
+            obj = self._backend().get_object(bucket, key) if bucket in self._backend().buckets else None
+            if obj is None:
+                if path.exists():
+                    path.unlink()
+                    fsync_dir(path.parent)
+                return
+            header = {"bucket": bucket, "key": key, "etag": obj.etag.strip('"'), "metadata": dict(obj.metadata),
+                      "last_modified": obj.last_modified.isoformat()}
+            ensure_dir(path.parent)
+            atomic_write(path, _with_header(header, obj))
+
+    def _save_upload(self, bucket: str, upload_id: str) -> None:
+        upload = self._backend().get_bucket(bucket).multiparts[upload_id]
+        folder = self.uploads / upload_id
+        ensure_dir(folder)
+        atomic_write(folder / "upload.json", json.dumps({"bucket": bucket, "key": upload.key_name,
+                                                         "metadata": dict(upload.metadata)}).encode())
+
+    def _save_part(self, bucket: str, upload_id: str, number: int) -> None:
+        with self._lock(upload_id, str(number)):
+            upload = self._backend().get_bucket(bucket).multiparts.get(upload_id)
+            part = upload.parts.get(number) if upload else None
+            if part is not None and (self.uploads / upload_id).exists():
+                atomic_write(self.uploads / upload_id / f"part-{number}", _chunks(part))
+
+    def _drop_upload(self, upload_id: str) -> None:
+        """Renamed away first: a crash halfway through deleting must not leave an upload missing parts."""
+        folder, gone = self.uploads / upload_id, self.uploads / f"{upload_id}{GONE}"
+        if folder.exists():
+            os.replace(folder, gone)
+            fsync_dir(self.uploads)
+            shutil.rmtree(gone)
+
+    # -- start --
+    def load(self) -> None:
+        """Every saved object and upload back into moto, as it was answered."""
+        backend = self._backend()
+        for path in sorted(self.objects.glob("*/*")) if self.objects.exists() else []:
+            if path.name.endswith(".tmp"):
+                path.unlink()
+                continue
+            with open(path, "rb") as f:
+                header = json.loads(f.readline())
+                obj = backend.put_object(header["bucket"], header["key"], f.read(), etag=header["etag"])
+            obj.set_metadata(header["metadata"])
+            obj.last_modified = datetime.fromisoformat(header["last_modified"])
+        for folder in sorted(self.uploads.iterdir()) if self.uploads.exists() else []:
+            self._load_upload(backend, folder)
+        self._upgrade_mirror(backend)
+
+    def _load_upload(self, backend, folder: Path) -> None:
+        if folder.name.endswith(GONE) or not (folder / "upload.json").exists():  # completed, aborted, never answered
+            shutil.rmtree(folder)
+            return
+        saved = json.loads((folder / "upload.json").read_text())
+        upload = backend.create_multipart_upload(saved["bucket"], saved["key"], saved["metadata"], "STANDARD",
+                                                 {}, None, None, None)
+        bucket = backend.get_bucket(saved["bucket"])
+        del bucket.multiparts[upload.id]
+        upload.id = folder.name  # the id the client holds
+        bucket.multiparts[upload.id] = upload
+        for part in folder.glob("part-*"):
+            if not part.name.endswith(".tmp"):
+                upload.set_part(int(part.name.removeprefix("part-")), part.read_bytes())
+
+    def _upgrade_mirror(self, backend) -> None:
+        manifest = self.data_dir / "objects.json"
+        if not manifest.exists():
+            return
+        bucket = next(iter(backend.buckets))
+        for key in json.loads(manifest.read_text()):
+            path = self.data_dir / "objects" / key
+            if path.is_file():
+                obj = backend.put_object(bucket, key, path.read_bytes())
+                obj.set_metadata({"Content-Type": mimetypes.guess_type(key)[0] or "binary/octet-stream"})
+                self.save_object(bucket, key)
+        manifest.unlink()
+        shutil.rmtree(self.data_dir / "objects", ignore_errors=True)
+        fsync_dir(self.data_dir)
+
+
+def patch_moto_s3():
+    """moto's S3 closer to S3's answers and costs. Returns the undo (tests).
+    - A part or a completion for an unknown upload id is NoSuchUpload (404), not a KeyError (500):
+      a client retrying a completion whose answer was lost relies on it.
+    - A completed multipart upload gets no full-object CRC64 unless the upload asked for a checksum:
+      moto computes it in Python over a copy of every byte (most of a completion's time)."""
+    from moto.s3 import models
+    from moto.s3.exceptions import NoSuchUpload
+
+    def known_upload(method):
+        def call(self, bucket_name, multipart_id, *args, **kwargs):
+            if multipart_id not in self.get_bucket(bucket_name).multiparts:
+                raise NoSuchUpload(upload_id=multipart_id)
+            return method(self, bucket_name, multipart_id, *args, **kwargs)
+        return call
+
+    class AskedChecksums(models.MultipartChecksumBuilder):
+        def __init__(self, checksum_algorithm, checksum_type):
+            super().__init__(checksum_algorithm, checksum_type)
+            self.asked = checksum_algorithm is not None
+
+        def addPart(self, part):
+            if self.asked:
+                super().addPart(part)
+
+        def build(self):
+            return super().build() if self.asked else None
+
+    patched = {(models.S3Backend, name): known_upload(getattr(models.S3Backend, name))
+               for name in ("complete_multipart_upload", "upload_part", "upload_part_copy")}
+    patched[(models, "MultipartChecksumBuilder")] = AskedChecksums
+    originals = {(owner, name): getattr(owner, name) for owner, name in patched}
+    for (owner, name), value in patched.items():
+        setattr(owner, name, value)
+    return lambda: [setattr(owner, name, value) for (owner, name), value in originals.items()]
+
+
+def _chunks(fake_key) -> Iterator[bytes]:
+    """A moto object's bytes, read from its buffer piece by piece (no copy of the whole)."""
+    with fake_key.lock:
+        buffer = fake_key._value_buffer
+        buffer.seek(0)
+        while chunk := buffer.read(COPY_CHUNK):
+            yield chunk
+
+
+def _with_header(header: dict, fake_key) -> Iterator[bytes]:
+    yield json.dumps(header).encode() + b"\n"
+    yield from _chunks(fake_key)
+
+
+def _upload_id_in(response_body) -> str:
+    text = response_body.decode() if isinstance(response_body, bytes) else response_body
+    return text.split("<UploadId>", 1)[1].split("</UploadId>", 1)[0]
+
+
+def _keys_in(request_body) -> list[str]:
+    """The keys a DeleteObjects request names."""
+    root = ElementTree.fromstring(request_body)
+    return [element.text or "" for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Key"]

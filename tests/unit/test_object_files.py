@@ -1,0 +1,122 @@
+"""The emulated bucket on disk (mlreg/objects.py): what an S3 request wrote is a file before S3
+answers, and loads back as it was answered (bytes, content type, ETag, multipart uploads in flight)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from mlreg.emulator import save_s3_writes
+from mlreg.objects import ObjectFiles, patch_moto_s3
+
+BUCKET = os.environ["MLREG_BUCKET"]
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def s3(aws, tmp_path):
+    files = ObjectFiles(tmp_path)
+    undo_saves, undo_uploads = save_s3_writes(files), patch_moto_s3()
+    try:
+        yield boto3.client("s3"), files
+    finally:
+        undo_saves()
+        undo_uploads()
+
+
+def restart(files: ObjectFiles) -> None:
+    """moto loses everything (as a killed process does); the bucket is created and the files loaded."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    s3_backends[DEFAULT_ACCOUNT_ID]["aws"].reset()
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    files.load()
+
+
+def test_objects_load_back_with_their_type_and_etag(s3):
+    client, files = s3
+    client.put_object(Bucket=BUCKET, Key="a/report%41.txt", Body=b"hello", ContentType="text/plain")
+    client.put_object(Bucket=BUCKET, Key="a/gone", Body=b"x")
+    client.copy_object(Bucket=BUCKET, Key="b/copy", CopySource={"Bucket": BUCKET, "Key": "a/report%41.txt"})
+    client.delete_object(Bucket=BUCKET, Key="a/gone")
+    before = client.head_object(Bucket=BUCKET, Key="a/report%41.txt")
+    restart(files)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert keys == ["a/report%41.txt", "b/copy"]
+    after = client.get_object(Bucket=BUCKET, Key="a/report%41.txt")
+    assert after["Body"].read() == b"hello"
+    assert (after["ContentType"], after["ETag"]) == ("text/plain", before["ETag"])
+    assert client.get_object(Bucket=BUCKET, Key="b/copy")["Body"].read() == b"hello"
+
+
+def test_a_multipart_upload_in_flight_survives_and_completes(s3):
+    client, files = s3
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="big.bin", ContentType="application/x-weights")
+    first, second = os.urandom(5 * MiB), os.urandom(1000)
+    etags = [client.upload_part(Bucket=BUCKET, Key="big.bin", UploadId=upload["UploadId"], PartNumber=n,
+                                Body=body)["ETag"] for n, body in ((1, first), (2, second))]
+    restart(files)
+    client.complete_multipart_upload(Bucket=BUCKET, Key="big.bin", UploadId=upload["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, 1)]})
+    etag = client.head_object(Bucket=BUCKET, Key="big.bin")["ETag"]
+    assert etag.strip('"').endswith("-2")
+    assert not any((files.uploads).iterdir())  # the upload's files are gone with it
+    restart(files)
+    got = client.get_object(Bucket=BUCKET, Key="big.bin")
+    assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(first + second).digest()
+    assert (got["ETag"], got["ContentType"]) == (etag, "application/x-weights")
+
+
+def test_aborted_uploads_and_deleted_objects_stay_gone(s3):
+    client, files = s3
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="x.bin")
+    client.upload_part(Bucket=BUCKET, Key="x.bin", UploadId=upload["UploadId"], PartNumber=1, Body=b"p")
+    client.abort_multipart_upload(Bucket=BUCKET, Key="x.bin", UploadId=upload["UploadId"])
+    for n in range(3):
+        client.put_object(Bucket=BUCKET, Key=f"d/{n}", Body=b"d")
+    client.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "d/0"}, {"Key": "d/2"}]})
+    restart(files)
+    assert [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]] == ["d/1"]
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_an_unknown_upload_is_no_such_upload_as_in_s3(s3):
+    client, _ = s3
+    for call in (lambda: client.complete_multipart_upload(Bucket=BUCKET, Key="k", UploadId="nope", MultipartUpload={
+                     "Parts": [{"PartNumber": 1, "ETag": '"x"'}]}),
+                 lambda: client.upload_part(Bucket=BUCKET, Key="k", UploadId="nope", PartNumber=1, Body=b"x")):
+        with pytest.raises(ClientError) as err:
+            call()
+        assert err.value.response["Error"]["Code"] == "NoSuchUpload"
+
+
+def test_a_crash_while_dropping_an_upload_leaves_no_half_upload(s3):
+    """Completing renames the upload away before deleting it: what a crash leaves is not loaded."""
+    client, files = s3
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="y.bin")
+    client.upload_part(Bucket=BUCKET, Key="y.bin", UploadId=upload["UploadId"], PartNumber=1, Body=b"p")
+    folder = files.uploads / upload["UploadId"]
+    os.replace(folder, folder.with_name(folder.name + ".gone"))  # as _drop_upload does, then "crash"
+    (folder.with_name(folder.name + ".gone") / "part-1").unlink()
+    restart(files)
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert list(files.uploads.iterdir()) == []
+
+
+def test_the_mirror_of_an_older_mlreg_is_read_once(s3, tmp_path):
+    client, files = s3
+    (tmp_path / "objects" / "projects" / "p").mkdir(parents=True)
+    (tmp_path / "objects" / "projects" / "p" / "model.json").write_bytes(b"{}")
+    (tmp_path / "objects.json").write_text(json.dumps({"projects/p/model.json": '"etag"', "projects/p/lost": '"x"'}))
+    restart(files)
+    got = client.get_object(Bucket=BUCKET, Key="projects/p/model.json")
+    assert (got["Body"].read(), got["ContentType"]) == (b"{}", "application/json")
+    assert not (tmp_path / "objects.json").exists() and not (tmp_path / "objects").exists()
+    restart(files)  # now from the new layout
+    assert client.get_object(Bucket=BUCKET, Key="projects/p/model.json")["Body"].read() == b"{}"
