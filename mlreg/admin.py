@@ -70,12 +70,13 @@ def connect(args) -> None:
     if info.get("emulated"):
         # The emulator takes only its own key (in the data directory): never the user's real ones.
         # (DynamoDB Local keeps one database per access key, so there the user's own ones are needed.)
-        from mlreg.signatures import KEY_FILE, KEY_ID
+        from mlreg import signatures
 
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
-        secret = (args.data_dir / KEY_FILE).read_text().strip()
-        os.environ.update(AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=secret)
+        emulator = signatures.credentials(args.data_dir)
+        os.environ.update(AWS_ACCESS_KEY_ID=emulator["aws_access_key_id"],
+                          AWS_SECRET_ACCESS_KEY=emulator["aws_secret_access_key"])
     os.environ.update(AWS_DEFAULT_REGION=info["region"], MLREG_TABLE=info["table"],
                       MLREG_DYNAMODB_ENDPOINT=info["dynamodb_endpoint"])
     db.client.cache_clear()

@@ -12,12 +12,14 @@ service) are refused."""
 
 from __future__ import annotations
 
+
 import hashlib
 import hmac
 import io
 import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote
 
 from botocore.utils import normalize_url_path
@@ -25,6 +27,11 @@ from botocore.utils import normalize_url_path
 KEY_ID = "mlreg-local"
 KEY_FILE = "emulator-key"  # in the data directory: the secret of KEY_ID
 ALGORITHM = "AWS4-HMAC-SHA256"
+
+
+def credentials(data_dir: Path) -> dict[str, str]:
+    """What a local tool (`mlreg token|project`, `mlreg smoke`) signs the emulator's requests with."""
+    return {"aws_access_key_id": KEY_ID, "aws_secret_access_key": (data_dir / KEY_FILE).read_text().strip()}
 MAX_EXPIRES = 604800  # a week: S3's limit for presigned URLs
 CLOCK_SKEW = 900  # seconds S3 allows between a signed request's time and its own
 SIGNATURE_MISMATCH = ("SignatureDoesNotMatch", "The request signature we calculated does not match the signature "

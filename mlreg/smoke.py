@@ -122,9 +122,8 @@ class EventWatch:
         import boto3
 
         kwargs: dict = {}
-        if local:  # the emulator takes any credentials: never send real ones to it
-            kwargs.update(endpoint_url=local["dynamodb_endpoint"], region_name=local["region"],
-                          aws_access_key_id="local", aws_secret_access_key="local")
+        if local:  # the emulator takes only its own key (never send real ones to it)
+            kwargs.update(endpoint_url=local["dynamodb_endpoint"], region_name=local["region"], **local["credentials"])
         self.sqs, self.events = boto3.client("sqs", **kwargs), boto3.client("events", **kwargs)
         self.bus, self.name, self.seen = bus, model, []
         self.queue = self.sqs.create_queue(QueueName=model)["QueueUrl"]
@@ -410,9 +409,11 @@ def _region_of(url: str) -> str | None:
 def _local_emulator(data_dir: Path) -> dict | None:
     """Endpoint and region of a running `mlreg serve`'s emulator (one moto server serves every
     service) with data in `data_dir`, if any."""
+    from mlreg import signatures
+
     published = data_dir / "endpoint.json"
     info = json.loads(published.read_text()) if published.exists() else {}
-    return info if info.get("emulated") else None
+    return {**info, "credentials": signatures.credentials(data_dir)} if info.get("emulated") else None
 
 
 def cmd_smoke(args) -> int:

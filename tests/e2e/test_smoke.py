@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import pytest
 
+from mlreg import signatures
 from tests.conftest import free_port
 
 CHECKS = ["server-info", "experiment and run", "params and metrics", "small file, presigned",
@@ -139,7 +140,7 @@ def test_a_broken_route_gives_one_failing_line(service, broken_gateway):
 def test_events_that_do_not_arrive_fail_the_event_check(service):
     info = json.loads((service.data_dir / "endpoint.json").read_text())
     events = boto3.client("events", endpoint_url=info["dynamodb_endpoint"], region_name=info["region"],
-                          aws_access_key_id="local", aws_secret_access_key="local")
+                          **signatures.credentials(service.data_dir))
     events.create_event_bus(Name=f"quiet-{free_port()}")
     bus = events.list_event_buses(NamePrefix="quiet-")["EventBuses"][-1]["Name"]
     code, lines = smoke(service, "--event-bus", bus, "--event-timeout", "3")

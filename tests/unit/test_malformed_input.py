@@ -49,17 +49,18 @@ def world():
     """An emulated account (as `mlreg serve` runs it) with one of everything a route can point at."""
     from moto import mock_aws
 
-    from mlreg.emulator import answer_unknown_uploads_as_s3
+    from mlreg.objects import patch_moto_s3
     from shared import table as table_def
 
     key = os.environ.setdefault("MLREG_PAGE_TOKEN_KEY", "fuzz-key")  # webhook secrets are encrypted with it
     with mock_aws():
-        answer_unknown_uploads_as_s3()
+        undo_s3_patch = patch_moto_s3()
         _clear_client_caches()
         boto3.client("dynamodb").create_table(**table_def.create_table_kwargs(os.environ["MLREG_TABLE"]))
         boto3.client("s3").create_bucket(Bucket=os.environ["MLREG_BUCKET"])
         yield _seed()
         _clear_client_caches()
+        undo_s3_patch()
     if key == "fuzz-key":
         del os.environ["MLREG_PAGE_TOKEN_KEY"]
 
