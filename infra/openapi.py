@@ -20,8 +20,10 @@ from shared.routes import CATCH_ALL, IAM_PREFIX, ROUTES, STATIC_FILES, UI_API, U
 
 TOKEN_AUTH = "mlreg-token"  # the Lambda REQUEST authorizer: `Authorization: Bearer <token>`
 SESSION_AUTH = "mlreg-session"  # the same Lambda for the web UI: its session cookie (docs/auth.md)
+EITHER_AUTH = "mlreg-token-or-session"  # the same Lambda with no identity source: a token or a cookie
 IAM_AUTH = "sigv4"  # API Gateway's AWS_IAM authorisation
-AUTHS = {route_table.TOKEN: TOKEN_AUTH, route_table.SESSION: SESSION_AUTH, route_table.PUBLIC: None}
+AUTHS = {route_table.TOKEN: TOKEN_AUTH, route_table.SESSION: SESSION_AUTH,
+         route_table.TOKEN_OR_SESSION: EITHER_AUTH, route_table.PUBLIC: None}
 INTEGRATION_TIMEOUT_MS = 29_000  # API Gateway's ceiling for REST APIs
 _PARAM = re.compile(r"\{(\w+)\+?\}")
 
@@ -108,6 +110,8 @@ def build(*, title: str, function_uris: Mapping[str, str], authorizer_uri: str, 
                 # API Gateway answers 401 without invoking an authorizer whose identity source is missing
                 # (and caches by it): the UI's requests carry a cookie, not the Authorization header.
                 SESSION_AUTH: _authorizer("Cookie", authorizer_uri, authorizer_cache_seconds),
+                # Identity sources are optional only without caching: invoked for every request.
+                EITHER_AUTH: _authorizer(None, authorizer_uri, 0),
                 IAM_AUTH: {"type": "apiKey", "name": "Authorization", "in": "header",
                            "x-amazon-apigateway-authtype": "awsSigv4"},
             },
@@ -118,17 +122,14 @@ def build(*, title: str, function_uris: Mapping[str, str], authorizer_uri: str, 
     }
 
 
-def _authorizer(header: str, uri: str, cache_seconds: int) -> dict:
-    return {
-        "type": "apiKey", "name": header, "in": "header",
-        "x-amazon-apigateway-authtype": "custom",
-        "x-amazon-apigateway-authorizer": {
-            "type": "request",
-            "authorizerUri": uri,
-            "identitySource": f"method.request.header.{header}",
-            "authorizerResultTtlInSeconds": cache_seconds,
-        },
-    }
+def _authorizer(header: str | None, uri: str, cache_seconds: int) -> dict:
+    """`header` None: no identity source (allowed only with caching off): API Gateway invokes the
+    authorizer whatever the request carries, and the function looks for a token, then a cookie."""
+    authorizer = {"type": "request", "authorizerUri": uri, "authorizerResultTtlInSeconds": cache_seconds}
+    if header:
+        authorizer["identitySource"] = f"method.request.header.{header}"
+    return {"type": "apiKey", "name": header or "Authorization", "in": "header",
+            "x-amazon-apigateway-authtype": "custom", "x-amazon-apigateway-authorizer": authorizer}
 
 
 def _parameters(path: str) -> list[dict]:

@@ -30,7 +30,8 @@ ACCOUNT = "000000000000"
 API_ID = "local"
 
 # The header each authorizer reads (infra/openapi.py): API Gateway answers 401 without it.
-IDENTITY_SOURCES = {routes.TOKEN: "authorization", routes.SESSION: "cookie"}
+IDENTITY_SOURCES = {routes.TOKEN: ("authorization",), routes.SESSION: ("cookie",),
+                    routes.TOKEN_OR_SESSION: ("authorization", "cookie")}
 UNAUTHENTICATED = {"authorization": "Missing or invalid token for this project (MLFLOW_TRACKING_TOKEN)",
                    "cookie": "Not signed in, or the session ended: sign in at /projects/<project>/"}
 MULTIPART_HINT = ("Set MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true and MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE="
@@ -105,12 +106,14 @@ def authorizer_event(event: dict) -> dict:
     }
 
 
-def authorize(event: dict, identity_header: str = "authorization") -> dict:
+def authorize(event: dict, identity_headers: tuple[str, ...] = ("authorization",)) -> dict:
     """Run the authorizer as API Gateway does: a missing identity source (the token's Authorization
-    header, or the UI session's Cookie) or an exception means 401, a policy that does not allow this
-    method ARN means 403; otherwise its context becomes requestContext.authorizer."""
-    refusal = MlflowError(UNAUTHENTICATED[identity_header], "UNAUTHENTICATED")
-    if not any(k.lower() == identity_header and v for k, v in event["headers"].items()):
+    header, or the UI session's Cookie; either for the authorizer that has none) or an exception
+    means 401, a policy that does not allow this method ARN means 403; otherwise its context becomes
+    requestContext.authorizer."""
+    given = [h for h in identity_headers if any(k.lower() == h and v for k, v in event["headers"].items())]
+    refusal = MlflowError(UNAUTHENTICATED[(given or identity_headers)[0]], "UNAUTHENTICATED")
+    if not given:
         raise refusal
     auth_event = authorizer_event(event)
     try:

@@ -34,6 +34,9 @@ class Role(IntEnum):
 TOKEN = "token"  # `Authorization: Bearer <token>` (or SigV4 on the IAM tree): the MLflow client
 SESSION = "session"  # the browser's session cookie, made by signing in with a token: the web UI
 PUBLIC = "public"  # nobody yet: the UI's page and sign-in, which check the session themselves
+# Either of the first two: the files the UI previews (`get-artifact` and its kin), which MLflow's
+# server also serves to scripts and MLflow's own tests call with the client's credentials.
+TOKEN_OR_SESSION = "token-or-session"
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,7 @@ ROUTES: list[Route] = [
         ("GET", "/get-artifact", "run_artifact", R, "RunArtifact"),
         ("GET", "/model-versions/get-artifact", "model_version_artifact", R, "ModelVersionArtifact"),
         ("GET", UI2 + "/logged-models/{model_id}/artifacts/files", "logged_model_artifact", R, "LoggedModelArtifact"),
-    ], "", SESSION),
+    ], "", TOKEN_OR_SESSION),
     *_routes("artifacts", "shared.ui.package", UI_MESSAGES, [("GET", "/package", "package_page", R, "PackagePage")],
              "", SESSION),
     # Features mlreg does not have, answered the way the UI takes as "absent" (shared/ui/absent.py).

@@ -26,7 +26,7 @@ _SHOWN = {
 _TEXT = {"txt", "log", "csv", "tsv", "md", "markdown", "yaml", "yml", "toml", "ini", "cfg", "py", "ipynb", "r",
          "sql", "sh", "mlmodel", "mlproject", "html", "htm", "xhtml", "xml", "js", "mjs", "css", "jsonl",
          "geojson"}
-TEXT = "text/plain; charset=utf-8"
+TEXT = "text/plain"  # as MLflow answers (the UI decodes the bytes itself)
 BINARY = "application/octet-stream"
 
 

@@ -5,7 +5,7 @@ shared/artifacts/responses.py shapes every artifact answer, so none can run on t
 
 from __future__ import annotations
 
-from shared.artifacts.paths import PACKAGES, object_key, safe_path
+from shared.artifacts.paths import PACKAGES, object_key
 from shared.artifacts.responses import serve
 from shared.artifacts.run_artifacts import artifact_root
 from shared.http import Request, Response
@@ -13,7 +13,7 @@ from shared.ui import messages
 
 
 def _serve(req: Request, root: str, path: str) -> Response:
-    path = safe_path(path)
+    """`path` is safe already (its message's type checked it)."""
     return serve(object_key(req.project, f"{root}/{path}"), path)
 
 

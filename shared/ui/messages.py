@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from shared import validation as rules
-from shared.artifacts.messages import Path
+from shared.artifacts.paths import safe_path
 from shared.message import Empty, Field, LoggedModelId, Message, RunId, run_id_field, text
 from shared.registry.messages import VersionRef
+
+# Checked before the run, version or model is looked up, as MLflow's server does ("Invalid path").
+Path = text(rules.MAX_PATH_LENGTH, safe_path)
 
 __all__ = ["Empty", "SignIn", "GraphqlQuery", "RunArtifact", "ModelVersionArtifact", "LoggedModelArtifact",
            "PackagePage"]

@@ -48,6 +48,7 @@ def _session_paths() -> set[str]:
 
 
 PUBLIC_PATHS = {r.resource for r in ROUTES if r.auth == routes.PUBLIC}
+EITHER_PATHS = {r.resource for r in ROUTES if r.auth == routes.TOKEN_OR_SESSION}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -63,6 +64,9 @@ def test_every_method_of_each_tree_uses_that_trees_authoriser(synthesis, env):
         assert custom["x-amazon-apigateway-authorizer"]["authorizerResultTtlInSeconds"] == ttl
         # One function for both: a token in the header, or else the session in the cookie.
         assert "<FunctionsauthorizerFunction" in flat(custom["x-amazon-apigateway-authorizer"]["authorizerUri"])
+    either = schemes[openapi.EITHER_AUTH]["x-amazon-apigateway-authorizer"]
+    assert "identitySource" not in either and either["authorizerResultTtlInSeconds"] == 0, "no cache without a source"
+    assert "<FunctionsauthorizerFunction" in flat(either["authorizerUri"])
     assert schemes[openapi.IAM_AUTH]["x-amazon-apigateway-authtype"] == "awsSigv4"
 
     for path, method, operation in openapi.operations(body):
@@ -77,6 +81,8 @@ def test_every_method_of_each_tree_uses_that_trees_authoriser(synthesis, env):
             expected = []
         elif path in _session_paths():
             expected = [{openapi.SESSION_AUTH: []}]
+        elif path in EITHER_PATHS:
+            expected = [{openapi.EITHER_AUTH: []}]
         else:
             expected = [{openapi.TOKEN_AUTH: []}]
         assert operation["security"] == expected, f"{method} {path}"
@@ -106,7 +112,7 @@ def test_the_uis_calls_reach_their_functions_through_greedy_resources(synthesis,
         assert operation["security"] == [{openapi.SESSION_AUTH: []}]
         assert _function_of(operation) == functions[function], path
     for route in ROUTES:
-        if route.auth == routes.SESSION and not route.path.startswith(routes.UI_API):
+        if route.auth in (routes.SESSION, routes.TOKEN_OR_SESSION) and not route.path.startswith(routes.UI_API):
             assert _function_of(paths[route.resource][route.method.lower()]) == functions[route.function]
     catch_all = paths[UI_CATCH_ALL]["x-amazon-apigateway-any-method"]
     assert catch_all["x-amazon-apigateway-integration"]["type"] == "mock"

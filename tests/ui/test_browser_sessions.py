@@ -123,7 +123,7 @@ def test_uploaded_scripts_never_run_on_the_uis_origin(seeded, visit):
     served = requests.get(seeded.base + f"get-artifact?run_uuid={run_id}&path=reports/evil.html",
                           cookies={"mlreg_session": cookie})
     assert served.status_code == 200 and "pwned-html" in served.text
-    assert served.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert served.headers["Content-Type"] == "text/plain"
     assert served.headers["X-Content-Type-Options"] == "nosniff"
     assert served.headers["Content-Disposition"] == 'attachment; filename="evil.html"'
     assert "sandbox" in served.headers["Content-Security-Policy"]

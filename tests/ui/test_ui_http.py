@@ -40,8 +40,7 @@ def test_static_files_need_nothing_and_everything_else_does(seeded):
         raw.request("GET", "/projects/default/static-files/" + escape)
         assert raw.getresponse().status == 404, escape
     assert requests.get(seeded.base + "static-files/nope.js").status_code == 404
-    for method, path in (("POST", "graphql"), ("GET", "get-artifact?run_uuid=x&path=y"),
-                         ("GET", "package?name=x&version=1"), ("GET", "ajax-api/2.0/mlflow/experiments/search"),
+    for method, path in (("POST", "graphql"), ("GET", "package?name=x&version=1"), ("GET", "ajax-api/2.0/mlflow/experiments/search"),
                          ("GET", "ajax-api/2.0/mlflow/users/current")):
         answer = requests.request(method, seeded.base + path, headers={"Authorization": f"Bearer {seeded.write_token}"})
         assert (answer.status_code, answer.json()["error_code"]) == (401, "UNAUTHENTICATED"), path
@@ -100,7 +99,7 @@ def test_sessions_open_the_ui_routes_and_tokens_the_api_routes_only(seeded):
 
 def ui_route_samples():
     """One concrete request per UI route: the session routes and every API route's /ajax-api twin."""
-    for route in [r for r in routes.ROUTES if r.auth == routes.SESSION] + [
+    for route in [r for r in routes.ROUTES if r.auth in (routes.SESSION, routes.TOKEN_OR_SESSION)] + [
             r for r in routes.ui_api_routes() if r not in routes.ROUTES]:
         path = re.sub(r"\{\w+\+?\}", "x", route.path).lstrip("/")
         yield pytest.param(route, path, id=f"{route.method} {route.path}")
@@ -115,6 +114,20 @@ def test_a_read_session_reaches_every_read_route_and_no_write_route(seeded, read
         assert "Signed in with a read token" in answer.json()["message"]
     else:
         assert answer.status_code not in (401, 403), answer.text
+
+
+def test_the_files_the_ui_previews_open_with_a_token_as_mlflows_server_serves_them(seeded):
+    """`get-artifact` (and its kin) answer the MLflow client's token as well as a session; with
+    neither it is 401, and a token of the project opens nothing it may not read."""
+    samples = [r for r in routes.ROUTES if r.auth == routes.TOKEN_OR_SESSION]
+    assert {r.path for r in samples} >= {"/get-artifact", "/model-versions/get-artifact"}
+    url = seeded.base + "get-artifact"
+    bare = requests.get(url, params={"run_id": "0" * 32, "path": "../x"})
+    assert (bare.status_code, bare.json()["error_code"]) == (401, "UNAUTHENTICATED")
+    bearer = {"Authorization": f"Bearer {seeded.read_token}"}
+    refused = requests.get(url, params={"run_id": "0" * 32, "path": "../x"}, headers=bearer)
+    assert (refused.status_code, refused.json()) == (400, {"error_code": "INVALID_PARAMETER_VALUE",
+                                                           "message": "Invalid path"})
 
 
 @pytest.fixture(scope="module")

@@ -150,9 +150,9 @@ def test_sessions_end_with_their_token_and_at_their_expiry(aws):
 # ---- what the UI's answers look like -------------------------------------------------------------------
 
 @pytest.mark.parametrize("path,expected", [
-    ("a/report.html", "text/plain; charset=utf-8"), ("x.htm", "text/plain; charset=utf-8"),
-    ("x.js", "text/plain; charset=utf-8"), ("x.xml", "text/plain; charset=utf-8"),
-    ("model/MLmodel", "text/plain; charset=utf-8"), ("plot.svg", "image/svg+xml"), ("plot.PNG", "image/png"),
+    ("a/report.html", "text/plain"), ("x.htm", "text/plain"),
+    ("x.js", "text/plain"), ("x.xml", "text/plain"),
+    ("model/MLmodel", "text/plain"), ("plot.svg", "image/svg+xml"), ("plot.PNG", "image/png"),
     ("m.json", "application/json"), ("weights.bin", "application/octet-stream"), ("noext", "application/octet-stream"),
 ])
 def test_artifacts_go_out_as_types_browsers_never_run(path, expected):
