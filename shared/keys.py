@@ -58,6 +58,11 @@ def run(p: str, run_id: str) -> str:
 RUN_SK = "#R"
 
 
+def runs_collection(p: str, experiment_id: str) -> str:
+    """GSI1 partition: the summaries (meta items) of an experiment's runs, keyed by run id."""
+    return f"P#{p}#E#{experiment_id}#RUNS"
+
+
 def metric_history(p: str, run_id: str, metric_key: str) -> str:
     return f"P#{p}#R#{run_id}#H#{metric_key}"
 

@@ -34,6 +34,16 @@ def value_order(bits: int) -> int:
     return bits ^ _ALL if bits & _SIGN else bits | _SIGN
 
 
+CHUNK_POINTS_MAX = 8_000  # 192 KB: well inside an item's 400 KB
+
+
+def chunk_items(pk: str, points: Iterable[Point]) -> list[dict]:
+    """The items of one batch's points of one key: one chunk, or several of CHUNK_POINTS_MAX (a
+    migrated history, a bench's bulk load). Deterministic, so a retry writes the same items."""
+    ordered = _dedupe((ts, step, value, _order_of(value)) for ts, step, value in points)
+    return [chunk_item(pk, ordered[i:i + CHUNK_POINTS_MAX]) for i in range(0, len(ordered), CHUNK_POINTS_MAX)]
+
+
 def chunk_item(pk: str, points: Iterable[Point]) -> dict:
     """The item of one batch's points of one key (sorted and deduplicated, so a retry is identical)."""
     ordered = _dedupe((ts, step, value, _order_of(value)) for ts, step, value in points)

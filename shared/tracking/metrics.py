@@ -39,11 +39,12 @@ def latest_points(points: list[Metric]) -> dict[str, Metric]:
 
 
 def history_items(project: str, run_id: str, points: list[Metric]) -> list[dict]:
-    """One chunk per key of the batch."""
+    """The batch's chunks: one per key (a key of more than CHUNK_POINTS_MAX points: several)."""
     by_key: dict[str, list[tuple]] = {}
     for p in points:
         by_key.setdefault(p.key, []).append((p.timestamp, p.step, p.value))
-    return [history.chunk_item(keys.metric_history(project, run_id, k), pts) for k, pts in by_key.items()]
+    return [chunk for k, pts in by_key.items()
+            for chunk in history.chunk_items(keys.metric_history(project, run_id, k), pts)]
 
 
 def latest_item(project: str, run: dict, p: Metric) -> dict:

@@ -66,6 +66,26 @@ def fields_of(meta: dict) -> dict:
     }
 
 
+def upgraded_meta(meta: dict, run: dict) -> dict:
+    """The summary of a run an older mlreg wrote (`run` assembled from its partition): its meta item
+    with the run's fields, as the only item of its experiment's runs collection (gsi1), without the
+    start-time entry of gsi2 (gsi3/gsi4 hold that order)."""
+    fields = {
+        "params": dict(run["params"]), "tags": dict(run["tags"]),
+        "metrics": {k: [m["value"], m["timestamp"], m["step"]] for k, m in run["metrics"].items()},
+        "datasets": sorted(({"dataset": d["dataset"], "tags": d.get("tags", [])} for d in run["datasets"]),
+                           key=_dataset_key),
+        "model_inputs": sorted(m["model_id"] for m in run["model_inputs"]),
+        "outputs": sorted(({"model_id": o["model_id"], "step": o.get("step", 0)} for o in run["outputs"]),
+                          key=lambda o: o["model_id"]),
+    }
+    kept = {k: v for k, v in meta.items() if k not in ("g2pk", "g2sk")}
+    upgraded = {**kept, "g1sk": meta["run_id"], "rev": 0}
+    if _size({**upgraded, **fields}) > SAFE_BYTES:
+        return {**upgraded, "overflow": True}
+    return {**upgraded, **fields}
+
+
 @dataclass
 class Change:
     """What one write changes in a run. `info`: run attributes to set (None: remove)."""
