@@ -57,8 +57,8 @@ def _versions_count_writes(items: list[dict]) -> Change:
 
 def _run_summaries(items: list[dict]) -> Change:
     """Each run's meta item becomes its summary (params, tags, latest metrics, inputs and outputs
-    from the partition's items) and the only item of its experiment's runs collection (gsi1; the
-    start-time index of gsi2 is gone: gsi3/gsi4 hold it). Per-point history items are packed into
+    from the partition's items), in its experiment's collection of summaries (gsi2, default order);
+    no run item stays in the runs collection of gsi1. Per-point history items are packed into
     chunks. A run too big for a summary is marked `overflow` (read from its partition)."""
     from shared import keys
     from shared.tracking import history, runs, summary
@@ -77,7 +77,7 @@ def _run_summaries(items: list[dict]) -> Change:
     for pk, partition in partitions.items():
         meta = next((i for i in partition if i["sk"] == keys.RUN_SK), None)
         if meta is not None and "rev" not in meta:
-            change.puts.append(summary.upgraded_meta(meta, runs.assemble(partition)))
+            change.puts.append(summary.upgraded_meta(project_of(pk), meta, runs.assemble(partition)))
         change.puts += [{k: v for k, v in i.items() if k not in ("g1pk", "g1sk")}
                         for i in partition if i["sk"] != keys.RUN_SK and "g1pk" in i]
     for pk, old in points.items():

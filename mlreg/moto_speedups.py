@@ -13,7 +13,8 @@ Patched, with the same results:
 - a transaction saves only the items it names, and on failure puts them back (and drops the stream
   records it wrote);
 - a base-table Query reads its partition only;
-- a GSI Query reads the items of its index partition, grouped once per index until the next write;
+- a GSI Query reads the items of its index partition, grouped once per index until the next write
+  (a keys-only index's grouping holds only the keys, so moto's copy of each result stays small);
 - reads (GetItem, BatchGetItem, Query, Scan) answer with plain JSON: their results already are
   DynamoDB JSON, with bytes for binary values (base64 on the wire);
 - an item's size (DynamoDB's 400 KB limit) is counted once per item, not once per attribute over the
@@ -150,14 +151,34 @@ def _index_partition(table, hash_conditions) -> list:
     groups = table.__dict__.setdefault("_mlreg_index_groups", {})
     names = tuple(name for name, _ in hash_conditions)
     if names not in groups:
+        kept = _keys_only(table, names)
         grouped = defaultdict(list)
         for partition in table.items.values():
             for item in partition.values():
                 values = tuple(item.attrs.get(name) for name in names)
                 if all(v is not None for v in values):
-                    grouped[values].append(item)
+                    grouped[values].append(item if kept is None else _with_attributes(item, kept))
         groups[names] = grouped
     return groups[names].get(tuple(value for _, value in hash_conditions), [])
+
+
+def _keys_only(table, hash_names: tuple) -> tuple | None:
+    """The attributes a keys-only index holds (the table's keys and its own), or None for other
+    indexes. moto deep-copies every item a Query returns, then projects it: for a keys-only index
+    the grouping holds the projection already, so a Query costs what its keys weigh."""
+    for index in table.global_indexes:
+        if tuple(index.schema_key_attrs[:1]) == hash_names and (index.projection or {}).get("ProjectionType") == "KEYS_ONLY":
+            return (table.hash_key_attr, table.range_key_attr, *index.schema_key_attrs)
+    return None
+
+
+def _with_attributes(item, names: tuple):
+    from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
+
+    light = object.__new__(Item)
+    light.hash_key, light.range_key = item.hash_key, item.range_key
+    light.attrs = LimitedSizeDict({n: item.attrs[n] for n in names if n in item.attrs})
+    return light
 
 
 def _queries(table_class) -> list:

@@ -59,8 +59,13 @@ RUN_SK = "#R"
 
 
 def runs_collection(p: str, experiment_id: str) -> str:
-    """GSI1 partition: the summaries (meta items) of an experiment's runs, keyed by run id."""
+    """GSI2 partition: the summaries (meta items) of an experiment's runs in MLflow's default order."""
     return f"P#{p}#E#{experiment_id}#RUNS"
+
+
+def runs_collection_sk(start_time: int | None, run_id: str) -> str:
+    """MLflow's default order (start time descending, then run id) as an ascending sort key."""
+    return f"{encode_int(-int(start_time or 0))}#{run_id}"
 
 
 def metric_history(p: str, run_id: str, metric_key: str) -> str:

@@ -1,15 +1,17 @@
-"""search_runs: a page of runs in two sequential round trips for the orders the indexes hold.
+"""search_runs: a page of runs in at most two sequential round trips for the orders the indexes hold.
 
-RT1 reads one order index (gsi3 ascending, gsi4 descending; keys only) per experiment: the order
+RT1 reads one index partition per experiment (beside the experiment's own Query): for MLflow's
+default order, the experiment's collection of summaries (gsi2, sorted in that order: the page comes
+whole, no RT2); otherwise an order index (gsi3 ascending, gsi4 descending; keys only): the order
 field's partition, narrowed by a key condition when a filter clause is on that field (a range or an
-equality); for MLflow's default order with an equality clause on a param, tag or metric, the
+equality), or, for the default order with an equality clause on a param, tag or metric, the
 clause's own partition narrowed to the value, whose entries already come in default order (every
-key ends with MLflow's tie-breaks). RT2 reads the candidates' summaries (`#R`) in parallel
+key ends with MLflow's tie-breaks). RT2 reads those candidates' summaries (`#R`) in parallel
 BatchGetItems; the remaining clauses run in memory. A summary is the truth: an index entry that does
 not match it (a write in flight) is skipped. Clauses the indexes do not narrow may reject
 candidates: after a read budget the page comes back short, with a token. Runs lacking the order
 field come after all others in default order, as MLflow places them. Orderings the indexes do not
-hold read the experiment's collection of summaries (gsi1) and sort in memory."""
+hold read the experiment's collection of summaries and sort in memory."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ QUERY_MAX = 1000  # index entries per Query: a page of 1,000 reads 1,001 (one mo
 READ_BUDGET_PAGES = 5  # a selective filter may return a short page (with a token) after this many reads
 _KIND = {"metric": "metric", "param": "param", "tag": "tag"}
 _DEFAULT = ("start", "", False)
+_BINARY_KEYS = ("g3sk", "g4sk")
 
 
 @dataclass(frozen=True)
@@ -152,11 +155,14 @@ class _Stream:
 
     def _query(self, wanted: int) -> None:
         source = self.current()
-        index, prefix = ("gsi3", "g3") if source.ascending else ("gsi4", "g4")
-        partition = keys.run_order(self.project, self.experiment_id, source.kind, source.key)
+        if source == Source(*_DEFAULT):  # the summaries themselves, in default order: no RT2 for them
+            index, prefix, partition = "gsi2", "g2", keys.runs_collection(self.project, self.experiment_id)
+        else:
+            index, prefix = ("gsi3", "g3") if source.ascending else ("gsi4", "g4")
+            partition = keys.run_order(self.project, self.experiment_id, source.kind, source.key)
         start = self.next_key
         if start is None and self.position and self.position["phase"] == self.phase:  # resuming a page token
-            start = {k: ({"B": base64.b64decode(v)} if k.startswith("g") and k.endswith("sk") else {"S": v})
+            start = {k: ({"B": base64.b64decode(v)} if k in _BINARY_KEYS else {"S": v})
                      for k, v in self.position["key"].items()}
         condition, values = "#pk = :pk", {":pk": {"S": partition}}
         if source.condition and source.condition[0] == "begins":
@@ -171,11 +177,12 @@ class _Stream:
             KeyConditionExpression=condition, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
             **({"ExclusiveStartKey": start} if start else {}))
         for item in resp.get("Items", []):
-            sort_key = bytes(item[f"{prefix}sk"]["B"])
+            summary = db.from_item(item) if index == "gsi2" else None
+            sort_key = summary["g2sk"] if summary else bytes(item[f"{prefix}sk"]["B"])
             entry_key = {"pk": item["pk"]["S"], "sk": item["sk"]["S"], f"{prefix}pk": partition,
-                         f"{prefix}sk": base64.b64encode(sort_key).decode()}
+                         f"{prefix}sk": sort_key if summary else base64.b64encode(sort_key).decode()}
             run_id = item["pk"]["S"].rsplit("#", 1)[1]
-            self.buffer.append(((self.phase, sort_key), run_id, self.phase, entry_key, source))
+            self.buffer.append(((self.phase, sort_key), run_id, self.phase, entry_key, source, summary))
         self.next_key = resp.get("LastEvaluatedKey")
         if not self.next_key:
             if self.phase == 0 and self.lacking:
@@ -209,8 +216,8 @@ def search(project: str, experiment_ids: list[str], order: Order, view: tuple, c
         batch = _next_candidates(streams, n)
         if not batch:
             return page, None
-        loaded = summaries(project, [entry[1] for _, entry in batch])  # RT2
-        for k, (stream, (sort_key, run_id, phase, entry_key, entry_source)) in enumerate(batch):
+        loaded = summaries(project, [entry for _, entry in batch])  # RT2
+        for k, (stream, (sort_key, run_id, phase, entry_key, entry_source, _)) in enumerate(batch):
             if len(page) == limit:
                 _put_back(batch[k:])
                 break
@@ -238,9 +245,12 @@ def _put_back(unused: list[tuple["_Stream", tuple]]) -> None:
         stream.buffer.insert(0, entry)
 
 
-def summaries(project: str, run_ids: list[str]) -> dict[str, dict]:
-    """Runs by id from their summaries: one parallel BatchGetItem (overflowed runs load their partition)."""
-    metas = db.batch_get([(keys.run(project, r), keys.RUN_SK) for r in run_ids], consistent=True)
+def summaries(project: str, entries: list[tuple]) -> dict[str, dict]:
+    """The candidates' runs by id: from the summaries their entries carry (the default order's
+    collection), the others' by one parallel BatchGetItem (overflowed runs load their partition)."""
+    carried = [entry[5] for entry in entries if entry[5]]
+    wanted = [(keys.run(project, entry[1]), keys.RUN_SK) for entry in entries if not entry[5]]
+    metas = carried + (db.batch_get(wanted, consistent=True) if wanted else [])
     return {run["info"]["run_id"]: run for run in runs.from_metas(project, metas)}
 
 
@@ -249,6 +259,8 @@ def _is_candidate(run: dict, phase: int, sort_key: bytes, source: Source, order:
     lists every run; those with the order field were served in phase 0."""
     if phase == 1:
         return _field_value(run, order.kind, order.key) is None
+    if source == Source(*_DEFAULT):
+        return True  # the entry is the summary
     value = _field_value(run, source.kind, source.key)
     if value is None:
         return False
@@ -283,7 +295,7 @@ def _next_candidates(streams: list[_Stream], n: int) -> list[tuple[_Stream, tupl
 
 def search_in_memory(project: str, experiment_ids: list[str], view: tuple, clauses: list[Clause],
                      order_by: list[str], limit: int, offset: int) -> tuple[list[dict], int | None]:
-    """Load the experiments' summaries (one paged Query of gsi1 each), filter, sort."""
+    """Load the experiments' summaries (one paged Query of gsi2 each), filter, sort."""
     matches, sort_key = run_matcher(clauses), parse_run_order_by(order_by)
     found = []
     for experiment_runs in db.parallel(partial(runs_of_experiment, project), experiment_ids):
@@ -296,8 +308,5 @@ def search_in_memory(project: str, experiment_ids: list[str], view: tuple, claus
 
 
 def runs_of_experiment(project: str, experiment_id: str) -> list[dict]:
-    """Every run of an experiment from its summaries. (Data an older mlreg wrote and `mlreg migrate`
-    has not upgraded also holds the runs' other items in this collection: only meta items count.)"""
-    metas = [i for i in db.iter_query(keys.runs_collection(project, experiment_id), index="gsi1")
-             if i["sk"] == keys.RUN_SK]
-    return runs.from_metas(project, metas)
+    """Every run of an experiment from its summaries (one paged Query of its collection, gsi2)."""
+    return runs.from_metas(project, list(db.iter_query(keys.runs_collection(project, experiment_id), index="gsi2")))

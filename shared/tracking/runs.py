@@ -50,12 +50,13 @@ def ordered_item(project: str, run: dict, sk: str, kind: str, field: str, order_
 
 
 def meta_item(project: str, run: dict, fields: dict) -> dict:
-    """The meta item: run info, the summary `fields`, the run's entry in the start-time index and in
-    its experiment's collection of summaries (in-memory orderings read that)."""
+    """The meta item: run info, the summary `fields`, the run's entries in the start-time order
+    indexes and in its experiment's collection of summaries (gsi2, in MLflow's default order)."""
     order = keys.order_attributes(project, run["experiment_id"], "start", "", run["start_time"] or 0,
                                   run["start_time"], run["run_id"])
     return {"pk": keys.run(project, run["run_id"]), "sk": keys.RUN_SK, **run, **fields, **order,
-            "g1pk": keys.runs_collection(project, run["experiment_id"]), "g1sk": run["run_id"]}
+            "g2pk": keys.runs_collection(project, run["experiment_id"]),
+            "g2sk": keys.runs_collection_sk(run["start_time"], run["run_id"])}
 
 
 def tag_item(project: str, run: dict, key: str, value: str) -> dict:

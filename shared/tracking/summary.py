@@ -66,10 +66,10 @@ def fields_of(meta: dict) -> dict:
     }
 
 
-def upgraded_meta(meta: dict, run: dict) -> dict:
+def upgraded_meta(project: str, meta: dict, run: dict) -> dict:
     """The summary of a run an older mlreg wrote (`run` assembled from its partition): its meta item
-    with the run's fields, as the only item of its experiment's runs collection (gsi1), without the
-    start-time entry of gsi2 (gsi3/gsi4 hold that order)."""
+    with the run's fields, in its experiment's collection of summaries (gsi2, default order) instead
+    of the runs collection of every run item (gsi1) and the start-time entry (gsi2) of before."""
     fields = {
         "params": dict(run["params"]), "tags": dict(run["tags"]),
         "metrics": {k: [m["value"], m["timestamp"], m["step"]] for k, m in run["metrics"].items()},
@@ -79,8 +79,9 @@ def upgraded_meta(meta: dict, run: dict) -> dict:
         "outputs": sorted(({"model_id": o["model_id"], "step": o.get("step", 0)} for o in run["outputs"]),
                           key=lambda o: o["model_id"]),
     }
-    kept = {k: v for k, v in meta.items() if k not in ("g2pk", "g2sk")}
-    upgraded = {**kept, "g1sk": meta["run_id"], "rev": 0}
+    kept = {k: v for k, v in meta.items() if k not in ("g1pk", "g1sk")}
+    upgraded = {**kept, "g2pk": keys.runs_collection(project, meta["experiment_id"]),
+                "g2sk": keys.runs_collection_sk(meta["start_time"], meta["run_id"]), "rev": 0}
     if _size({**upgraded, **fields}) > SAFE_BYTES:
         return {**upgraded, "overflow": True}
     return {**upgraded, **fields}

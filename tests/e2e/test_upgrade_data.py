@@ -110,6 +110,6 @@ def test_data_of_an_older_mlreg_is_upgraded_on_load(tmp_path, monkeypatch):
             stop_service(svc)
     upgraded = _snapshot_items(data_dir)
     metas = [i for i in upgraded if "#R#" in i["pk"] and i["sk"] == keys.RUN_SK]
-    assert len(metas) == 6 and all(m["rev"] >= 0 and "params" in m and "g2pk" not in m for m in metas)
+    assert len(metas) == 6 and all(m["rev"] >= 0 and "params" in m and m["g2pk"].endswith("#RUNS") for m in metas)
     assert all(i["sk"].startswith(keys.HISTORY_CHUNK) for i in upgraded if "#H#" in i["pk"])
-    assert not any("g1pk" in i for i in upgraded if "#R#" in i["pk"] and i["sk"] != keys.RUN_SK)
+    assert not any("g1pk" in i for i in upgraded if "#R#" in i["pk"])

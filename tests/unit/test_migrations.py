@@ -104,7 +104,7 @@ OLD_COLLECTION = {"g1pk": "P#p#E#1#RUNS"}
 
 def _old_run() -> list[dict]:
     """A run as the mlreg before summaries wrote it: every item in the runs collection (gsi1), the meta
-    item also in gsi2, and one history item per point."""
+    item also in gsi2 by start time, and one history item per point."""
     from shared import doubles
 
     def child(sk: str, **attrs) -> dict:
@@ -128,6 +128,7 @@ def _old_run() -> list[dict]:
 
 
 def test_old_runs_get_summaries_and_history_chunks():
+    from shared import keys
     from shared.tracking import history, runs, summary
 
     old = _old_run()
@@ -135,12 +136,12 @@ def test_old_runs_get_summaries_and_history_chunks():
     puts = {(i["pk"], i["sk"]): i for i in change.puts}
     meta = puts[(OLD_RUN_PK, "#R")]
     assert summary.complete(meta) and meta["rev"] == 0
-    assert (meta["g1pk"], meta["g1sk"]) == ("P#p#E#1#RUNS", "r1") and "g2pk" not in meta
+    assert (meta["g2pk"], meta["g2sk"]) == ("P#p#E#1#RUNS", keys.runs_collection_sk(7, "r1")) and "g1pk" not in meta
     run = runs.from_metas("p", [meta])[0]
     assert runs.to_json(run) == runs.to_json(runs.assemble(old))  # the summary holds what the partition holds
     assert run["params"] == {"lr": "0.1"} and run["tags"] == {"team": "x"}
     assert meta["metrics"]["loss"][1:] == [9, 2]
-    assert [i for i in change.puts if i["sk"] != "#R" and "g1pk" in i] == []  # only summaries in the collection
+    assert not any("g1pk" in i for i in change.puts)  # no run item stays in gsi1's runs collection
     chunks = [i for i in change.puts if "#H#" in i["pk"]]
     assert len(chunks) == 1 and sorted(change.deletes) == sorted((i["pk"], i["sk"]) for i in old if "#H#" in i["pk"])
     got = history.points(chunks)
