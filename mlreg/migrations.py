@@ -76,7 +76,8 @@ def _run_summaries(items: list[dict]) -> Change:
             partitions.setdefault(item["pk"], []).append(item)
     for pk, partition in partitions.items():
         meta = next((i for i in partition if i["sk"] == keys.RUN_SK), None)
-        if meta is not None and "rev" not in meta:
+        # Not a summary yet: an older mlreg's meta item, maybe written to by today's before the step ran.
+        if meta is not None and not (summary.complete(meta) or meta.get("overflow")):
             change.puts.append(summary.upgraded_meta(project_of(pk), meta, runs.assemble(partition)))
         change.puts += [{k: v for k, v in i.items() if k not in ("g1pk", "g1sk")}
                         for i in partition if i["sk"] != keys.RUN_SK and "g1pk" in i]

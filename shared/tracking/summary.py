@@ -81,7 +81,7 @@ def upgraded_meta(project: str, meta: dict, run: dict) -> dict:
     }
     kept = {k: v for k, v in meta.items() if k not in ("g1pk", "g1sk")}
     upgraded = {**kept, "g2pk": keys.runs_collection(project, meta["experiment_id"]),
-                "g2sk": keys.runs_collection_sk(meta["start_time"], meta["run_id"]), "rev": 0}
+                "g2sk": keys.runs_collection_sk(meta["start_time"], meta["run_id"]), "rev": meta.get("rev", 0)}
     if _size({**upgraded, **fields}) > SAFE_BYTES:
         return {**upgraded, "overflow": True}
     return {**upgraded, **fields}

@@ -170,3 +170,12 @@ def test_a_run_too_big_for_a_summary_is_marked_overflow():
     assert meta["overflow"] and "tags" not in meta
     run = runs.assemble([meta, *old[1:]])
     assert len(run["tags"]) == 5  # readers take the partition's items
+
+
+def test_an_old_run_written_to_before_the_step_ran_still_gets_its_summary():
+    """Deployed code writes to an old run's meta item before `mlreg migrate` runs: `rev` moves, no
+    fields are added (the run's items hold them); the step still summarises it, keeping `rev`."""
+    old = _old_run()
+    old[0] = {**old[0], "rev": 2, "status": "KILLED"}
+    meta = next(i for i in migrations.apply(migrations.STEPS, old).puts if i["sk"] == "#R")
+    assert meta["rev"] == 2 and meta["status"] == "KILLED" and meta["params"] == {"lr": "0.1"}
