@@ -13,12 +13,15 @@ Patched, with the same results:
 - a transaction saves only the items it names, and on failure puts them back (and drops the stream
   records it wrote);
 - a base-table Query reads its partition only;
+- a Query's results are not deep-copied (moto copies every item a Query returns; the response only
+  reads them);
 - a GSI Query reads the items of its index partition, grouped once per index until the next write
   (a keys-only index's grouping holds only the keys, so moto's copy of each result stays small);
 - reads (GetItem, BatchGetItem, Query, Scan) answer with plain JSON: their results already are
   DynamoDB JSON, with bytes for binary values (base64 on the wire);
 - an item's size (DynamoDB's 400 KB limit) is counted once per item, not once per attribute over the
-  attributes set so far (moto's check is quadratic: most of the time of a restore, and of every put);
+  attributes set so far (moto's check is quadratic: most of the time of a restore, and of every put),
+  and kept until an update (a Query counts the size of each item it returns twice);
 - GetItem of a missing partition leaves the table as it was (moto adds an empty partition: a write,
   which concurrent reads must not make).
 
@@ -181,7 +184,22 @@ def _with_attributes(item, names: tuple):
     return light
 
 
+class _NoQueryCopies:
+    """moto's table module's `copy`, except that a Query's results are not deep-copied: the response
+    only reads them (projections build new items), and reads only run beside other reads."""
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    def deepcopy(self, obj, memo=None):
+        if getattr(_state, "partition", None) is not None and isinstance(obj, list):
+            return list(obj)
+        return copy.deepcopy(obj, memo)
+
+
 def _queries(table_class) -> list:
+    from moto.dynamodb.models import table as table_module
+
     original_query, original_all_items = table_class.query, table_class.all_items
 
     def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
@@ -201,7 +219,7 @@ def _queries(table_class) -> list:
         partition = getattr(_state, "partition", None)
         return original_all_items(self) if partition is None else partition  # query sorts what it reads
 
-    return [(table_class, "query", query), (table_class, "all_items", all_items)]
+    return [(table_class, "query", query), (table_class, "all_items", all_items), (table_module, "copy", _NoQueryCopies())]
 
 
 def _writes(backend_class, table_class) -> list:
@@ -220,7 +238,9 @@ def _writes(backend_class, table_class) -> list:
         table = self.tables.get(table_name)
         if table is not None:
             forget_groupings(table)
-        return update(self, table_name, *args, **kwargs)
+        item = update(self, table_name, *args, **kwargs)
+        item.__dict__.pop("_mlreg_size", None)
+        return item
 
     return [(table_class, "put_item", put_item), (table_class, "delete_item", delete_item),
             (backend_class, "update_item", update_item)]
@@ -234,11 +254,20 @@ def _items() -> list:
     def item_init(self, hash_key, range_key, attrs):
         self.hash_key, self.range_key = hash_key, range_key
         values = {name: DynamoType(value) for name, value in attrs.items()}
-        if sum(bytesize(name) + value.size() for name, value in values.items()) > 405000:  # moto's limit
+        size = sum(bytesize(name) + value.size() for name, value in values.items())
+        if size > 405000:  # moto's limit
             raise ItemSizeTooLarge
         self.attrs = LimitedSizeDict(values)  # dict's own update: no check per attribute
+        self._mlreg_size = size
 
-    return [(Item, "__init__", item_init)]
+    def item_size(self):
+        """Counted once (a Query counts each item it returns twice, against its 1 MB page); an update
+        forgets it (updates change items in place)."""
+        if "_mlreg_size" not in self.__dict__:
+            self._mlreg_size = sum(bytesize(name) + value.size() for name, value in self.attrs.items())
+        return self._mlreg_size
+
+    return [(Item, "__init__", item_init), (Item, "size", item_size)]
 
 
 def restore_items(table, items: list[dict]) -> None:
