@@ -75,7 +75,8 @@ def positioned(items: list[dict]) -> list[tuple[tuple[int, int, int], Point]]:
                 keyed.setdefault((point[0], point[1], value_order(bits)), point)
         else:  # one point per item (an older mlreg)
             value = doubles.decode(item["value"])
-            keyed.setdefault((item["timestamp"], item["step"], _order_of(value)), (item["timestamp"], item["step"], value))
+            ts, step = item["timestamp"], item["step"]
+            keyed.setdefault((ts, step, _order_of(value)), (ts, step, value))
     return sorted(keyed.items(), key=lambda entry: entry[0])
 
 

@@ -104,8 +104,9 @@ def get_metric_history(req: Request, msg: messages.GetMetricHistory) -> dict:
 
     query = [msg.run_id, msg.metric_key]  # not max_results: clients change it between pages
     position = _position(pagination.decode(msg.page_token, req.project, query))
-    _, items = db.parallel(lambda read: read(), [partial(load_meta, req.project, msg.run_id),
-                                                 partial(_history_items, req.project, msg.run_id, msg.metric_key, True)])
+    reads = [partial(load_meta, req.project, msg.run_id),
+             partial(_history_items, req.project, msg.run_id, msg.metric_key, True)]
+    _, items = db.parallel(lambda read: read(), reads)
     found = history.positioned(items)
     start = 0 if position is None else bisect.bisect_right(found, position, key=lambda entry: entry[0])
     page = found[start:start + msg.max_results]

@@ -209,7 +209,8 @@ def search(project: str, experiment_ids: list[str], order: Order, view: tuple, c
     # RT1: the index pages, and the experiments (a deleted one's runs count as deleted), side by side
     found = db.parallel(lambda task: task(), [partial(experiments.load, project, e) for e in experiment_ids]
                         + [partial(s.fill, _candidates_wanted(limit, budget, residual) + 1) for s in streams])
-    deleted_experiments = {e["experiment_id"] for e in found[:len(experiment_ids)] if e and e["lifecycle_stage"] != "active"}
+    deleted_experiments = {e["experiment_id"] for e in found[:len(experiment_ids)]
+                           if e and e["lifecycle_stage"] != "active"}
     while len(page) < limit and reads < budget:
         n = _candidates_wanted(limit - len(page), budget - reads, residual)
         db.parallel(lambda s: s.fill(n + 1), streams)

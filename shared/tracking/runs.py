@@ -254,7 +254,8 @@ def _set_lifecycle(project: str, run_id: str, stage: str) -> dict:
     meta = load_meta(project, run_id)
     if stage == DELETED:
         guard_run_deletion(project, meta["run_id"])
-    summary.commit(meta, Change(info={"lifecycle_stage": stage, "deleted_time": now_ms() if stage == DELETED else None}))
+    deleted_time = now_ms() if stage == DELETED else None
+    summary.commit(meta, Change(info={"lifecycle_stage": stage, "deleted_time": deleted_time}))
     return {}
 
 
