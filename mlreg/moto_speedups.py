@@ -31,6 +31,7 @@ locks them so). Concurrent reads may each build a GSI grouping: the same one, wh
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import json
 import threading
@@ -165,6 +166,76 @@ def _index_partition(table, hash_conditions) -> list:
     return groups[names].get(tuple(value for _, value in hash_conditions), [])
 
 
+def _index_slice(table, index_name: str, hash_conditions, comparison: str | None, bounds: list, limit: int | None,
+                 start_key: dict | None, forward: bool) -> list:
+    """The part of an index partition a Query reads, as DynamoDB reads it: from the partition sorted
+    once per grouping in moto's order, the sort-key range of a BETWEEN or begins_with condition, after
+    the ExclusiveStartKey, at most Limit + 1 items (moto needs the next one to hand out a
+    LastEvaluatedKey), and the item past the range. moto then checks, sorts (already sorted) and pages that slice as it would the
+    whole table, so a page costs what it returns, not what the partition holds."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    index = next((i for i in table.global_indexes if i.name == index_name), None)
+    ranges = [k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"] if index else []
+    if len(ranges) != 1:
+        return _index_partition(table, hash_conditions)
+    keys, items = _sorted_partition(table, index, ranges[0], hash_conditions)
+    low, high = 0, len(items)
+    op = (comparison or "").upper()
+    if op == "BETWEEN":
+        low = bisect.bisect_left(keys, (bounds[0].cast_value,))
+        high = bisect.bisect_right(keys, (bounds[1].cast_value, _MAX))
+    elif op == "BEGINS_WITH":
+        prefix = bounds[0].cast_value
+        low = high = bisect.bisect_left(keys, (prefix,))
+        while high < len(keys) and keys[high][0][:len(prefix)] == prefix:
+            high += 1
+    if start_key:
+        start = tuple(DynamoType(start_key[name]).cast_value for name in _sort_names(table, index, ranges[0]))
+        if forward:
+            low = max(low, bisect.bisect_right(keys, start))
+        else:
+            high = min(high, bisect.bisect_left(keys, start))
+    # One item past the range: when a page ends with the range, moto hands out a LastEvaluatedKey
+    # if any item follows in the partition.
+    low, high = (low, min(high + 1, len(items))) if forward else (max(low - 1, 0), high)
+    if limit and high - low > limit + 1:
+        low, high = (low, low + limit + 1) if forward else (high - limit - 1, high)
+    return items[low:high]
+
+
+class _Max:
+    """After every value (a BETWEEN's upper bound takes every key that begins with it)."""
+
+    def __lt__(self, other):
+        return False
+
+    def __gt__(self, other):
+        return True
+
+
+_MAX = _Max()
+
+
+def _sort_names(table, index, range_name: str) -> list[str]:
+    """moto's order of a GSI's items: its sort key, then the table's keys."""
+    return [range_name, table.hash_key_attr, *([table.range_key_attr] if table.range_key_attr else [])]
+
+
+def _sorted_partition(table, index, range_name: str, hash_conditions) -> tuple[list, list]:
+    """An index partition's items that hold the index's sort key, sorted, with their sort tuples;
+    kept beside the grouping (until the next write)."""
+    cache = table.__dict__.setdefault("_mlreg_index_groups", {}).setdefault(("sorted", index.name), {})
+    hash_values = tuple(value for _, value in hash_conditions)
+    if hash_values not in cache:
+        names = _sort_names(table, index, range_name)
+        keyed = sorted(((tuple(item.attrs[n].cast_value for n in names), item)
+                        for item in _index_partition(table, hash_conditions) if range_name in item.attrs),
+                       key=lambda pair: pair[0])
+        cache[hash_values] = ([k for k, _ in keyed], [i for _, i in keyed])
+    return cache[hash_values]
+
+
 def _keys_only(table, hash_names: tuple) -> tuple | None:
     """The attributes a keys-only index holds (the table's keys and its own), or None for other
     indexes. moto deep-copies every item a Query returns, then projects it: for a keys-only index
@@ -207,7 +278,8 @@ def _queries(table_class) -> list:
         if index_name is None and self.range_key_attr:
             _state.partition = list(self.items.get(hash_key, {}).values())
         elif index_name and hash_key_conditions:
-            _state.partition = _index_partition(self, hash_key_conditions)
+            _state.partition = _index_slice(self, index_name, hash_key_conditions, range_comparison, range_objs,
+                                            limit, exclusive_start_key, scan_index_forward)
         try:
             return original_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
                                   scan_index_forward, projection_expressions, index_name, *args,
