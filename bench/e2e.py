@@ -1,7 +1,7 @@
 """End to end: one workload through the real MLflow client against `mlreg serve` and, in the same run,
 against the reference `mlflow server` (SQLite, --serve-artifacts), both on this machine.
 
-    python -m bench.e2e                                   # the issue's workload: 500 and 5,000 runs (~6 min)
+    python -m bench.e2e --sizes 2000,5000                 # issue 15's workload (~25 min on 2 cores)
     python -m bench.e2e --sizes 50 --artifact-mb 0        # a quick look
 
 Reports the median of each step per server and the ratio mlreg / reference. Sizes are configurable;
@@ -88,9 +88,12 @@ def start_reference(work: Path) -> Server:
 @dataclass
 class Results:
     steps: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # step -> server -> seconds
+    rates: dict[str, int] = field(default_factory=dict)  # step -> items done, for a throughput row
 
-    def add(self, step: str, server: str, seconds: float) -> None:
+    def add(self, step: str, server: str, seconds: float, rate: int | None = None) -> None:
         self.steps.setdefault(step, {}).setdefault(server, []).append(seconds)
+        if rate:
+            self.rates[step] = rate
 
 
 def timed(results: Results, step: str, server: str, fn, repeat: int = 1):
@@ -106,7 +109,7 @@ def workload(server: Server, args, results: Results, work: Path) -> None:
     """The same calls against either server, through the MLflow client."""
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric, Param, RunTag
 
     os.environ["MLFLOW_TRACKING_URI"] = server.uri
     if server.token:
@@ -122,7 +125,8 @@ def workload(server: Server, args, results: Results, work: Path) -> None:
         run = client.create_run(experiment_id, start_time=now + i)
         client.log_batch(run.info.run_id, metrics=[Metric("acc", ((i * 7919) % 1000) / 1000, now, 0),
                                                    Metric("loss", 1 / (i + 1), now, 0)],
-                         params=[Param(f"p{j}", str((i + j) % 5)) for j in range(3)])
+                         params=[Param(f"p{j}", str((i + j) % 5)) for j in range(3)],
+                         tags=[RunTag("team", "xyzw"[i % 4])])
         return run.info.run_id
 
     # 1. one run with log_batch: create-run and log-batch latency, one at a time
@@ -135,20 +139,37 @@ def workload(server: Server, args, results: Results, work: Path) -> None:
         timed(results, "get_run", name, lambda: client.get_run(run.info.run_id))
     run_id = run.info.run_id
 
-    # 2. search_runs over experiments of each size: filter and metric ordering
+    # 2. search_runs over experiments of each size (issue 15's queries), built by 8 logging threads
     for n in args.sizes:
         sexp = client.create_experiment(f"e2e-search-{n}-{time.time_ns()}")
         t0 = time.perf_counter()
         with ThreadPoolExecutor(args.threads) as pool:
             list(pool.map(lambda i: new_run(sexp, i), range(n)))
-        results.add(f"build {n:,} runs (create_run + log_batch, {args.threads} threads)", name,
-                    time.perf_counter() - t0)
-        found = timed(results, f"search_runs {n:,} runs: filter + order by metric, 100", name,
-                      lambda: client.search_runs([sexp], "metrics.acc > 0.5", max_results=100,
-                                                 order_by=["metrics.acc DESC"]), repeat=args.repeat)
-        assert len(found) == min(100, sum(1 for i in range(n) if ((i * 7919) % 1000) / 1000 > 0.5)), (name, len(found))
-        timed(results, f"search_runs {n:,} runs: default order, 100", name,
-              lambda: client.search_runs([sexp], max_results=100), repeat=args.repeat)
+        results.add(f"{args.threads} threads logging runs (create_run + log_batch), {n:,} runs", name,
+                    time.perf_counter() - t0, rate=n)
+        for label, query, expected in [
+            ("filter params.p0 = '3'", dict(filter_string="params.p0 = '3'"), sum(1 for i in range(n) if i % 5 == 3)),
+            ("filter tags.team = 'x'", dict(filter_string="tags.team = 'x'"), sum(1 for i in range(n) if i % 4 == 0)),
+            ("metrics.acc > 0.9 order by acc", dict(filter_string="metrics.acc > 0.9", order_by=["metrics.acc DESC"]),
+             sum(1 for i in range(n) if ((i * 7919) % 1000) / 1000 > 0.9)),
+            ("default order", {}, n),
+        ]:
+            found = timed(results, f"search_runs {n:,} runs: {label}, page of 100", name,
+                          lambda: client.search_runs([sexp], max_results=100, **query), repeat=args.repeat)
+            assert len(found) == min(100, expected), (name, label, len(found))
+
+        def page_through():
+            token, total = None, 0
+            while True:
+                page = client.search_runs([sexp], max_results=1000, page_token=token)
+                total += len(page)
+                token = page.token
+                if not token:
+                    return total
+
+        total = timed(results, f"search_runs {n:,} runs: page through, pages of 1,000", name, page_through,
+                      repeat=args.repeat)
+        assert total == n, (name, total)
 
     # 3. registry (the version's files: a run artifact, since mlreg copies them into the package)
     src = work / f"model-{name.replace(' ', '-')}"
@@ -197,6 +218,9 @@ def markdown(results: Results) -> str:
     for step, by_server in results.steps.items():
         a, b = (statistics.median(by_server.get(s, [float("nan")])) * 1000 for s in ("mlreg", "mlflow server"))
         out.append(f"| {step} | {a:,.1f} | {b:,.1f} | {a / b:.2f} | {len(by_server.get('mlreg', []))} |")
+        if step in results.rates:  # throughput: higher is better, so the ratio is reference / mlreg
+            n = results.rates[step]
+            out.append(f"| {step}: runs/s | {n / a * 1000:,.1f} | {n / b * 1000:,.1f} | {b / a:.2f} (higher: ahead) | 1 |")
     return "\n".join(out)
 
 

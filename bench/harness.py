@@ -1,10 +1,10 @@
 """What the bench commands share: emulated AWS, an in-process API Gateway, a recorder of every AWS
 call (botocore event hooks), and fast builders of realistic data.
 
-Data is built with the handlers' own write functions (shared.tracking.runs.create, write_params,
-shared.tracking.metrics.write_points) while a `before-call` hook collects the items they would put
-instead of sending them one request at a time; the collected items then go in with BatchWriteItem.
-So a 5,000-run experiment holds exactly the items the handlers write, in seconds."""
+Data is built from the handlers' own item builders (shared.tracking.runs.new_run_items) or with
+their write functions while a `before-call` hook collects the items they would put instead of sending
+them one request at a time; the items then go in with BatchWriteItem. So a 5,000-run experiment
+holds exactly the items the handlers write, in seconds."""
 
 from __future__ import annotations
 
@@ -414,21 +414,18 @@ def new_run(experiment_id: str, start_time: int, name: str | None = None) -> dic
 def build_experiment(api: Api, name: str, n_runs: int, params: int = 5, metrics: int = 5) -> str:
     """An experiment of `n_runs` finished runs, each with a run name tag, `params` params and
     `metrics` metrics (one point each; `acc` spread over [0, 1) so filters and ordering bite)."""
-    from shared.tracking import metrics as metrics_mod
+    from shared import db
     from shared.tracking import runs
     from shared.tracking.messages import Metric
 
     experiment_id = api.call("POST", f"{A2}/experiments/create", {"name": name})["experiment_id"]
-
-    def build():
-        for i in range(n_runs):
-            run = new_run(experiment_id, 1_700_000_000_000 + i)
-            runs.create(PROJECT, run, {runs.RUN_NAME_TAG: run["run_name"], "team": "bench"})
-            runs.write_params(PROJECT, run, {f"p{j}": str((i * 7 + j) % 13) for j in range(params)})
-            acc = ((i * 7919) % n_runs) / n_runs
-            points = [Metric(key="acc", value=acc, timestamp=1)]
-            points += [Metric(key=f"m{j}", value=float(i + j), timestamp=1) for j in range(metrics - 1)]
-            metrics_mod.write_points(PROJECT, run, points)
-
-    bulk_write(build)
+    items = []
+    for i in range(n_runs):
+        run = new_run(experiment_id, 1_700_000_000_000 + i)
+        acc = ((i * 7919) % n_runs) / n_runs
+        points = [Metric.parse({"key": "acc", "value": acc, "timestamp": 1})]
+        points += [Metric.parse({"key": f"m{j}", "value": float(i + j), "timestamp": 1}) for j in range(metrics - 1)]
+        items += runs.new_run_items(PROJECT, run, {runs.RUN_NAME_TAG: run["run_name"], "team": "bench"},
+                                    {f"p{j}": str((i * 7 + j) % 13) for j in range(params)}, points)
+    db.batch_put(items)
     return experiment_id

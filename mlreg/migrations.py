@@ -53,8 +53,43 @@ def _versions_count_writes(items: list[dict]) -> Change:
     return change
 
 
+# ---- issue 15: run summaries, the runs collection of summaries, history chunks ----
+
+def _run_summaries(items: list[dict]) -> Change:
+    """Each run's meta item becomes its summary (params, tags, latest metrics, inputs and outputs
+    from the partition's items), in its experiment's collection of summaries (gsi2, default order);
+    no run item stays in the runs collection of gsi1. Per-point history items are packed into
+    chunks. A run too big for a summary is marked `overflow` (read from its partition)."""
+    from shared import keys
+    from shared.tracking import history, runs, summary
+
+    change = Change()
+    partitions: dict[str, list[dict]] = {}
+    points: dict[str, list[dict]] = {}
+    for item in items:
+        if "#R#" not in item["pk"]:
+            continue
+        if "#H#" in item["pk"]:
+            if not item["sk"].startswith(keys.HISTORY_CHUNK):
+                points.setdefault(item["pk"], []).append(item)
+        else:
+            partitions.setdefault(item["pk"], []).append(item)
+    for pk, partition in partitions.items():
+        meta = next((i for i in partition if i["sk"] == keys.RUN_SK), None)
+        # Not a summary yet: an older mlreg's meta item, maybe written to by today's before the step ran.
+        if meta is not None and not (summary.complete(meta) or meta.get("overflow")):
+            change.puts.append(summary.upgraded_meta(project_of(pk), meta, runs.assemble(partition)))
+        change.puts += [{k: v for k, v in i.items() if k not in ("g1pk", "g1sk")}
+                        for i in partition if i["sk"] != keys.RUN_SK and "g1pk" in i]
+    for pk, old in points.items():
+        change.puts += history.chunk_items(pk, history.points(old))
+        change.deletes += [(i["pk"], i["sk"]) for i in old]
+    return change
+
+
 STEPS: list[Step] = [
     Step("2026-11-version-rev-and-alias-copies", _versions_count_writes),
+    Step("2026-12-run-summaries", _run_summaries),
 ]
 
 

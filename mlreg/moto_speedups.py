@@ -13,11 +13,15 @@ Patched, with the same results:
 - a transaction saves only the items it names, and on failure puts them back (and drops the stream
   records it wrote);
 - a base-table Query reads its partition only;
-- a GSI Query reads the items of its index partition, grouped once per index until the next write;
+- a Query's results are not deep-copied (moto copies every item a Query returns; the response only
+  reads them);
+- a GSI Query reads the items of its index partition, grouped once per index until the next write
+  (a keys-only index's grouping holds only the keys, so moto's copy of each result stays small);
 - reads (GetItem, BatchGetItem, Query, Scan) answer with plain JSON: their results already are
   DynamoDB JSON, with bytes for binary values (base64 on the wire);
 - an item's size (DynamoDB's 400 KB limit) is counted once per item, not once per attribute over the
-  attributes set so far (moto's check is quadratic: most of the time of a restore, and of every put);
+  attributes set so far (moto's check is quadratic: most of the time of a restore, and of every put),
+  and kept until an update (a Query counts the size of each item it returns twice);
 - GetItem of a missing partition leaves the table as it was (moto adds an empty partition: a write,
   which concurrent reads must not make).
 
@@ -27,6 +31,7 @@ locks them so). Concurrent reads may each build a GSI grouping: the same one, wh
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import json
 import threading
@@ -150,17 +155,122 @@ def _index_partition(table, hash_conditions) -> list:
     groups = table.__dict__.setdefault("_mlreg_index_groups", {})
     names = tuple(name for name, _ in hash_conditions)
     if names not in groups:
+        kept = _keys_only(table, names)
         grouped = defaultdict(list)
         for partition in table.items.values():
             for item in partition.values():
                 values = tuple(item.attrs.get(name) for name in names)
                 if all(v is not None for v in values):
-                    grouped[values].append(item)
+                    grouped[values].append(item if kept is None else _with_attributes(item, kept))
         groups[names] = grouped
     return groups[names].get(tuple(value for _, value in hash_conditions), [])
 
 
+def _index_slice(table, index_name: str, hash_conditions, comparison: str | None, bounds: list, limit: int | None,
+                 start_key: dict | None, forward: bool) -> list:
+    """The part of an index partition a Query reads, as DynamoDB reads it: from the partition sorted
+    once per grouping in moto's order, the sort-key range of a BETWEEN or begins_with condition, after
+    the ExclusiveStartKey, at most Limit + 1 items (moto needs the next one to hand out a
+    LastEvaluatedKey), and the item past the range. moto then checks, sorts (already sorted) and pages that slice as it would the
+    whole table, so a page costs what it returns, not what the partition holds."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    index = next((i for i in table.global_indexes if i.name == index_name), None)
+    ranges = [k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"] if index else []
+    if len(ranges) != 1:
+        return _index_partition(table, hash_conditions)
+    keys, items = _sorted_partition(table, index, ranges[0], hash_conditions)
+    low, high = 0, len(items)
+    op = (comparison or "").upper()
+    if op == "BETWEEN":
+        low = bisect.bisect_left(keys, (bounds[0].cast_value,))
+        high = bisect.bisect_right(keys, (bounds[1].cast_value, _MAX))
+    elif op == "BEGINS_WITH":
+        prefix = bounds[0].cast_value
+        low = high = bisect.bisect_left(keys, (prefix,))
+        while high < len(keys) and keys[high][0][:len(prefix)] == prefix:
+            high += 1
+    if start_key:
+        start = tuple(DynamoType(start_key[name]).cast_value for name in _sort_names(table, index, ranges[0]))
+        if forward:
+            low = max(low, bisect.bisect_right(keys, start))
+        else:
+            high = min(high, bisect.bisect_left(keys, start))
+    # One item past the range: when a page ends with the range, moto hands out a LastEvaluatedKey
+    # if any item follows in the partition.
+    low, high = (low, min(high + 1, len(items))) if forward else (max(low - 1, 0), high)
+    if limit and high - low > limit + 1:
+        low, high = (low, low + limit + 1) if forward else (high - limit - 1, high)
+    return items[low:high]
+
+
+class _Max:
+    """After every value (a BETWEEN's upper bound takes every key that begins with it)."""
+
+    def __lt__(self, other):
+        return False
+
+    def __gt__(self, other):
+        return True
+
+
+_MAX = _Max()
+
+
+def _sort_names(table, index, range_name: str) -> list[str]:
+    """moto's order of a GSI's items: its sort key, then the table's keys."""
+    return [range_name, table.hash_key_attr, *([table.range_key_attr] if table.range_key_attr else [])]
+
+
+def _sorted_partition(table, index, range_name: str, hash_conditions) -> tuple[list, list]:
+    """An index partition's items that hold the index's sort key, sorted, with their sort tuples;
+    kept beside the grouping (until the next write)."""
+    cache = table.__dict__.setdefault("_mlreg_index_groups", {}).setdefault(("sorted", index.name), {})
+    hash_values = tuple(value for _, value in hash_conditions)
+    if hash_values not in cache:
+        names = _sort_names(table, index, range_name)
+        keyed = sorted(((tuple(item.attrs[n].cast_value for n in names), item)
+                        for item in _index_partition(table, hash_conditions) if range_name in item.attrs),
+                       key=lambda pair: pair[0])
+        cache[hash_values] = ([k for k, _ in keyed], [i for _, i in keyed])
+    return cache[hash_values]
+
+
+def _keys_only(table, hash_names: tuple) -> tuple | None:
+    """The attributes a keys-only index holds (the table's keys and its own), or None for other
+    indexes. moto deep-copies every item a Query returns, then projects it: for a keys-only index
+    the grouping holds the projection already, so a Query costs what its keys weigh."""
+    for index in table.global_indexes:
+        if tuple(index.schema_key_attrs[:1]) == hash_names and (index.projection or {}).get("ProjectionType") == "KEYS_ONLY":
+            return (table.hash_key_attr, table.range_key_attr, *index.schema_key_attrs)
+    return None
+
+
+def _with_attributes(item, names: tuple):
+    from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
+
+    light = object.__new__(Item)
+    light.hash_key, light.range_key = item.hash_key, item.range_key
+    light.attrs = LimitedSizeDict({n: item.attrs[n] for n in names if n in item.attrs})
+    return light
+
+
+class _NoQueryCopies:
+    """moto's table module's `copy`, except that a Query's results are not deep-copied: the response
+    only reads them (projections build new items), and reads only run beside other reads."""
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    def deepcopy(self, obj, memo=None):
+        if getattr(_state, "partition", None) is not None and isinstance(obj, list):
+            return list(obj)
+        return copy.deepcopy(obj, memo)
+
+
 def _queries(table_class) -> list:
+    from moto.dynamodb.models import table as table_module
+
     original_query, original_all_items = table_class.query, table_class.all_items
 
     def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
@@ -168,7 +278,8 @@ def _queries(table_class) -> list:
         if index_name is None and self.range_key_attr:
             _state.partition = list(self.items.get(hash_key, {}).values())
         elif index_name and hash_key_conditions:
-            _state.partition = _index_partition(self, hash_key_conditions)
+            _state.partition = _index_slice(self, index_name, hash_key_conditions, range_comparison, range_objs,
+                                            limit, exclusive_start_key, scan_index_forward)
         try:
             return original_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
                                   scan_index_forward, projection_expressions, index_name, *args,
@@ -180,7 +291,7 @@ def _queries(table_class) -> list:
         partition = getattr(_state, "partition", None)
         return original_all_items(self) if partition is None else partition  # query sorts what it reads
 
-    return [(table_class, "query", query), (table_class, "all_items", all_items)]
+    return [(table_class, "query", query), (table_class, "all_items", all_items), (table_module, "copy", _NoQueryCopies())]
 
 
 def _writes(backend_class, table_class) -> list:
@@ -199,7 +310,9 @@ def _writes(backend_class, table_class) -> list:
         table = self.tables.get(table_name)
         if table is not None:
             forget_groupings(table)
-        return update(self, table_name, *args, **kwargs)
+        item = update(self, table_name, *args, **kwargs)
+        item.__dict__.pop("_mlreg_size", None)
+        return item
 
     return [(table_class, "put_item", put_item), (table_class, "delete_item", delete_item),
             (backend_class, "update_item", update_item)]
@@ -213,11 +326,20 @@ def _items() -> list:
     def item_init(self, hash_key, range_key, attrs):
         self.hash_key, self.range_key = hash_key, range_key
         values = {name: DynamoType(value) for name, value in attrs.items()}
-        if sum(bytesize(name) + value.size() for name, value in values.items()) > 405000:  # moto's limit
+        size = sum(bytesize(name) + value.size() for name, value in values.items())
+        if size > 405000:  # moto's limit
             raise ItemSizeTooLarge
         self.attrs = LimitedSizeDict(values)  # dict's own update: no check per attribute
+        self._mlreg_size = size
 
-    return [(Item, "__init__", item_init)]
+    def item_size(self):
+        """Counted once (a Query counts each item it returns twice, against its 1 MB page); an update
+        forgets it (updates change items in place)."""
+        if "_mlreg_size" not in self.__dict__:
+            self._mlreg_size = sum(bytesize(name) + value.size() for name, value in self.attrs.items())
+        return self._mlreg_size
+
+    return [(Item, "__init__", item_init), (Item, "size", item_size)]
 
 
 def restore_items(table, items: list[dict]) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from functools import cache
+from functools import cache, partial
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import boto3
@@ -298,8 +298,20 @@ def iter_query(pk: str, sk_prefix: str | None = None, **kwargs) -> Iterator[dict
 def batch_put(items: list[dict]) -> None:
     """Unconditional puts in parallel chunks of 25, retrying UnprocessedItems with backoff.
     Only for idempotent writes: a retry writes the same key with the same value."""
-    chunks = [items[i:i + BATCH_WRITE_MAX] for i in range(0, len(items), BATCH_WRITE_MAX)]
-    parallel(lambda chunk: _write_chunk([{"PutRequest": {"Item": to_item(i)}} for i in chunk]), chunks)
+    put_together(items, [])
+
+
+def put_together(items: list[dict], conditional: list[tuple[dict, str, dict, dict]]) -> list[tuple[int, dict]]:
+    """`batch_put(items)` and `conditional_puts(conditional)` side by side: one round trip for both.
+    Returns the conditional puts whose condition failed, as `conditional_puts` does."""
+    tasks = [partial(_put_batch, items[i:i + BATCH_WRITE_MAX]) for i in range(0, len(items), BATCH_WRITE_MAX)]
+    tasks += _conditional_put_tasks(conditional)
+    return sorted((f for failed in parallel(lambda task: task(), tasks) for f in failed), key=lambda f: f[0])
+
+
+def _put_batch(items: list[dict]) -> list:
+    _write_chunk([{"PutRequest": {"Item": to_item(i)}} for i in items])
+    return []  # no conditions
 
 
 def batch_delete(keys: list[tuple[str, str]]) -> None:
@@ -389,22 +401,26 @@ def conditional_puts(puts: list[tuple[dict, str, dict, dict]]) -> list[tuple[int
     `puts` holds (item, condition, names, values). A transaction fails whole when one condition
     fails, so the failed ones are taken out and the rest sent again. Returns (index, old item) for
     every put whose condition failed."""
+    return put_together([], puts)
+
+
+def _conditional_put_tasks(puts: list[tuple[dict, str, dict, dict]]) -> list[Callable[[], list[tuple[int, dict]]]]:
     if len(puts) == 1:  # a plain conditional put costs half a transaction's capacity
-        item, condition, names, values = puts[0]
-        kwargs: dict = {"TableName": table_name(), "Item": to_item(item), "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
-        _add_expression(kwargs, condition, names, values)
-        try:
-            client().put_item(**kwargs)
-            return []
-        except ClientError as err:
-            if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            return [(0, from_item(err.response.get("Item", {})))]
-    chunks = [list(range(i, min(i + TRANSACT_MAX, len(puts)))) for i in range(0, len(puts), TRANSACT_MAX)]
-    failed: list[tuple[int, dict]] = []
-    for result in parallel(lambda idx: _put_chunk(puts, idx), chunks):
-        failed += result
-    return sorted(failed, key=lambda f: f[0])
+        return [partial(_put_one, *puts[0])]
+    return [partial(_put_chunk, puts, list(range(i, min(i + TRANSACT_MAX, len(puts)))))
+            for i in range(0, len(puts), TRANSACT_MAX)]
+
+
+def _put_one(item: dict, condition: str, names: dict, values: dict) -> list[tuple[int, dict]]:
+    kwargs: dict = {"TableName": table_name(), "Item": to_item(item), "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+    _add_expression(kwargs, condition, names, values)
+    try:
+        client().put_item(**kwargs)
+        return []
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        return [(0, from_item(err.response.get("Item", {})))]
 
 
 def _put_chunk(puts: list, indices: list[int]) -> list[tuple[int, dict]]:

@@ -612,7 +612,11 @@ def run_order_clause(text: str) -> tuple[str, str, bool]:
 
 
 def parse_run_filter(text: str | None) -> Predicate:
-    return _predicate(_RUNS, run_filter_clauses(text))
+    return run_matcher(run_filter_clauses(text))
+
+
+def run_matcher(clauses: list[Clause]) -> Predicate:
+    return _predicate(_RUNS, clauses)
 
 
 def parse_run_order_by(order_by: list[str] | None) -> SortKey:

@@ -59,17 +59,26 @@ RUN_SK = "#R"
 
 
 def runs_collection(p: str, experiment_id: str) -> str:
-    """GSI1 partition holding every item of every run of an experiment (one Query loads them)."""
+    """GSI2 partition: the summaries (meta items) of an experiment's runs in MLflow's default order."""
     return f"P#{p}#E#{experiment_id}#RUNS"
 
 
-def runs_by_start(p: str, experiment_id: str) -> str:
-    """GSI2 partition: run meta items ordered by start time (MLflow's default order)."""
-    return f"P#{p}#E#{experiment_id}#START"
+def runs_collection_sk(start_time: int | None, run_id: str) -> str:
+    """MLflow's default order (start time descending, then run id) as an ascending sort key."""
+    return f"{encode_int(-int(start_time or 0))}#{run_id}"
 
 
 def metric_history(p: str, run_id: str, metric_key: str) -> str:
     return f"P#{p}#R#{run_id}#H#{metric_key}"
+
+
+HISTORY_CHUNK = "C#"  # history items of today: chunks of points; older ones hold one point each
+
+
+def history_chunk_sk(min_timestamp: int, digest: str) -> str:
+    """A chunk of a metric's history: its earliest timestamp, then a hash of its packed points, so a
+    retried batch writes the same item."""
+    return f"{HISTORY_CHUNK}{encode_int(min_timestamp)}#{digest}"
 
 
 # ---- order-preserving encodings for sort keys ----
@@ -86,12 +95,6 @@ def encode_float(x: float) -> str:
     bits = struct.unpack(">Q", struct.pack(">d", float(x)))[0]
     bits = bits ^ ((1 << 64) - 1) if bits >> 63 else bits | (1 << 63)
     return f"{bits:016x}"
-
-
-def metric_point_sk(timestamp: int, step: int, value: float) -> str:
-    """History sort key: MLflow returns history by (timestamp, step, value). Re-logging the same
-    point writes the same key, so client retries never duplicate history."""
-    return f"{encode_int(timestamp)}#{encode_int(step)}#{encode_float(value)}"
 
 
 def metric_order(step: int, timestamp: int, value: float) -> str:
@@ -185,21 +188,42 @@ def _invert(data: bytes) -> bytes:
     return bytes(255 - b for b in data)
 
 
-def order_values(value, start_time: int, run_id: str) -> tuple[bytes, bytes]:
-    """(ascending, descending) sort keys for a field's value. Both end with MLflow's tie-breaks,
-    start_time DESC then run_id ASC, so a forward Query yields MLflow's order in either direction."""
-    ties = _u64(-int(start_time or 0)) + run_id.encode()
+def order_head(value, ascending: bool) -> bytes:
+    """An order key without its tie-breaks: the keys of every run with an equal value begin with it
+    (strings: with equal first 768 bytes)."""
     if isinstance(value, str):
         text = value.encode()[:_MAX_ORDER_TEXT]
-        return _PRESENT + text + b"\x00" + ties, _PRESENT + _invert(text) + b"\xff" + ties
+        return _PRESENT + text + b"\x00" if ascending else _PRESENT + _invert(text) + b"\xff"
     if isinstance(value, float) and math.isnan(value):
-        return _NAN + ties, _NAN + ties
+        return _NAN
     if isinstance(value, int):
         number = _u64(value)
     else:
         bits = struct.unpack(">Q", struct.pack(">d", float(value) or 0.0))[0]
         number = (bits ^ ((1 << 64) - 1) if bits >> 63 else bits | (1 << 63)).to_bytes(8, "big")
-    return _PRESENT + number + ties, _PRESENT + _invert(number) + ties
+    return _PRESENT + (number if ascending else _invert(number))
+
+
+def order_values(value, start_time: int, run_id: str) -> tuple[bytes, bytes]:
+    """(ascending, descending) sort keys for a field's value. Both end with MLflow's tie-breaks,
+    start_time DESC then run_id ASC, so a forward Query yields MLflow's order in either direction."""
+    ties = _u64(-int(start_time or 0)) + run_id.encode()
+    return order_head(value, True) + ties, order_head(value, False) + ties
+
+
+def order_text_prefix(prefix: str, ascending: bool) -> bytes:
+    """The keys of every string value that starts with `prefix` begin with this (a LIKE 'abc%')."""
+    text = prefix.encode()[:_MAX_ORDER_TEXT]
+    return _PRESENT + (text if ascending else _invert(text))
+
+
+_MAX_ORDER_KEY = 1024  # a GSI sort key's limit in bytes, so also of a key condition's value
+NUMBERS_HEAD = _PRESENT  # every number's key begins with it (NaN's with _NAN, after them)
+
+
+def after_order_head(head: bytes) -> bytes:
+    """A bound after every key that begins with `head` (and before the next head), for BETWEEN."""
+    return head + b"\xff" * (_MAX_ORDER_KEY - len(head))
 
 
 def order_attributes(p: str, experiment_id: str, kind: str, key: str, value, start_time: int, run_id: str) -> dict:

@@ -90,7 +90,7 @@ def project_contents(project: str) -> list[str]:
     items, _ = db.query(keys.experiments_collection(project), index="gsi1", limit=50)
     if any(not i["g1sk"].startswith(experiments.DEFAULT_EXPERIMENT_ID + "#") for i in items):
         held.append("experiments")
-    runs, _ = db.query(keys.runs_by_start(project, experiments.DEFAULT_EXPERIMENT_ID), index="gsi2", limit=1)
+    runs, _ = db.query(keys.runs_collection(project, experiments.DEFAULT_EXPERIMENT_ID), index="gsi2", limit=1)
     if runs:
         held.append("runs in the default experiment")
     models, _ = db.query(keys.models_collection(project), index="gsi1", limit=1)

@@ -22,11 +22,11 @@ class Index:
 
 # Both GSIs are sparse: only items that carry the index's key attributes appear in them.
 GSIS = (
-    # Collections: everything of a kind inside a parent (runs of an experiment with their params,
-    # tags and latest metrics; experiments of a project; models of a project; versions by run).
+    # Collections: everything of a kind inside a parent (experiments of a project with their tags;
+    # models of a project; model versions of a project).
     Index("gsi1", "g1pk", "g1sk"),
-    # Orderings and secondary lookups (runs of an experiment by start time, logged models of an
-    # experiment, versions of a run).
+    # Orderings and secondary lookups (run summaries of an experiment in MLflow's default order,
+    # logged models of an experiment, versions of a run).
     Index("gsi2", "g2pk", "g2sk"),
     # Materialised orderings for search_runs: one partition per (experiment, metric/param/tag/start
     # time), sorted ascending (gsi3) and descending (gsi4) with MLflow's tie-breaks built into the

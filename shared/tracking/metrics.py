@@ -1,15 +1,20 @@
-"""Metrics: history points in their own partition per (run, key), and one latest-metric item per
-(run, key) in the run's partition, updated on condition so it follows MLflow's rule (the greatest
-(step, timestamp, value) wins) whatever order concurrent writers arrive in."""
+"""Metrics: the history in chunks (shared/tracking/history.py), one per (run, key, logged batch), and
+the latest value of each key in the run's summary and in an `M#` item, its order-index entry. Both
+follow MLflow's rule (the greatest (step, timestamp, value) wins) whatever order concurrent writers
+arrive in: the `M#` item is put on condition it moves forwards, the summary on condition of its
+`rev` (shared/tracking/summary.py)."""
 
 from __future__ import annotations
 
 import bisect
+from functools import partial
 
 from shared import db, doubles, keys, pagination
 from shared.http import Request
-from shared.tracking import messages
+from shared.tracking import history, messages, summary
 from shared.tracking.messages import Metric
+
+_FORWARD = "attribute_not_exists(pk) OR #o < :o"
 
 
 def metric_value(item: dict) -> float:
@@ -20,67 +25,95 @@ def metric_json(item: dict) -> dict:
     return {"key": item["key"], "value": metric_value(item), "timestamp": item["timestamp"], "step": item["step"]}
 
 
-def write_points(project: str, run: dict, points: list[Metric], also: list[dict] = ()) -> None:
-    """History in parallel batches (idempotent keys), with any `also` items, then the latest item per
-    key on condition; points with a `model_id` also go to their logged model."""
-    from shared.tracking.logged_models import log_metrics  # imports runs, which imports this module
-    from shared.tracking.runs import ordered_item
+def _order(p: Metric) -> str:
+    return keys.metric_order(p.step, p.timestamp, p.value)
 
-    log_metrics(project, run["run_id"], points)
-    history = {(p.key, keys.metric_point_sk(p.timestamp, p.step, p.value)): p for p in points}
-    db.batch_put([{"pk": keys.metric_history(project, run["run_id"], k), "sk": sk, "key": k,
-                   "value": doubles.encode(p.value), "timestamp": p.timestamp, "step": p.step}
-                  for (k, sk), p in history.items()] + list(also))
-    latest: dict[str, tuple[str, Metric]] = {}
+
+def latest_points(points: list[Metric]) -> dict[str, Metric]:
+    """The greatest point of each key of a batch."""
+    latest: dict[str, Metric] = {}
     for p in points:
-        order = keys.metric_order(p.step, p.timestamp, p.value)
-        if p.key not in latest or order > latest[p.key][0]:
-            latest[p.key] = (order, p)
+        if p.key not in latest or _order(p) > _order(latest[p.key]):
+            latest[p.key] = p
+    return latest
 
-    # A failed condition means a newer point is already the latest: nothing to do for that key.
-    db.conditional_puts([
-        (ordered_item(project, run, f"M#{p.key}", "metric", p.key, p.value, key=p.key,
-                      value=doubles.encode(p.value), timestamp=p.timestamp, step=p.step, ord=order),
-         "attribute_not_exists(pk) OR #o < :o", {"#o": "ord"}, {":o": order})
-        for order, p in latest.values()])
+
+def history_items(project: str, run_id: str, points: list[Metric]) -> list[dict]:
+    """The batch's chunks: one per key (a key of more than CHUNK_POINTS_MAX points: several)."""
+    by_key: dict[str, list[tuple]] = {}
+    for p in points:
+        by_key.setdefault(p.key, []).append((p.timestamp, p.step, p.value))
+    return [chunk for k, pts in by_key.items()
+            for chunk in history.chunk_items(keys.metric_history(project, run_id, k), pts)]
+
+
+def latest_item(project: str, run: dict, p: Metric) -> dict:
+    from shared.tracking.runs import ordered_item  # runs imports this module
+
+    return ordered_item(project, run, f"M#{p.key}", "metric", p.key, p.value, key=p.key,
+                        value=doubles.encode(p.value), timestamp=p.timestamp, step=p.step, ord=_order(p))
+
+
+def point_writes(project: str, meta: dict, points: list[Metric]) -> tuple[list[dict], list[tuple], dict]:
+    """What logging `points` writes: history chunks, the `M#` items of keys whose latest value moves
+    forwards (on condition it still does), and the summary's new latest entries. Points with a
+    `model_id` also go to their logged model first."""
+    from shared.tracking.logged_models import log_metrics  # imports runs, which imports this module
+
+    log_metrics(project, meta["run_id"], points)
+    latest = latest_points(points)
+    held = meta["metrics"] if summary.complete(meta) else {}
+    forwards = [p for k, p in latest.items() if k not in held or _order(p) > summary.metric_order(held[k])]
+    conditional = [(latest_item(project, meta, p), _FORWARD, {"#o": "ord"}, {":o": _order(p)}) for p in forwards]
+    entries = {k: summary.metric_entry(p.value, p.timestamp, p.step) for k, p in latest.items()}
+    return history_items(project, meta["run_id"], points), conditional, entries
 
 
 def log_metric(req: Request, msg: messages.LogMetric) -> dict:
-    from shared.tracking.runs import load_active_meta
+    from shared.tracking import runs
 
-    meta = load_active_meta(req.project, msg.run_id)
-    write_points(req.project, meta, [msg])
+    meta = runs.load_active_meta(req.project, msg.run_id)
+    items, conditional, latest = point_writes(req.project, meta, [msg])
+    runs.write(meta, summary.Change(metrics=latest), items, conditional)
     return {}
 
 
-def _history_json(item: dict, run_id: str | None = None) -> dict:
-    out = metric_json(item)
+def _point_json(key: str, point: history.Point, run_id: str | None = None) -> dict:
+    timestamp, step, value = point
+    out = {"key": key, "value": value, "timestamp": timestamp, "step": step}
     if run_id:
         out["run_id"] = run_id
     return out
 
 
+def _history_items(project: str, run_id: str, metric_key: str, consistent: bool = False) -> list[dict]:
+    return db.query_all(keys.metric_history(project, run_id, metric_key), consistent=consistent)
+
+
+def _position(cursor) -> tuple[int, int, int] | None:
+    """A page token's position: (timestamp, step, value order) of the last point handed out; an
+    older mlreg's token holds the last item's key."""
+    if cursor is None:
+        return None
+    return history.legacy_position(cursor["sk"]) if isinstance(cursor, dict) else tuple(cursor)
+
+
 def get_metric_history(req: Request, msg: messages.GetMetricHistory) -> dict:
+    """Every chunk of the (run, key) is read for each page: points are ordered across chunks."""
     from shared.tracking.runs import load_meta
 
-    load_meta(req.project, msg.run_id)
     query = [msg.run_id, msg.metric_key]  # not max_results: clients change it between pages
-    start = pagination.decode(msg.page_token, req.project, query)
-    pk = keys.metric_history(req.project, msg.run_id, msg.metric_key)
-    items, last = [], start
-    while len(items) < msg.max_results:  # DynamoDB pages stop at 1 MB: fill the caller's page
-        page, last = db.query(pk, limit=msg.max_results - len(items), start_key=last, consistent=True)
-        items += page
-        if not last:
-            break
-    out: dict = {"metrics": [_history_json(i) for i in items]}
-    if last:
-        out["next_page_token"] = pagination.encode(req.project, query, last)
+    position = _position(pagination.decode(msg.page_token, req.project, query))
+    reads = [partial(load_meta, req.project, msg.run_id),
+             partial(_history_items, req.project, msg.run_id, msg.metric_key, True)]
+    _, items = db.parallel(lambda read: read(), reads)
+    found = history.positioned(items)
+    start = 0 if position is None else bisect.bisect_right(found, position, key=lambda entry: entry[0])
+    page = found[start:start + msg.max_results]
+    out: dict = {"metrics": [_point_json(msg.metric_key, point) for _, point in page]}
+    if start + msg.max_results < len(found):
+        out["next_page_token"] = pagination.encode(req.project, query, list(page[-1][0]))
     return out
-
-
-def _history(project: str, run_id: str, metric_key: str) -> list[dict]:
-    return db.query_all(keys.metric_history(project, run_id, metric_key))
 
 
 def get_metric_history_bulk_interval(req: Request, msg: messages.GetMetricHistoryBulkInterval) -> dict:
@@ -88,14 +121,15 @@ def get_metric_history_bulk_interval(req: Request, msg: messages.GetMetricHistor
     from shared.tracking.runs import load_meta
 
     run_ids, limit = msg.run_ids, msg.max_results
-    db.parallel(lambda r: load_meta(req.project, r), run_ids)
-    histories = db.parallel(lambda r: _history(req.project, r, msg.metric_key), run_ids)
-    steps = _sampled_steps([[i["step"] for i in h] for h in histories], limit, msg.start_step, msg.end_step)
+    reads = [partial(load_meta, req.project, r) for r in run_ids]
+    reads += [partial(_history_items, req.project, r, msg.metric_key) for r in run_ids]
+    histories = [history.points(items) for items in db.parallel(lambda read: read(), reads)[len(run_ids):]]
+    steps = _sampled_steps([[p[1] for p in h] for h in histories], limit, msg.start_step, msg.end_step)
     per_run = max(limit, len(steps))  # bounds rows when many values share a step
     out = []
-    for run_id, history in zip(run_ids, histories):
-        chosen = sorted((i for i in history if i["step"] in steps), key=lambda i: (i["step"], i["timestamp"]))
-        out += [_history_json(chosen[i], run_id) for i in _evenly_spaced(len(chosen), per_run)]
+    for run_id, points in zip(run_ids, histories):
+        chosen = sorted((p for p in points if p[1] in steps), key=lambda p: (p[1], p[0]))
+        out += [_point_json(msg.metric_key, chosen[i], run_id) for i in _evenly_spaced(len(chosen), per_run)]
     return {"metrics": out}
 
 

@@ -1,8 +1,12 @@
 """Runs: create, get, update, delete, restore, params, tags, inputs, outputs, search.
 
-A run is one partition: a meta item, then `P#`, `T#`, `M#` (latest metric), `D#` (dataset input)
-and `O#` (output) items, so get-run is one Query. Every item of a run also carries the experiment's
-run collection key (GSI1), so search loads an experiment's runs, with their data, in one paged Query.
+A run is one partition. Its meta item (`#R`) is the run's summary (shared/tracking/summary.py):
+the run info with its params, tags, latest metrics and inputs, so get-run is one GetItem and search
+reads one item per run. Per-field items beside it keep the order indexes and guards: `P#` (a param,
+write-once), `T#` (a tag), `M#` (a latest metric, written only forwards) sit in their field's order
+indexes (gsi3/gsi4); `D#`, `I#`, `O#` (inputs and outputs) and those three make the partition
+complete, which overflowed and older runs are read from. Every write puts its per-field items, then
+updates the summary on condition of the `rev` its meta read saw (retried when another writer won).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from botocore.exceptions import ClientError
 from shared import db, keys, pagination
 from shared.clock import now_ms
 from shared.errors import MlflowError, invalid, not_found
-from shared.filters import parse_run_filter, parse_run_order_by
+from shared.filters import parse_run_order_by, run_filter_clauses
 from shared.http import Request
-from shared.tracking import experiments, messages
+from shared.tracking import experiments, messages, summary
 from shared.tracking.metrics import metric_json, metric_value
+from shared.tracking.summary import Change
 from shared.validation import MAX_ITEM_TEXT_BYTES
 from shared.validation import run_id as valid_run_id
 
@@ -33,36 +38,46 @@ INFO_FIELDS = ("run_id", "run_uuid", "run_name", "experiment_id", "user_id", "st
 # ---- items ----------------------------------------------------------------------------------------
 
 def child_item(project: str, run: dict, sk: str, **attrs) -> dict:
-    """An item in a run's partition, also placed in its experiment's run collection."""
-    return {"pk": keys.run(project, run["run_id"]), "sk": sk,
-            "g1pk": keys.runs_collection(project, run["experiment_id"]), "g1sk": f"{run['run_id']}#{sk}", **attrs}
+    """A per-field item in a run's partition."""
+    return {"pk": keys.run(project, run["run_id"]), "sk": sk, **attrs}
 
 
 def ordered_item(project: str, run: dict, sk: str, kind: str, field: str, order_value, **attrs) -> dict:
-    """A run item that also sits in the order indexes of its field (search_runs' order_by)."""
+    """A per-field item that also sits in the order indexes of its field (search_runs' order_by)."""
     order = keys.order_attributes(project, run["experiment_id"], kind, field, order_value, run["start_time"],
                                   run["run_id"])
     return {**child_item(project, run, sk, **attrs), **order}
 
 
-def _meta_item(project: str, run: dict) -> dict:
-    item = ordered_item(project, run, keys.RUN_SK, "start", "", run["start_time"] or 0, **run)
-    item["g2pk"] = keys.runs_by_start(project, run["experiment_id"])
-    item["g2sk"] = f"{keys.encode_int(run['start_time'] or 0)}#{run['run_id']}"
-    return item
+def meta_item(project: str, run: dict, fields: dict) -> dict:
+    """The meta item: run info, the summary `fields`, the run's entries in the start-time order
+    indexes and in its experiment's collection of summaries (gsi2, in MLflow's default order)."""
+    order = keys.order_attributes(project, run["experiment_id"], "start", "", run["start_time"] or 0,
+                                  run["start_time"], run["run_id"])
+    return {"pk": keys.run(project, run["run_id"]), "sk": keys.RUN_SK, **run, **fields, **order,
+            "g2pk": keys.runs_collection(project, run["experiment_id"]),
+            "g2sk": keys.runs_collection_sk(run["start_time"], run["run_id"])}
 
 
 def tag_item(project: str, run: dict, key: str, value: str) -> dict:
     return ordered_item(project, run, f"T#{key}", "tag", key, value, key=key, value=value)
 
 
+def param_item(project: str, run: dict, key: str, value: str) -> dict:
+    return ordered_item(project, run, f"P#{key}", "param", key, value, key=key, value=value)
+
+
+def info_of(meta: dict) -> dict:
+    return {k: meta.get(k) for k in INFO_FIELDS}
+
+
 def assemble(items: list[dict]) -> dict | None:
-    """A run (meta, params, tags, latest metrics, inputs, outputs) from its partition's items."""
+    """A run from its partition's per-field items (overflowed runs, runs of an older mlreg)."""
     run: dict = {"metrics": {}, "params": {}, "tags": {}, "datasets": [], "outputs": [], "model_inputs": []}
     for item in items:
         kind = item["sk"][:2]
         if item["sk"] == keys.RUN_SK:
-            run["info"] = {k: item.get(k) for k in INFO_FIELDS}
+            run["info"] = info_of(item)
         elif kind == "P#":
             run["params"][item["key"]] = item["value"]
         elif kind == "T#":
@@ -76,6 +91,16 @@ def assemble(items: list[dict]) -> dict | None:
         elif kind == "O#":
             run["outputs"].append(item)
     return run if "info" in run else None
+
+
+def from_metas(project: str, metas: list[dict]) -> list[dict]:
+    """Runs from their meta items: a summary is the run; the rare others load their partition (in
+    parallel)."""
+    partial = [m for m in metas if not summary.complete(m)]
+    loaded = dict(zip((m["run_id"] for m in partial),
+                      db.parallel(lambda m: assemble(db.query_all(m["pk"], consistent=True)), partial)))
+    return [{"info": info_of(m), **summary.fields_of(m)} if summary.complete(m) else loaded[m["run_id"]]
+            for m in metas if summary.complete(m) or loaded[m["run_id"]]]
 
 
 def filter_view(run: dict) -> dict:
@@ -110,7 +135,8 @@ def to_json(run: dict) -> dict:
 
 
 def load(project: str, run_id: str) -> dict | None:
-    return assemble(db.query_all(keys.run(project, valid_run_id(run_id)), consistent=True))
+    meta = db.get(keys.run(project, valid_run_id(run_id)), keys.RUN_SK)
+    return from_metas(project, [meta])[0] if meta else None
 
 
 def load_or_404(project: str, run_id: str) -> dict:
@@ -121,7 +147,7 @@ def load_or_404(project: str, run_id: str) -> dict:
 
 
 def load_meta(project: str, run_id: str) -> dict:
-    """Just the meta item: what a write needs to know (experiment, lifecycle)."""
+    """The meta item (the summary): what a write needs to know (experiment, lifecycle, fields)."""
     item = db.get(keys.run(project, valid_run_id(run_id)), keys.RUN_SK)
     if item is None:
         raise not_found(f"Run with id={run_id} not found")
@@ -133,6 +159,13 @@ def load_active_meta(project: str, run_id: str) -> dict:
     if meta["lifecycle_stage"] != ACTIVE:
         raise invalid(f"The run {run_id} must be in the 'active' state. Current state is {meta['lifecycle_stage']}.")
     return meta
+
+
+def write(meta: dict, change: Change, items: list[dict] = (), conditional: list[tuple] = ()) -> None:
+    """A write to a run: its per-field items (one round trip), then the summary."""
+    if items or conditional:
+        db.put_together(list(items), list(conditional))
+    summary.commit(meta, change)
 
 
 # ---- create / get / update / lifecycle ----------------------------------------------------------
@@ -164,14 +197,15 @@ def create_run(req: Request, msg: messages.CreateRun) -> dict:
 
 
 def create(project: str, run: dict, tags: dict[str, str]) -> None:
-    """One transaction: the run's items, on condition the experiment exists and is active. Tags
-    beyond what a transaction holds follow in batches (the run exists by then)."""
-    tag_items = [tag_item(project, run, k, v) for k, v in tags.items()]
+    """One transaction: the meta item (with the tags in its summary) and the tags' items, on
+    condition the experiment exists and is active. Tags beyond what a transaction holds follow in
+    batches (the run exists by then)."""
+    meta, *tag_items = new_run_items(project, run, tags)
     room = db.TRANSACT_MAX - 2
     tx = db.Tx()
     tx.check(keys.experiment(project, run["experiment_id"]), keys.EXPERIMENT_SK,
              "lifecycle_stage = :active", values={":active": ACTIVE})
-    tx.put(_meta_item(project, run), condition="attribute_not_exists(pk)")
+    tx.put(meta, condition="attribute_not_exists(pk)")
     for item in tag_items[:room]:
         tx.put(item)
     try:
@@ -183,36 +217,45 @@ def create(project: str, run: dict, tags: dict[str, str]) -> None:
     db.batch_put(tag_items[room:])
 
 
+def new_run_items(project: str, run: dict, tags: dict[str, str], params: dict[str, str] | None = None,
+                  points: list[messages.Metric] = ()) -> list[dict]:
+    """Every item of a new run, its meta item first: what create writes (tags only), and what
+    bench/harness.py builds experiments from."""
+    from shared.tracking import metrics
+
+    params = params or {}
+    chunks, latest = metrics.history_items(project, run["run_id"], points), metrics.latest_points(points)
+    fields = summary.new(tags)
+    fields["params"] = dict(params)
+    fields["metrics"] = {k: summary.metric_entry(p.value, p.timestamp, p.step) for k, p in latest.items()}
+    return [meta_item(project, run, fields), *(tag_item(project, run, k, v) for k, v in tags.items()),
+            *(param_item(project, run, k, v) for k, v in params.items()),
+            *(metrics.latest_item(project, run, p) for p in latest.values()), *chunks]
+
+
 def get_run(req: Request, msg: messages.RunRef) -> dict:
     return {"run": to_json(load_or_404(req.project, msg.run_id))}
 
 
 def update_run(req: Request, msg: messages.UpdateRun) -> dict:
     meta = load_active_meta(req.project, msg.run_id)
-    sets, values = ["#s = :s"], {":s": msg.status or meta["status"]}
+    info = {"status": msg.status or meta["status"]}
     if msg.end_time is not None:
-        sets.append("end_time = :e")
-        values[":e"] = msg.end_time
-    tx = db.Tx()
+        info["end_time"] = msg.end_time
+    tags = {}
     if msg.run_name:
-        sets.append("run_name = :n")
-        values[":n"] = msg.run_name
-        tx.put(tag_item(req.project, meta, RUN_NAME_TAG, msg.run_name))
-    tx.update(meta["pk"], meta["sk"], "SET " + ", ".join(sets), names={"#s": "status"}, values=values)
-    tx.commit()
-    info = {k: meta.get(k) for k in INFO_FIELDS}
-    info.update(status=values[":s"], end_time=values.get(":e", meta.get("end_time")),
-                run_name=values.get(":n", meta["run_name"]))
-    return {"run_info": {k: v for k, v in info.items() if v is not None}}
+        info["run_name"] = tags[RUN_NAME_TAG] = msg.run_name
+    write(meta, Change(info=info, tags=tags), tag_items(req.project, meta, tags))
+    out = {**info_of(meta), **info}
+    return {"run_info": {k: v for k, v in out.items() if v is not None}}
 
 
 def _set_lifecycle(project: str, run_id: str, stage: str) -> dict:
     meta = load_meta(project, run_id)
     if stage == DELETED:
         guard_run_deletion(project, meta["run_id"])
-    extra = ", deleted_time = :t" if stage == DELETED else " REMOVE deleted_time"
-    db.update(meta["pk"], meta["sk"], "SET lifecycle_stage = :l" + extra,
-              values={":l": stage, **({":t": now_ms()} if stage == DELETED else {})})
+    deleted_time = now_ms() if stage == DELETED else None
+    summary.commit(meta, Change(info={"lifecycle_stage": stage, "deleted_time": deleted_time}))
     return {}
 
 
@@ -239,41 +282,62 @@ def restore_run(req: Request, msg: messages.RunRef) -> dict:
 
 # ---- params and tags ---------------------------------------------------------------------------------
 
-def write_params(project: str, meta: dict, params: dict[str, str]) -> None:
-    """Params are write-once: the same value again is a no-op, a different one an error."""
-    puts = [(ordered_item(project, meta, f"P#{k}", "param", k, v, key=k, value=v), "attribute_not_exists(pk) OR #v = :v",
-             {"#v": "value"}, {":v": v}) for k, v in params.items()]
+def param_writes(project: str, meta: dict, params: dict[str, str]) -> None:
+    """Params are write-once: the same value again is a no-op, a different one an error. The `P#`
+    items are the guard (a conditional put each, so concurrent writers cannot both win); params the
+    summary already holds are checked there without a write."""
+    logged = meta["params"] if summary.complete(meta) else {}
+    for k, v in params.items():
+        if logged.get(k, v) != v:
+            raise _param_changed(meta, k, logged[k], v)
+    puts = [(param_item(project, meta, k, v), "attribute_not_exists(pk) OR #v = :v", {"#v": "value"}, {":v": v})
+            for k, v in params.items() if k not in logged]
     for index, old in db.conditional_puts(puts)[:1]:
-        k, v = puts[index][0]["key"], puts[index][0]["value"]
-        raise invalid(f"Changing param values is not allowed. Param with key='{k}' was already logged with "
-                      f"value='{old.get('value')}' for run ID='{meta['run_id']}'. Attempted logging new value '{v}'.")
+        item = puts[index][0]
+        raise _param_changed(meta, item["key"], old.get("value"), item["value"])
 
 
-def write_tags(project: str, meta: dict, tags: dict[str, str]) -> None:
-    _sync_run_name(meta, tags)
-    db.batch_put([tag_item(project, meta, k, v) for k, v in tags.items()])
+def _param_changed(meta: dict, key: str, old: str | None, new: str) -> MlflowError:
+    return invalid(f"Changing param values is not allowed. Param with key='{key}' was already logged with "
+                   f"value='{old}' for run ID='{meta['run_id']}'. Attempted logging new value '{new}'.")
 
 
-def _sync_run_name(meta: dict, tags: dict[str, str]) -> None:
-    if RUN_NAME_TAG in tags:  # the server keeps run_name and the tag in step
-        db.update(meta["pk"], meta["sk"], "SET run_name = :n", values={":n": tags[RUN_NAME_TAG]})
+def tag_items(project: str, meta: dict, tags: dict[str, str]) -> list[dict]:
+    """The `T#` items of tags the summary does not hold already."""
+    held = meta["tags"] if summary.complete(meta) else {}
+    return [tag_item(project, meta, k, v) for k, v in tags.items() if held.get(k) != v]
+
+
+def tag_change(tags: dict[str, str], **more) -> Change:
+    """Setting tags; the server keeps run_name and the mlflow.runName tag in step."""
+    info = {"run_name": tags[RUN_NAME_TAG]} if RUN_NAME_TAG in tags else {}
+    return Change(info=info, tags=tags, **more)
 
 
 def log_param(req: Request, msg: messages.LogParam) -> dict:
     meta = load_active_meta(req.project, msg.run_id)
-    write_params(req.project, meta, {msg.key: msg.value})
+    param_writes(req.project, meta, {msg.key: msg.value})
+    summary.commit(meta, Change(params={msg.key: msg.value}))
     return {}
 
 
 def set_tag(req: Request, msg: messages.SetTag) -> dict:
     meta = load_active_meta(req.project, msg.run_id)
-    write_tags(req.project, meta, {msg.key: msg.value})
+    tags = {msg.key: msg.value}
+    write(meta, tag_change(tags), tag_items(req.project, meta, tags))
     return {}
 
 
 def delete_tag(req: Request, msg: messages.DeleteTag) -> dict:
     meta = load_active_meta(req.project, msg.run_id)
-    db.delete(meta["pk"], f"T#{msg.key}", missing=not_found(f"No tag with name: {msg.key} in run with id {meta['run_id']}"))
+    missing = not_found(f"No tag with name: {msg.key} in run with id {meta['run_id']}")
+    if summary.complete(meta):
+        if msg.key not in meta["tags"]:
+            raise missing
+        db.delete(meta["pk"], f"T#{msg.key}")
+    else:
+        db.delete(meta["pk"], f"T#{msg.key}", missing=missing)
+    summary.commit(meta, Change(untagged=(msg.key,)))
     return {}
 
 
@@ -281,12 +345,12 @@ def log_batch(req: Request, msg: messages.LogBatch) -> dict:
     from shared.tracking import metrics
 
     meta = load_active_meta(req.project, msg.run_id)
-    tags = {t.key: t.value for t in msg.tags}
+    tags, params = {t.key: t.value for t in msg.tags}, {p.key: p.value for p in msg.params}
     # Params first: a conflicting param fails the request before anything else is written.
-    write_params(req.project, meta, {p.key: p.value for p in msg.params})
-    _sync_run_name(meta, tags)
-    # Tags ride in the history's parallel batches: one round trip for both.
-    metrics.write_points(req.project, meta, msg.metrics, also=[tag_item(req.project, meta, k, v) for k, v in tags.items()])
+    param_writes(req.project, meta, params)
+    items, conditional, latest = metrics.point_writes(req.project, meta, msg.metrics)
+    write(meta, tag_change(tags, params=params, metrics=latest), items + tag_items(req.project, meta, tags),
+          conditional)
     return {}
 
 
@@ -294,66 +358,54 @@ def log_batch(req: Request, msg: messages.LogBatch) -> dict:
 
 def log_inputs(req: Request, msg: messages.LogInputs) -> dict:
     meta = load_active_meta(req.project, msg.run_id)
-    items = [child_item(req.project, meta, f"D#{d.dataset.name}#{d.dataset.digest}", dataset=d.dataset.as_stored(),
-                        tags=[t.model_dump() for t in d.tags]) for d in msg.datasets]
+    datasets = [{"dataset": d.dataset.as_stored(), "tags": [t.model_dump() for t in d.tags]} for d in msg.datasets]
+    items = [child_item(req.project, meta, f"D#{d['dataset']['name']}#{d['dataset']['digest']}", **d)
+             for d in datasets]
     items += [child_item(req.project, meta, f"I#{m.model_id}", model_id=m.model_id) for m in msg.models]
-    db.batch_put(items)
+    write(meta, Change(datasets=datasets, model_inputs=[m.model_id for m in msg.models]), items)
     return {}
 
 
 def log_outputs(req: Request, msg: messages.LogOutputs) -> dict:
     meta = load_active_meta(req.project, msg.run_id)
-    db.batch_put([child_item(req.project, meta, f"O#{m.model_id}", model_id=m.model_id, step=m.step) for m in msg.models])
+    outputs = [{"model_id": m.model_id, "step": m.step} for m in msg.models]
+    write(meta, Change(outputs=outputs), [child_item(req.project, meta, f"O#{o['model_id']}", **o) for o in outputs])
     return {}
 
 
 def log_model(req: Request, msg: messages.LogModel) -> dict:
     """MLflow 2's legacy route: appends the model's JSON to the `mlflow.log-model.history` tag."""
     meta = load_active_meta(req.project, msg.run_id)
-    tag = db.get(meta["pk"], "T#mlflow.log-model.history")
-    history = json.loads(tag["value"]) if tag else []
-    text = json.dumps(history + [msg.model_json])
+    key = "mlflow.log-model.history"
+    if summary.complete(meta):
+        old = meta["tags"].get(key)
+    else:
+        old = (db.get(meta["pk"], f"T#{key}") or {}).get("value")
+    text = json.dumps((json.loads(old) if old else []) + [msg.model_json])
     if len(text.encode()) > MAX_ITEM_TEXT_BYTES:
-        raise invalid(f"The run's mlflow.log-model.history tag would exceed {MAX_ITEM_TEXT_BYTES} bytes")
-    write_tags(req.project, meta, {"mlflow.log-model.history": text})
+        raise invalid(f"The run's {key} tag would exceed {MAX_ITEM_TEXT_BYTES} bytes")
+    tags = {key: text}
+    write(meta, tag_change(tags), tag_items(req.project, meta, tags))
     return {}
 
 
 # ---- search ------------------------------------------------------------------------------------------
 
-def runs_of_experiment(project: str, experiment_id: str) -> list[dict]:
-    """Every run of an experiment with its data: one paged Query of the run collection."""
-    groups = db.query_groups(keys.runs_collection(project, experiment_id), "gsi1", db.entity_of_g1sk)
-    return [r for r in map(assemble, groups) if r]
-
-
 def search_runs(req: Request, msg: messages.SearchRuns) -> dict:
     from shared.tracking import run_search
 
     view = VIEW_TYPES[msg.run_view_type]
-    matches, sort_key = parse_run_filter(msg.filter), parse_run_order_by(msg.order_by)
+    clauses = run_filter_clauses(msg.filter)
+    parse_run_order_by(msg.order_by)  # refuses a malformed order_by before anything is read
     query = [msg.experiment_ids, view, msg.filter, msg.order_by]  # not max_results: clients change it between pages
     cursor = pagination.decode(msg.page_token, req.project, query)
     order = run_search.indexed_order(msg.order_by)
     if order is not None:
-        page, cursor = run_search.search(req.project, msg.experiment_ids, order, view, matches, msg.max_results, cursor)
+        page, cursor = run_search.search(req.project, msg.experiment_ids, order, view, clauses, msg.max_results, cursor)
     else:
-        page, cursor = _search_in_memory(req.project, msg.experiment_ids, view, matches, sort_key, msg.max_results,
-                                         cursor or 0)
+        page, cursor = run_search.search_in_memory(req.project, msg.experiment_ids, view, clauses, msg.order_by,
+                                                   msg.max_results, cursor or 0)
     out: dict = {"runs": [to_json(run) for run in page]}
     if cursor is not None:
         out["next_page_token"] = pagination.encode(req.project, query, cursor)
     return out
-
-
-def _search_in_memory(project: str, experiment_ids: list[str], view: tuple, matches, sort_key, limit: int,
-                      offset: int) -> tuple[list[dict], int | None]:
-    """Orderings the indexes do not hold (several keys, other attributes): load, filter, sort."""
-    found = []
-    for runs in db.parallel(lambda e: runs_of_experiment(project, e), experiment_ids):
-        for run in runs:
-            view_ = filter_view(run)
-            if run["info"]["lifecycle_stage"] in view and matches(view_):
-                found.append((sort_key(view_), run))
-    found.sort(key=lambda pair: pair[0])
-    return [run for _, run in found[offset:offset + limit]], (offset + limit if offset + limit < len(found) else None)

@@ -68,7 +68,8 @@ def test_e2e_runs_the_workload_against_both_servers():
                        "--repeat", "1", "--threads", "2"))
     mlreg_ms, reference_ms, ratio = (float(x.replace(",", "")) for x in found["get_model_version_by_alias"][:3])
     assert mlreg_ms > 0 and reference_ms > 0 and ratio == pytest.approx(mlreg_ms / reference_ms, abs=0.01)
-    assert "search_runs 5 runs: filter + order by metric, 100" in found
+    assert "search_runs 5 runs: filter tags.team = 'x', page of 100" in found
+    assert float(found["2 threads logging runs (create_run + log_batch), 5 runs: runs/s"][0]) > 0
 
 
 FAKE_REST_TESTS = '''

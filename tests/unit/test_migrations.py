@@ -13,8 +13,8 @@ VERSION = {"pk": PK, "sk": "V#0000000002", "g1pk": "P#p#VERSIONS", "g1sk": "mode
            "version": 2, "current_stage": "Staging", "tags": {"k": "v"}, "aliases": {"champion"}}
 ALIAS = {"pk": PK, "sk": "A#champion", "g1pk": "P#p#MODELS", "g1sk": "model#A#champion", "model_name": "model",
          "alias": "champion", "version": 2}
-RUN = {"pk": "P#p#R#abc", "sk": "#R", "run_id": "abc"}
-OTHER_PROJECT_RUN = {"pk": "P#q#R#def", "sk": "#R", "run_id": "def"}
+RUN = {"pk": "P#p#R#abc", "sk": "#R", "run_id": "abc", "params": {}, "tags": {}, "metrics": {}, "rev": 0}
+OTHER_PROJECT_RUN = {"pk": "P#q#R#def", "sk": "#R", "run_id": "def", "params": {}, "tags": {}, "metrics": {}, "rev": 3}
 
 
 def _old_items() -> list[dict]:
@@ -94,3 +94,88 @@ def test_migrate_a_deployed_table(aws):
     again = io.StringIO()
     assert migrations.migrate_table(out=again) == 0
     assert "the table is current" in again.getvalue()
+
+
+# ---- 2026-12-run-summaries (issue 15) ----------------------------------------------------------------
+
+OLD_RUN_PK = "P#p#R#r1"
+OLD_COLLECTION = {"g1pk": "P#p#E#1#RUNS"}
+
+
+def _old_run() -> list[dict]:
+    """A run as the mlreg before summaries wrote it: every item in the runs collection (gsi1), the meta
+    item also in gsi2 by start time, and one history item per point."""
+    from shared import doubles
+
+    def child(sk: str, **attrs) -> dict:
+        return {"pk": OLD_RUN_PK, "sk": sk, **OLD_COLLECTION, "g1sk": f"r1#{sk}", **attrs}
+
+    point_sk = "{:016x}#{:016x}#{}".format
+    history = [{"pk": f"{OLD_RUN_PK}#H#loss", "sk": point_sk(ts + (1 << 63), step + (1 << 63), "x"), "key": "loss",
+                "value": doubles.encode(value), "timestamp": ts, "step": step}
+               for ts, step, value in [(5, 1, 0.5), (3, 0, float("nan")), (9, 2, -0.0)]]
+    return [
+        child("#R", run_id="r1", run_uuid="r1", run_name="n", experiment_id="1", user_id="u", status="FINISHED",
+              start_time=7, end_time=8, artifact_uri="s3://b/1/r1/artifacts", lifecycle_stage="active",
+              g2pk="P#p#E#1#START", g2sk="x#r1", g3pk="P#p#E#1#O#start#", g3sk=b"\x01"),
+        child("P#lr", key="lr", value="0.1"), child("T#team", key="team", value="x"),
+        child("M#loss", key="loss", value=doubles.encode(-0.0), timestamp=9, step=2, ord="o"),
+        child("D#d#x", dataset={"name": "d", "digest": "x"}, tags=[]),
+        child("I#m-1", model_id="m-1"), child("O#m-2", model_id="m-2", step=3),
+        {"pk": OLD_RUN_PK, "sk": "L#model#1", "model_name": "model", "version": 1},  # no collection: kept
+        *history,
+    ]
+
+
+def test_old_runs_get_summaries_and_history_chunks():
+    from shared import keys
+    from shared.tracking import history, runs, summary
+
+    old = _old_run()
+    change = migrations.apply(migrations.STEPS, old)
+    puts = {(i["pk"], i["sk"]): i for i in change.puts}
+    meta = puts[(OLD_RUN_PK, "#R")]
+    assert summary.complete(meta) and meta["rev"] == 0
+    assert (meta["g2pk"], meta["g2sk"]) == ("P#p#E#1#RUNS", keys.runs_collection_sk(7, "r1")) and "g1pk" not in meta
+    run = runs.from_metas("p", [meta])[0]
+    assert runs.to_json(run) == runs.to_json(runs.assemble(old))  # the summary holds what the partition holds
+    assert run["params"] == {"lr": "0.1"} and run["tags"] == {"team": "x"}
+    assert meta["metrics"]["loss"][1:] == [9, 2]
+    assert not any("g1pk" in i for i in change.puts)  # no run item stays in gsi1's runs collection
+    chunks = [i for i in change.puts if "#H#" in i["pk"]]
+    assert len(chunks) == 1 and sorted(change.deletes) == sorted((i["pk"], i["sk"]) for i in old if "#H#" in i["pk"])
+    got = history.points(chunks)
+    assert [(ts, step) for ts, step, _ in got] == [(3, 0), (5, 1), (9, 2)]
+    assert got[0][2] != got[0][2] and got[1][2] == 0.5 and str(got[2][2]) == "-0.0"  # NaN and -0.0 exactly
+
+
+def test_run_summaries_step_is_idempotent_and_pure():
+    old = _old_run()
+    once = migrations.apply(migrations.STEPS, old)
+    assert old == _old_run()
+    current = {(i["pk"], i["sk"]): i for i in old}
+    for key in once.deletes:
+        current.pop(key)
+    current.update({(i["pk"], i["sk"]): i for i in once.puts})
+    assert not migrations.apply(migrations.STEPS, list(current.values()))
+
+
+def test_a_run_too_big_for_a_summary_is_marked_overflow():
+    from shared.tracking import runs
+
+    old = _old_run()
+    old += [{"pk": OLD_RUN_PK, "sk": f"T#big{i}", **OLD_COLLECTION, "g1sk": f"r1#T#big{i}", "key": f"big{i}",
+             "value": "v" * 100_000} for i in range(4)]
+    meta = next(i for i in migrations.apply(migrations.STEPS, old).puts if i["sk"] == "#R")
+    assert meta["overflow"] and "tags" not in meta
+    run = runs.assemble([meta, *old[1:]])
+    assert len(run["tags"]) == 5  # readers take the partition's items
+
+
+def test_an_old_run_written_to_before_the_step_ran_still_gets_its_summary():
+    """Deployed code writes to an old run's meta item before `mlreg migrate` runs: `rev` moves, no
+    fields are added (the run's items hold them); the step still summarises it, keeping `rev`."""
+    old = _old_run()
+    old[0] = {**old[0], "rev": 2, "status": "KILLED"}
+    meta = next(i for i in migrations.apply(migrations.STEPS, old).puts if i["sk"] == "#R")
+    assert meta["rev"] == 2 and meta["status"] == "KILLED" and meta["params"] == {"lr": "0.1"}

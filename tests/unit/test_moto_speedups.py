@@ -52,6 +52,9 @@ def _exercise() -> list:
     for p in range(3):
         for i in range(9):
             ddb.put_item(TableName=name, Item=_item(f"P#{p}", f"S#{i}", f"G#{i % 2}", v=str(i)))
+            ddb.update_item(TableName=name, Key={"pk": {"S": f"P#{p}"}, "sk": {"S": f"S#{i}"}},
+                            UpdateExpression="SET g3pk = :o, g3sk = :k",  # a binary sort key, with equal heads
+                            ExpressionAttributeValues={":o": {"S": "O#x"}, ":k": {"B": bytes([1, i % 4, 255 - i % 3])}})
     seen = []
 
     def look():
@@ -64,6 +67,12 @@ def _exercise() -> list:
         seen.append(_query_all(ddb, IndexName="gsi1", KeyConditionExpression="g1pk = :g AND g1sk > :s",
                                FilterExpression="v <> :v", ScanIndexForward=False,
                                ExpressionAttributeValues={":g": {"S": "G#0"}, ":s": {"S": "P#1"}, ":v": {"S": "4"}}))
+        for forward in (True, False):
+            for condition, values in [("", {}), (" AND g3sk BETWEEN :lo AND :hi", {":lo": {"B": b"\x01\x01"},
+                                                                                ":hi": {"B": b"\x01\x02\xff\xff"}}),
+                                      (" AND begins_with(g3sk, :b)", {":b": {"B": b"\x01\x02"}})]:
+                seen.append(_query_all(ddb, IndexName="gsi3", KeyConditionExpression="g3pk = :o" + condition,
+                                       ScanIndexForward=forward, ExpressionAttributeValues={":o": {"S": "O#x"}, **values}))
         seen.append(ddb.get_item(TableName=name, Key={"pk": {"S": "P#0"}, "sk": {"S": "S#4"}}).get("Item"))
         seen.append(ddb.batch_get_item(RequestItems={name: {"Keys": [
             {"pk": {"S": "P#1"}, "sk": {"S": f"S#{i}"}} for i in range(3)]}})["Responses"][name])

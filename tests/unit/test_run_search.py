@@ -8,7 +8,7 @@ import random
 import pytest
 
 from bench.request_budget import Api, emulated_aws
-from shared.filters import parse_run_filter, parse_run_order_by
+from shared.filters import run_filter_clauses
 from shared.projects import create_project
 from shared.tracking import run_search, runs
 
@@ -47,15 +47,17 @@ ORDERS = [[], ["metrics.m ASC"], ["metrics.m DESC"], ["params.p"], ["params.p DE
 
 
 @pytest.mark.parametrize("order_by", ORDERS)
-@pytest.mark.parametrize("filter_text", ["", "params.p = 'b'"])
+@pytest.mark.parametrize("filter_text", ["", "params.p = 'b'", "tags.t = 'x'", "metrics.m = 0.5", "metrics.m > 0.1",
+                                         "metrics.m <= 0.5 AND params.p != 'a'", "params.p LIKE 'a%'",
+                                         "attributes.start_time >= 6 AND attributes.start_time < 8"])
 def test_indexed_pages_equal_in_memory_order(populated, order_by, filter_text):
     order = run_search.indexed_order(order_by)
     assert order is not None
-    view, matches = ("active",), parse_run_filter(filter_text)
-    expected, _ = runs._search_in_memory("bench", populated, view, matches, parse_run_order_by(order_by), 10_000, 0)
+    view, clauses = ("active",), run_filter_clauses(filter_text)
+    expected, _ = run_search.search_in_memory("bench", populated, view, clauses, order_by, 10_000, 0)
     got, cursor, pages = [], None, 0
     while True:
-        page, cursor = run_search.search("bench", populated, order, view, matches, 11, cursor)
+        page, cursor = run_search.search("bench", populated, order, view, clauses, 11, cursor)
         got += page
         pages += 1
         if cursor is None:

@@ -89,7 +89,7 @@ def test_batch_write_gives_up_with_a_retryable_error(monkeypatch):
 def test_every_key_starts_with_the_project():
     builders = [keys.project("p"), keys.experiment("p", "1"), keys.experiment_name_guard("p", "n"),
                 keys.experiments_collection("p"), keys.run("p", "r"), keys.runs_collection("p", "1"),
-                keys.runs_by_start("p", "1"), keys.metric_history("p", "r", "m")]
+                keys.run_order("p", "1", "param", "k"), keys.metric_history("p", "r", "m")]
     assert all(k.startswith("P#p") for k in builders)
 
 
