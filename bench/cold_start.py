@@ -207,6 +207,25 @@ def without_bytecode(target: Path) -> Path:
     for source, dest in files:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, dest)
+    package.trim_sdk(target)
+    return target
+
+
+def shipped_sdk(target: Path) -> Path:
+    """The AWS SDK as the asset ships it (its data cut by infra/package.py's trim_sdk), from this
+    interpreter's installation, with bytecode: put before the installed one on the path."""
+    import shutil
+
+    import boto3
+    import botocore
+
+    from infra import package
+
+    for module in (boto3, botocore):
+        shutil.copytree(Path(module.__file__).parent, target / module.__name__,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    package.trim_sdk(target)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(target)], check=True)
     return target
 
 
@@ -246,10 +265,11 @@ def measure(repeat: int) -> tuple[dict, dict, dict]:
     aws = LocalAws()
     try:
         events = aws.first_requests()
-        env = {**os.environ, **aws.env, "PYTHONDONTWRITEBYTECODE": "0"}
         starts: dict = {}
         models: dict = {}
         with tempfile.TemporaryDirectory() as tmp:
+            env = {**os.environ, **aws.env, "PYTHONDONTWRITEBYTECODE": "0",
+                   "PYTHONPATH": str(shipped_sdk(Path(tmp) / "sdk"))}
             sources = without_bytecode(Path(tmp) / "sources")
             uncompiled_env = {**env, "PYTHONPATH": str(sources), "PYTHONDONTWRITEBYTECODE": "1"}
             files = {}

@@ -20,7 +20,7 @@ from shared import routes
 from shared.errors import MlflowError, invalid
 from shared.routes import IAM_PREFIX, ROUTES, Role, Route
 
-if TYPE_CHECKING:  # messages import pydantic: only the functions' first requests load them
+if TYPE_CHECKING:  # route modules load their messages: only a function's first request imports them
     from shared.message import Message
 
 logger = Logger(service="mlreg")

@@ -1,7 +1,7 @@
 """MLflow's input rules and limits (mlflow/utils/validation.py and the request checks of
 mlflow/server/handlers.py), with MLflow's wording.
 
-A broken rule raises `Refused`. Inside a request message (shared/message.py) pydantic records it
+A broken rule raises `Refused`. Inside a request message (shared/message.py) the message records it
 against the field and the message names the field as MLflow does (`params[0].key`); raised anywhere
 else it is MLflow's 400 INVALID_PARAMETER_VALUE. Limits per field: docs/reliability.md."""
 
@@ -61,7 +61,7 @@ _VERSION_ALIAS = re.compile(r"^[vV]\d+$")
 
 class Refused(MlflowError, ValueError):
     """A value breaks one of MLflow's rules. `wording` is the message, or a function of the field's
-    path when MLflow's message names the field (inside a message pydantic knows the path)."""
+    path when MLflow's message names the field (inside a message the field's path is known)."""
 
     def __init__(self, wording: str | Callable[[str], str], path: str = "") -> None:
         self.wording = wording

@@ -4,10 +4,9 @@ they become keys; here only their type and length. A leaf module: shapes and rul
 
 from __future__ import annotations
 
-from pydantic import model_validator
 
 from shared import validation as rules
-from shared.message import LoggedModelId, Message, QueryText, RunId, long, many, run_id_field, text
+from shared.message import LoggedModelId, Message, QueryText, RunId, long, many, model_validator, run_id_field, text
 from shared.validation import Refused
 
 MAX_PARTS = 10_000  # S3's limit

@@ -8,12 +8,11 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import model_validator
 
 from shared import validation as rules
 from shared.events.webhooks import EVENTS
-from shared.message import (Bool, KeyRef, LoggedModelId, Message, QueryText, RunId, TagKey, choice, long, many, text,
-                            typed)
+from shared.message import (Bool, KeyRef, LoggedModelId, Message, QueryText, RunId, TagKey, choice, long, many,
+                            model_validator, text, typed)
 from shared.validation import Refused, wrong_type
 
 

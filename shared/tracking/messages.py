@@ -8,11 +8,10 @@ import json
 from collections import Counter
 from typing import Any
 
-from pydantic import Field, model_validator
 
 from shared import validation as rules
-from shared.message import (Bool, Double, ExperimentId, KeyRef, LoggedModelId, Message, QueryText, RunId, TagKey,
-                            ViewType, enum, long, many, run_id_field, text, typed)
+from shared.message import (Bool, Double, ExperimentId, Field, KeyRef, LoggedModelId, Message, QueryText, RunId,
+                            TagKey, ViewType, enum, long, many, model_validator, run_id_field, text, typed)
 from shared.validation import (MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH, Refused,
                                invalid_value)
 
@@ -175,7 +174,7 @@ class Dataset(Message):
     digest: text(rules.MAX_DATASET_DIGEST_SIZE, name="digest")
     source_type: text(rules.MAX_DATASET_DIGEST_SIZE) = ""
     source: text(rules.MAX_DATASET_SOURCE_SIZE) = ""
-    schema_: text(rules.MAX_DATASET_SCHEMA_SIZE) = Field("", validation_alias="schema")  # a BaseModel method's name
+    schema_: text(rules.MAX_DATASET_SCHEMA_SIZE) = Field("", validation_alias="schema")  # `schema` on the wire
     profile: text(rules.MAX_DATASET_PROFILE_SIZE) = ""
 
     @model_validator(mode="after")

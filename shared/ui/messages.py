@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
 
 from shared import validation as rules
 from shared.artifacts.messages import Path
-from shared.message import Empty, LoggedModelId, Message, RunId, run_id_field, text
+from shared.message import Empty, Field, LoggedModelId, Message, RunId, run_id_field, text
 from shared.registry.messages import VersionRef
 
 __all__ = ["Empty", "SignIn", "GraphqlQuery", "RunArtifact", "ModelVersionArtifact", "LoggedModelArtifact",

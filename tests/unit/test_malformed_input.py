@@ -156,7 +156,7 @@ def sample_object(schema: dict, defs: dict, world: dict) -> dict:
 
 def plausible(route, world: dict) -> tuple[dict, dict]:
     """(fields, path parameters) of a request that names real items."""
-    schema = message_of(route).model_json_schema()
+    schema = message_of(route).json_schema()
     fields = sample_object(schema, schema.get("$defs", {}), world)
     path = {p: fields.pop(p) for p in list(fields) if "{" + p in route.path}
     return fields, path
@@ -259,7 +259,7 @@ def test_each_class_in_each_field_gets_an_mlflow_answer(world, route):
     """Wrong types inside lists and objects, 38+ digit integers, NaN, lone surrogates, and each
     string field one character over its declared limit, placed in every field of the request."""
     fields, path = plausible(route, world)
-    schema = message_of(route).model_json_schema()
+    schema = message_of(route).json_schema()
     for new in ("x", 12345678901234567890123456789012345678, float("nan"), float("inf"), "\ud800", [], {}, ["x"],
                 {"key": 1}, True, None):
         for what, mutated in _every_field(fields, new):
