@@ -16,23 +16,24 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Callable
-from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from shared.artifacts.paths import PACKAGES
+from shared.artifacts.paths import PACKAGES, package_uri_path
 
 DELETE_BATCH = 1000  # DeleteObjects limit
 COPY_THREADS = 16
 WHOLE_COPY_MAX_BYTES = 5 * 1024**3  # S3's CopyObject limit; bigger files go in parts
 PART_BYTES = 512 * 1024**2  # a part copy takes seconds, so a worker stops between them when its time is up
 MAX_PARTS = 10_000
+COPY_PAUSE_SECONDS = 0.0  # fault injection for tests only (shared/registry/local.py): a slow copy
 
 
 @cache
@@ -87,8 +88,8 @@ def download_uri(package: str) -> str:
     """Resolved by the client against the tracking URI: the project's read-only packages path. The
     segment after `packages/` (a model id, or an older package's model name) is escaped, so the
     client's URLs decode back to the literal key (shared/artifacts/paths.py `listed_folder`)."""
-    top, owner, rest = package.split("/", 2)
-    return f"mlflow-artifacts:/{top}/{quote(owner, safe='')}/{rest}"
+    _, owner, semver = package.split("/", 2)
+    return f"mlflow-artifacts:/{package_uri_path(owner, semver)}"
 
 
 # A version whose source mlreg does not hold has no package: it carries this tag, and its
@@ -202,6 +203,8 @@ def copy_tree(source_prefix: str, target_prefix: str, time_left: Callable[[], fl
             return _described(target_prefix + path, path, size)
         if time_left() < reserve:
             raise OutOfTime
+        if COPY_PAUSE_SECONDS:
+            time.sleep(COPY_PAUSE_SECONDS)
         if size <= WHOLE_COPY_MAX_BYTES:
             result = client().copy_object(Bucket=bucket(), Key=target_prefix + path, ChecksumAlgorithm="SHA256",
                                           CopySource={"Bucket": bucket(), "Key": key})["CopyObjectResult"]

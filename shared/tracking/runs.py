@@ -216,16 +216,12 @@ def _set_lifecycle(project: str, run_id: str, stage: str) -> dict:
     return {}
 
 
-def link_sk(model_name: str, version: int) -> str:
-    """A model version that backs onto a run leaves this item in the run's partition."""
-    return f"L#{model_name}#{version}"
-
-
 def guard_run_deletion(project: str, run_id: str) -> None:
     """A run that backs a model version cannot be deleted from under it."""
     links, _ = db.query(keys.run(project, run_id), "L#", limit=1, consistent=True)
-    if links:
-        raise MlflowError(f"Run {run_id} backs model version {links[0].get('model_name')} "
+    if links:  # a version leaves keys.model_link_sk in the run's partition; its model is named by id
+        model = db.get(keys.registered_model(project, links[0]["model_id"]), keys.MODEL_SK) or {}
+        raise MlflowError(f"Run {run_id} backs model version {model.get('name')} "
                           f"{links[0].get('version')}; delete that version first.", "INVALID_STATE")
 
 

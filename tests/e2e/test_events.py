@@ -107,7 +107,7 @@ def test_registering_a_version_puts_the_documented_event_on_the_bus(service, tra
     assert detail["project"] == "default" and detail["model"] == model and detail["version"] == 1
     assert detail["semver"] == "1.0.0" and detail["run_id"] == run.info.run_id and detail["status"] == "READY"
     assert detail["source"] == f"runs:/{run.info.run_id}/model"
-    assert detail["package_uri"] == f"mlflow-artifacts:/packages/{model}/1.0.0"
+    assert detail["package_uri"] == tracking.get_model_version_download_uri(model, "1")
     assert detail["actor"] == token_id and detail["timestamp"] > 0
     # every change once, in commit order (the stream sequence grows with it)
     types = [e["detail-type"] for e in seen]
