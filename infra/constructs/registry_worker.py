@@ -16,7 +16,6 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
-from infra.nag import acknowledge
 from shared.registry import items
 from shared.registry.worker import MAX_RECEIVES
 
@@ -36,9 +35,6 @@ class RegistryWorker(Construct):
                               visibility_timeout=JOBS_VISIBILITY, removal_policy=removal,
                               dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters,
                                                                     max_receive_count=MAX_RECEIVES))
-        acknowledge(self.dead_letters, "AwsSolutions-SQS3",
-                    "This queue is itself the dead-letter queue of the registry jobs (and the on-failure "
-                    "destination of the worker's stream source).")
         worker.add_event_source(sources.DynamoEventSource(
             table, starting_position=lambda_.StartingPosition.TRIM_HORIZON, batch_size=100,
             bisect_batch_on_error=True, retry_attempts=STREAM_RETRIES, report_batch_item_failures=True,
