@@ -42,6 +42,7 @@ class LocalConsumer:
     handler: Callable[[dict], dict]
     queue: str
     stream_dlq: str
+    stream_batch = STREAM_BATCH
 
     def __init__(self, table: str, lock):
         self.table, self.lock = table, lock
@@ -78,7 +79,7 @@ class LocalConsumer:
             kind = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last} if self._last \
                 else {"ShardIteratorType": "TRIM_HORIZON"}
             iterator = self.streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=self.shard, **kind)
-            records = self.streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=STREAM_BATCH)["Records"]
+            records = self.streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=self.stream_batch)["Records"]
         if records:
             self._last = records[-1]["dynamodb"]["SequenceNumber"]
         return records

@@ -26,6 +26,7 @@ JOB_THREADS = 4
 
 class LocalWorker(LocalConsumer):
     handler = staticmethod(worker.handle)
+    stream_batch = 1000  # few records concern it (deployed, a filter passes only those)
 
     def _setup(self) -> None:
         self.stream_dlq = self._queue(JOBS_DLQ)
