@@ -296,6 +296,47 @@ def event_arrives(s: Smoke) -> str:
     return f"{', '.join(sorted(expected))} on bus {s.watch.bus}"
 
 
+def ui_sign_in_page(s: Smoke) -> str:
+    """The link the MLflow client prints (`<tracking uri>/#/...`) opens the UI's sign-in page."""
+    status, headers, content = http("GET", s.api.uri + "/")
+    page = content.decode(errors="replace")
+    if status != 200 or "action=signin" not in page:
+        raise CheckFailed(f"GET {s.api.uri}/ -> {status}, not the sign-in page: {page[:200]!r}")
+    if "default-src 'none'" not in _header(headers, "Content-Security-Policy"):
+        raise CheckFailed("the sign-in page has no Content-Security-Policy")
+    return f"{s.api.uri}/ -> sign-in page ({len(content):,} bytes)"
+
+
+def ui_session(s: Smoke) -> str:
+    """Sign in with the token as a browser does, then open the UI and read the scratch experiment
+    through `ajax-api` with the session cookie alone (the UI's calls), and sign out."""
+    if not s.api.token:
+        raise CheckFailed("the UI signs in with a token: --sigv4 has none (pass --token, or --skip this check)")
+    form = urllib.parse.urlencode({"token": s.api.token, "next": ""}).encode()
+    status, headers, content = http("POST", s.api.uri + "/signin", form,
+                                    {"Content-Type": "application/x-www-form-urlencoded"})
+    cookie = _header(headers, "Set-Cookie").split(";", 1)[0]
+    if status != 303 or not cookie:
+        raise CheckFailed(f"sign-in -> {status} {_error(content)}, no session cookie")
+    session = {"Cookie": cookie}
+    try:
+        status, _, content = http("GET", s.api.uri + "/", headers=session)
+        if status != 200 or b"static-files/" not in content:
+            raise CheckFailed(f"the UI page with a session -> {status}, not MLflow's UI")
+        status, _, content = http("GET", f"{s.api.uri}/ajax-api/2.0/mlflow/experiments/get?"
+                                  + urllib.parse.urlencode({"experiment_id": s.state["experiment_id"]}), headers=session)
+        name = json.loads(content).get("experiment", {}).get("name") if status == 200 else None
+        if name != s.name:
+            raise CheckFailed(f"ajax-api experiments/get with the session -> {status} {_error(content) if status != 200 else name}")
+    finally:
+        http("GET", s.api.uri + "/signout", headers=session)
+    return "signed in, UI page and one ajax-api call with the session cookie, signed out"
+
+
+def _header(headers: dict, name: str) -> str:
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), "")
+
+
 def other_project_refused(s: Smoke) -> str:
     status, _, content = s.api.for_project(s.other_project).send("GET", "/api/3.0/mlflow/server-info")
     if status != 403:
@@ -322,6 +363,8 @@ CHECKS = [
     Check("load by semver", load_by_semver, needs=("version",)),
     Check("stage transition", stage_transition, needs=("version",)),
     Check("event arrives", event_arrives, needs=("transitioned",)),
+    Check("UI sign-in page", ui_sign_in_page),
+    Check("UI session", ui_session, needs=("experiment_id",)),
     Check("another project refused", other_project_refused),
 ]
 

@@ -85,6 +85,15 @@ class Message:
     raw_body: ClassVar[bool] = False  # True: the body is the payload (an artifact upload), not fields
     max_body_bytes: ClassVar[int | None] = None  # MLflow's own bound on a route's body (log-batch: 1 MB)
 
+    def __init__(self, **values: Any) -> None:
+        """A message made in code (benches, tests) with Python names, checked as a request's would be."""
+        fields = {f.name: f for f in _fields(type(self))}
+        unknown = set(values) - set(fields)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}")
+        parsed = type(self).parse({fields[name].names[0]: value for name, value in values.items()})
+        self.__dict__.update(parsed.__dict__)
+
     @classmethod
     def parse(cls, data: dict):
         """The message, or MLflow's 400 naming the first refused field."""

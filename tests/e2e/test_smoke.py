@@ -20,7 +20,8 @@ from tests.conftest import free_port
 
 CHECKS = ["server-info", "experiment and run", "params and metrics", "small file, presigned",
           "multipart file, presigned parts", "register a version", "load by number", "load by alias",
-          "load by semver", "stage transition", "event arrives", "another project refused"]
+          "load by semver", "stage transition", "event arrives", "UI sign-in page", "UI session",
+          "another project refused"]
 
 
 def smoke(service, *extra: str, uri: str | None = None, token: str | None = None) -> tuple[int, dict[str, tuple]]:
@@ -87,15 +88,25 @@ def test_a_wrong_token_fails_the_first_check_and_skips_what_depends_on_it(servic
     assert lines["params and metrics"][0] == "SKIP" and "run_id" in lines["params and metrics"][1]
 
 
-@pytest.fixture
-def broken_gateway(service):
-    """A gateway in front of the service whose transition-stage route is gone (answers MLflow's 404)."""
+class _KeepRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # the client behind the proxy sees the redirect
+        return None
+
+
+NO_REDIRECTS = urllib.request.build_opener(_KeepRedirects)
+
+
+@pytest.fixture(params=["transition-stage"])
+def broken_gateway(service, request):
+    """A gateway in front of the service where one route is gone (answers MLflow's 404): the
+    parameter is a piece of its path."""
+    broken = request.param
 
     class Proxy(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def _forward(self) -> None:
-            if "transition-stage" in self.path:
+            if broken in self.path:
                 self._answer(404, json.dumps({"error_code": "ENDPOINT_NOT_FOUND",
                                               "message": f"No route for {self.command} {self.path}"}).encode())
                 return
@@ -104,14 +115,16 @@ def broken_gateway(service):
                                              data=self.rfile.read(length) if length else None,
                                              headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
             try:
-                with urllib.request.urlopen(request) as response:
-                    self._answer(response.status, response.read())
+                with NO_REDIRECTS.open(request) as response:
+                    self._answer(response.status, response.read(), response.headers)
             except urllib.error.HTTPError as err:
-                self._answer(err.code, err.read())
+                self._answer(err.code, err.read(), err.headers)
 
-        def _answer(self, status: int, body: bytes) -> None:
+        def _answer(self, status: int, body: bytes, headers=None) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            for name, value in (headers or {"Content-Type": "application/json"}).items():
+                if name.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                    self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -148,3 +161,12 @@ def test_events_that_do_not_arrive_fail_the_event_check(service):
     verdict, detail = lines["event arrives"]
     assert verdict == "FAIL" and f"on bus {bus} within 3 s" in detail and "Model Version Created" in detail
     assert events.list_rules(EventBusName=bus)["Rules"] == [], "the temporary rule is removed"
+
+
+@pytest.mark.parametrize("broken_gateway", ["/signin"], indirect=True)
+def test_a_broken_sign_in_fails_the_ui_session_check_alone(service, broken_gateway):
+    code, lines = smoke(service, "--skip", "event arrives", uri=broken_gateway)
+    assert code == 1
+    verdict, detail = lines["UI session"]
+    assert verdict == "FAIL" and "sign-in -> 404" in detail and "no session cookie" in detail
+    assert [n for n, (v, _) in lines.items() if v != "PASS"] == ["UI session"]
