@@ -23,7 +23,6 @@ from botocore.exceptions import ClientError
 from shared import db, keys
 from shared.errors import not_found
 from shared.registry import identity
-from shared.registry.identity import model_not_found
 from shared.validation import STAGES
 
 ACTIVE_STAGES = ("Staging", "Production")
@@ -32,8 +31,6 @@ PACKAGE_URL_TAG = "mlreg.package_url"  # every version's package page (shared/ui
 _NAMED = ("#", "U")  # sort-key range of #M, A#, T# (everything but the per-version items V*)
 KEY_ATTRIBUTES = ("pk", "sk", "g1pk", "g1sk", "g2pk", "g2sk", "g3pk", "g3sk", "g4pk", "g4sk")
 TOMBSTONE_DAYS = 7  # a purged model's meta stays this long (TTL): late events still find its name
-
-__all__ = ["model_not_found"]
 
 
 # ---- items -------------------------------------------------------------------------------------------
@@ -134,7 +131,7 @@ def load_model(project: str, name: str) -> dict:
 def assembled(found: list[dict], name: str) -> dict:
     model = assemble(found)
     if model is None:
-        raise model_not_found(name)
+        raise identity.model_not_found(name)
     return model
 
 

@@ -223,7 +223,7 @@ def _version_or_stage(project: str, name: str, ref: str) -> tuple[str, dict]:
     if ref.lower() == "latest":
         newest = items.newest_version(project, registry_id)
         if newest is None:
-            raise items.model_not_found(name)
+            raise identity.model_not_found(name)
         return registry_id, newest
     wanted = stage(ref)
     latest = items.latest_versions(project, registry_id, (wanted,))

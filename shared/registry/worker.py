@@ -80,8 +80,12 @@ def job_of(record: dict) -> dict | None:
         return None
     old = db.from_item(data["OldImage"]) if data.get("OldImage") else None
     new = db.from_item(data["NewImage"]) if data.get("NewImage") else None
+    return _job(match, key.get("sk", ""), old, new)
+
+
+def _job(match: re.Match, sk: str, old: dict | None, new: dict | None) -> dict | None:
+    """A pending version was inserted: package it; a model was marked deleted: purge it."""
     where = {"project": match["project"], "model_id": match["model_id"]}
-    sk = key.get("sk", "")
     if sk.startswith(keys.VERSION_PREFIX) and new and not old and new.get("status") == items.PENDING:
         return {"job": "package", **where, "version": new["version"], "package": new.get("package")}
     if sk == keys.MODEL_SK and new and new.get("deleted_at") and not (old or {}).get("deleted_at"):
@@ -191,12 +195,8 @@ def pending_jobs(items_: list[dict]) -> list[dict]:
     """The jobs a table's items still call for (`mlreg serve` at start: its queue does not outlive it)."""
     found = []
     for item in items_:
-        record = {"dynamodb": {"Keys": db.to_item({"pk": item["pk"], "sk": item["sk"]}), "NewImage": db.to_item(item)}}
-        if item["sk"] == keys.MODEL_SK:
-            record["dynamodb"]["OldImage"] = db.to_item({k: v for k, v in item.items() if k != "deleted_at"})
-            job = job_of(record) if not item.get("purged_at") else None
-        else:
-            job = job_of(record)
-        if job:
+        match = _MODEL_PARTITION.match(item["pk"])
+        unfinished = match and not item.get("purged_at")  # a pending version, a deleted model not purged
+        if unfinished and (job := _job(match, item["sk"], None, item)):
             found.append(job)
     return found

@@ -56,3 +56,18 @@ def test_a_package_job_for_a_deleted_or_finished_version_does_nothing(run_with_f
     call(versions.delete_model_version, {"name": "quick", "version": "1"})
     worker.package(job, lambda: 900.0)  # a job after the delete removes what a copy might have written
     assert packages.objects(f"projects/{P}/packages/{model_id}/") == []
+
+
+def test_the_jobs_a_table_still_calls_for():
+    """`mlreg serve` queues them again at start (its emulated queue does not outlive it)."""
+    pk = keys.registered_model(P, "m1")
+    found = worker.pending_jobs([
+        {"pk": pk, "sk": keys.version_sk(1), "version": 1, "status": items.PENDING, "package": "packages/m1/1.0.0"},
+        {"pk": pk, "sk": keys.version_sk(2), "version": 2, "status": items.READY},
+        {"pk": pk, "sk": keys.MODEL_SK, "deleted_at": 5},
+        {"pk": keys.registered_model(P, "m2"), "sk": keys.MODEL_SK, "deleted_at": 5, "purged_at": 6},
+        {"pk": keys.registered_model(P, "m3"), "sk": keys.MODEL_SK},
+        {"pk": keys.run(P, "r"), "sk": keys.RUN_SK, "status": items.PENDING},
+    ])
+    assert found == [{"job": "package", "project": P, "model_id": "m1", "version": 1, "package": "packages/m1/1.0.0"},
+                     {"job": "purge", "project": P, "model_id": "m1"}]
