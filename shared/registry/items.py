@@ -122,12 +122,6 @@ def named_items(project: str, model_id: str) -> list[dict]:
     return db.query_all(keys.registered_model(project, model_id), sk_between=_NAMED, consistent=True)
 
 
-def load_model(project: str, name: str) -> dict:
-    """Meta, tags and aliases: one strongly consistent Query beside the name's guard (warm)."""
-    _, (found,) = identity.with_model(project, name, lambda model_id: [lambda: named_items(project, model_id)])
-    return assembled(found, name)
-
-
 def assembled(found: list[dict], name: str) -> dict:
     model = assemble(found)
     if model is None:
@@ -163,9 +157,9 @@ def get_version(project: str, model_id: str, version: int) -> dict | None:
     return item and strip(item)
 
 
-def iter_versions(project: str, model_id: str, forward: bool = False):
+def iter_versions(project: str, model_id: str):
     """The model's versions by number, newest first (one paged Query)."""
-    for item in db.iter_query(keys.registered_model(project, model_id), keys.VERSION_PREFIX, forward=forward,
+    for item in db.iter_query(keys.registered_model(project, model_id), keys.VERSION_PREFIX, forward=False,
                               consistent=True):
         yield strip(item)
 
