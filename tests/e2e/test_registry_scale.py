@@ -109,13 +109,29 @@ def test_rename_of_a_model_with_many_versions_loses_no_concurrent_write(tracking
             moves.append(target)
             i += 1
 
-    workers = [threading.Thread(target=creator), threading.Thread(target=mover)]
+    seen = []
+
+    def reader():
+        """Every answer names the model by the name it was asked for: the old one until the rename,
+        then only the new one (the old name answers 404 from then on, never the model)."""
+        while not stop.is_set():
+            for asked in (old, new):
+                try:
+                    seen.append((asked, tracking.get_model_version(asked, "1").name))
+                except MlflowException as err:
+                    assert err.error_code == "RESOURCE_DOES_NOT_EXIST"
+                    seen.append((asked, None))
+
+    workers = [threading.Thread(target=creator), threading.Thread(target=mover), threading.Thread(target=reader)]
     [w.start() for w in workers]
     eventually(lambda: len(acknowledged) >= 2 and len(moves) >= 2)
     tracking.rename_registered_model(old, new)
     stop.set()
     [w.join() for w in workers]
 
+    assert all(found in (asked, None) for asked, found in seen)
+    renamed_at = next(i for i, (asked, found) in enumerate(seen) if asked == new and found)
+    assert all(found is None for asked, found in seen[renamed_at + 2:] if asked == old)  # pairs: old, new
     assert all_versions(tracking, new) == list(range(1, 121 + len(acknowledged)))  # none lost, none twice
     assert sorted(acknowledged) == list(range(121, 121 + len(acknowledged)))
     renamed = tracking.get_registered_model(new)
