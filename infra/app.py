@@ -23,17 +23,16 @@ from cdk_nag import AwsSolutionsChecks
 
 from infra import config as configuration
 from infra import package
-from infra.stack import AUTHORIZER, PUBLISHER, MlregStack
+from infra.stack import AUTHORIZER, PUBLISHER, WORKER, MlregStack
 from shared.routes import functions as route_functions
 
 ASSET_KEY = "mlreg:asset"
 
 
 def default_function_names() -> list[str]:
-    """The route table's functions, the authorizer, and the publisher once it exists."""
+    """The route table's functions, the authorizer, and the publisher and registry worker once they exist."""
     names = [*route_functions(), AUTHORIZER]
-    if (package.ROOT / "functions" / f"{PUBLISHER}.py").exists():
-        names.append(PUBLISHER)
+    names += [name for name in (PUBLISHER, WORKER) if (package.ROOT / "functions" / f"{name}.py").exists()]
     return names
 
 

@@ -14,11 +14,13 @@ from infra.constructs.events import Events
 from infra.constructs.functions import DECLARED_PROJECTS, Functions
 from infra.constructs.observability import Observability
 from infra.constructs.projects import DeclaredProject
+from infra.constructs.registry_worker import RegistryWorker
 from infra.constructs.ui import UiAssets
 from shared.routes import functions as route_functions
 
 AUTHORIZER = "authorizer"
 PUBLISHER = "publisher"
+WORKER = "worker"  # the registry worker (functions/worker.py)
 UI = "ui"  # the web UI's page and sign-in (functions/ui.py)
 
 
@@ -46,6 +48,8 @@ class MlregStack(Stack):
         if PUBLISHER in functions.by_name:
             events.add_publisher(functions.by_name[PUBLISHER], data.table)
         events.grant_webhook_admin(functions.by_name["registry"])  # serves the webhook routes
+        worker = RegistryWorker(self, "RegistryWorker", config=config, worker=functions.by_name[WORKER],
+                                table=data.table, bucket=data.bucket) if WORKER in functions.by_name else None
         self.projects = [
             DeclaredProject(self, f"Project-{project.id}", config=config, project=project, api=api,
                             declare_handler=functions.by_name[DECLARED_PROJECTS])
@@ -56,6 +60,8 @@ class MlregStack(Stack):
                                       functions={n: f for n, f in functions.by_name.items() if n != DECLARED_PROJECTS},
                                       authorizer=authorizer, dead_letters=events.dead_letters, table=data.table)
         events.webhook_alarm.add_alarm_action(cw_actions.SnsAction(observability.topic))
+        if worker:
+            worker.alarm.add_alarm_action(cw_actions.SnsAction(observability.topic))
 
         self.api, self.data, self.events, self.functions, self.ui = api, data, events, functions, ui
         self._outputs(config, api, data, events)

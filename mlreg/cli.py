@@ -120,6 +120,11 @@ def start_service(args):
         emulator.events = LocalEvents(args.table, emulator.durable_reads)
         emulator.events.start()
         # -- end events --
+        # -- registry worker (shared/registry/local.py): package copies and model purges, as deployed --
+        from shared.registry.local import LocalWorker
+
+        emulator.worker = LocalWorker(args.table, emulator.durable_reads)
+        emulator.worker.start()
     else:
         _ensure_aws_resources(args)
     token = _bootstrap(args.data_dir)
@@ -170,6 +175,7 @@ def cmd_serve(args) -> int:
     admin.withdraw_endpoint(args.data_dir)  # auth: the CLI must not reach a stopped service
     if emulator:
         emulator.events.stop()  # events
+        emulator.worker.stop()  # registry worker
         emulator.stop()
     print("mlreg: stopped; data saved", flush=True)
     return 0

@@ -87,8 +87,78 @@ def _run_summaries(items: list[dict]) -> Change:
     return change
 
 
+# -- 2026-12-model-ids (registry, issue 16) ------------------------------------------------------------
+MODEL_IDS = "2026-12-model-ids"
+
+
+def model_id_of(project: str, name: str) -> str:
+    """The id a model of the old layout gets: derived from its name, so a run of the step that stops
+    part-way and runs again writes the same items."""
+    import uuid
+
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"mlreg:{project}/{name}").hex
+
+
+def _model_ids(items: list[dict]) -> Change:
+    """Models keyed by name (`P#<p>#M#<name>`) -> keyed by an immutable id with a name guard
+    (shared/registry/identity.py). Versions keep their package where it is (`package` records
+    `packages/<name>/<semver>`), drop the model's name, gain a stage mark; run links name the id.
+    The items written carry `migrated`, so the publisher makes no events of the move."""
+    from shared import keys
+    from shared.registry import identity
+    from shared.registry import items as registry
+
+    change = Change()
+    old_metas = [i for i in items if i["sk"] == keys.MODEL_SK and "#M#" in i["pk"] and "model_id" not in i]
+    if not old_metas:
+        return change
+    project = project_of(old_metas[0]["pk"])
+    by_pk: dict[str, list[dict]] = {}
+    for item in items:
+        by_pk.setdefault(item["pk"], []).append(item)
+    mark = {"migrated": MODEL_IDS}
+    for meta in old_metas:
+        name, pk = meta["name"], meta["pk"]
+        model_id = model_id_of(project, name)
+        partition = by_pk.get(pk, [])
+        versions = {}
+        for item in partition:
+            if item["sk"].startswith("V#"):
+                mv = {k: v for k, v in registry.strip(item).items() if k not in ("name", "renamed_from")}
+                tags = dict(mv.get("tags") or {})
+                page = tags.pop(registry.PACKAGE_URL_TAG, None)
+                mv["tags"] = tags
+                if page:
+                    mv["package_page"] = page.split("?", 1)[0]
+                if (tags.get("mlreg.package") != "external") and "package" not in mv:
+                    mv["package"] = f"packages/{name}/{mv['semver']}"
+                if mv.get("status") == registry.PENDING:  # its copy ran inside a request that did not finish
+                    mv.update(status=registry.FAILED, status_message="The package copy was interrupted; register "
+                                                                     "the version again")
+                versions[mv["version"]] = mv
+        data = {k: v for k, v in registry.strip(meta).items() if k not in ("renamed_from", "model_name")}
+        change.puts += [{**identity.guard_item(project, name, model_id), **mark},
+                        {**registry.meta_item(project, {**data, "model_id": model_id}), **mark}]
+        for number, mv in versions.items():
+            change.puts += [{**registry.version_item(project, model_id, mv), **mark},
+                            {**registry.semver_item(project, model_id, mv["semver"], number), **mark},
+                            {**registry.stage_item(project, model_id, mv["current_stage"], number), **mark}]
+            if registry.linked_run(mv):
+                change.puts.append({**registry.link_item(project, mv["run_id"], model_id, number), **mark})
+                change.deletes.append((keys.run(project, mv["run_id"]), f"L#{name}#{number}"))
+        for item in partition:
+            if item["sk"].startswith("T#"):
+                change.puts.append({**registry.tag_item(project, model_id, item["key"], item["value"]), **mark})
+            elif item["sk"].startswith("A#") and item["version"] in versions:
+                change.puts.append({**registry.alias_item(project, model_id, item["alias"], versions[item["version"]]),
+                                    **mark})
+            change.deletes.append((pk, item["sk"]))
+    return change
+
+
 STEPS: list[Step] = [
     Step("2026-11-version-rev-and-alias-copies", _versions_count_writes),
+    Step(MODEL_IDS, _model_ids),
     Step("2026-12-run-summaries", _run_summaries),
 ]
 

@@ -236,11 +236,19 @@ def multipart_file(s: Smoke) -> str:
     return f"{len(content):,} bytes in {len(parts)} presigned parts, read back equal"
 
 
+REGISTRATION_WAIT = 300  # seconds, as MLflow's client waits for READY (await_registration_for)
+
+
 def register_version(s: Smoke) -> str:
     s.api.call("POST", f"{API}/registered-models/create", {"name": s.name})
     s.state["model"] = s.name
     version = s.api.call("POST", f"{API}/model-versions/create", {
         "name": s.name, "source": s.state["model_source"], "run_id": s.state["run_id"]})["model_version"]
+    deadline = time.monotonic() + REGISTRATION_WAIT
+    while version.get("status") == "PENDING_REGISTRATION" and time.monotonic() < deadline:
+        time.sleep(0.5)  # the registry worker copies the package (docs/registry.md); the client waits so too
+        version = s.api.call("GET", f"{API}/model-versions/get",
+                             query={"name": s.name, "version": version["version"]})["model_version"]
     if version.get("status") != "READY":
         raise CheckFailed(f"version {version.get('version')} is {version.get('status')}: {version.get('status_message')}")
     s.state["version"] = version["version"]

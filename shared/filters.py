@@ -657,11 +657,19 @@ def parse_version_filter(text: str | None) -> Predicate:
     return lambda view: view.get("current_stage") != DELETED_INTERNAL_STAGE and matches(view)
 
 
+_VERSION_ORDER_DEFAULT = ["last_updated_timestamp DESC", "name ASC", "version_number DESC"]  # the SQL store's
+
+
 def parse_version_order_by(order_by: list[str] | None) -> SortKey:
     """SQL store default: last_updated_timestamp DESC, name ASC, version DESC."""
-    default = ["last_updated_timestamp DESC", "name ASC", "version_number DESC"]
-    specs = _parse_order_by(_VERSIONS, order_by, default)
+    specs = _parse_order_by(_VERSIONS, order_by, _VERSION_ORDER_DEFAULT)
     return _sort_key(_VERSIONS, _with_ties(specs, ("name", True), ("version", False)))
+
+
+def version_order_columns(order_by: list[str] | None) -> list[tuple[str, bool]]:
+    """The (attribute, ascending) columns of a search_model_versions order, ties included (it picks an index)."""
+    specs = _parse_order_by(_VERSIONS, order_by, _VERSION_ORDER_DEFAULT)
+    return [(key, ascending) for _, key, ascending in _with_ties(specs, ("name", True), ("version", False))]
 
 
 def parse_logged_model_filter(text: str | None) -> Predicate:

@@ -109,22 +109,34 @@ def projects_directory() -> str:
     return "#PROJECTS"
 
 
-# ---- model registry (see docs/registry.md) ----
-def registered_model(p: str, name: str) -> str:
-    """One partition per registered model: meta, tags, aliases, semver guards and versions."""
-    return f"P#{p}#M#{name}"
+# ---- model registry (see docs/registry.md, docs/data-model.md) ----
+# A model's identity is its id, never its name: everything of a model hangs off `P#<p>#M#<model_id>`,
+# and the name is one guard item pointing at the id, so a rename rewrites a fixed number of items.
+def registered_model(p: str, model_id: str) -> str:
+    """One partition per registered model: meta, tags, aliases, versions, semver guards, stage marks."""
+    return f"P#{p}#M#{model_id}"
+
+
+def model_name_guard(p: str, name: str) -> str:
+    """The name's guard (sk GUARD_SK) -> model_id; written on condition it does not exist."""
+    return f"P#{p}#MN#{name}"
 
 
 MODEL_SK = "#M"
 
 
 def models_collection(p: str) -> str:
-    """GSI1 partition: every model's meta, tag, alias and semver items (search registered models)."""
+    """GSI1 partition: every live model's meta, tag and alias items (search registered models)."""
     return f"P#{p}#MODELS"
 
 
+def model_versions_by_update(p: str, model_id: str) -> str:
+    """GSI1 partition: one model's versions ordered by last update (see `version_update_order`)."""
+    return f"P#{p}#MV#{model_id}"
+
+
 def versions_collection(p: str) -> str:
-    """GSI1 partition: every model version of a project (search model versions without a name)."""
+    """GSI3 partition (keys only): every model version of a project by last update (search without a name)."""
     return f"P#{p}#VERSIONS"
 
 
@@ -138,16 +150,47 @@ def version_sk(version: int) -> str:
     return f"V#{int(version):010d}"
 
 
+VERSION_PREFIX = "V#"
+
+
+def semver_sk(semver: str) -> str:
+    """The semver guard. Outside the `#`..`U` range of the named items (meta, aliases, tags), so
+    reading a model never reads one item per version."""
+    return f"VS#{semver}"
+
+
+def stage_prefix(stage: str) -> str:
+    return f"VT#{stage}#"
+
+
+def stage_sk(stage: str, version: int) -> str:
+    """A version's mark in its stage: the newest version of a stage is one Query (Limit 1)."""
+    return f"{stage_prefix(stage)}{int(version):010d}"
+
+
 def alias_sk(alias: str) -> str:
     return f"A#{alias}"
 
 
-def semver_sk(semver: str) -> str:
-    return f"S#{semver}"
-
-
 def model_tag_sk(key: str) -> str:
     return f"T#{key}"
+
+
+def model_link_sk(model_id: str, version: int) -> str:
+    """The item a version leaves in the partition of the run it backs (runs refuse deletion while it exists)."""
+    return f"L#{model_id}#{version}"
+
+
+def version_update_order(last_updated: int, version: int) -> str:
+    """A version's place in its model's GSI1 partition: read backwards, MLflow's default order
+    (last_updated_timestamp DESC, version DESC) within one model."""
+    return f"{encode_int(last_updated)}#{int(version):010d}"
+
+
+def project_version_order(last_updated: int, version: int, model_id: str) -> bytes:
+    """A version's place in the project's GSI3 partition: by last update (ties of one millisecond
+    are ordered by name when read: shared/registry/search.py)."""
+    return _u64(last_updated) + _u64(version) + model_id.encode()
 
 
 # ---- MLflow 3 logged models ----

@@ -140,11 +140,13 @@ ROUTES: list[Route] = [
         ("GET", "/model-versions/get", "get_model_version", R, "VersionRef"),
         ("PATCH", "/model-versions/update", "update_model_version", W, "UpdateModelVersion"),
         ("DELETE", "/model-versions/delete", "delete_model_version", W, "VersionRef"),
-        ("GET", "/model-versions/search", "search_model_versions", R, "SearchModelVersions"),
         ("POST", "/model-versions/transition-stage", "transition_model_version_stage", W, "TransitionStage"),
         ("GET", "/model-versions/get-download-uri", "get_model_version_download_uri", R, "VersionRef"),
         ("POST", "/model-versions/set-tag", "set_model_version_tag", W, "SetModelVersionTag"),
         ("DELETE", "/model-versions/delete-tag", "delete_model_version_tag", W, "DeleteModelVersionTag"),
+    ], API2),
+    *_routes("registry", "shared.registry.search", REGISTRY_MESSAGES, [
+        ("GET", "/model-versions/search", "search_model_versions", R, "SearchModelVersions"),
     ], API2),
     # -- artifacts (artifacts function; shared/artifacts/) --
     *_routes("artifacts", "shared.artifacts.proxy", ARTIFACT_MESSAGES, [

@@ -61,7 +61,7 @@ ACCESS: Mapping[str, Access] = {
                          description="API Gateway REQUEST authorizer: project tokens"),
     # Lists logged-model artifacts; reads and writes no object.
     "tracking": Access(list_objects=(RUN_ARTIFACTS,), description="MLflow tracking routes"),
-    # Copies run artifacts into immutable packages, deletes packages with their versions.
+    # Deletes packages with their versions (the worker copies them).
     "registry": Access(read_objects=(RUN_ARTIFACTS, PACKAGES), write_objects=(PACKAGES,),
                        description="MLflow model registry routes"),
     # Reads artifacts and packages; writes run artifacts only (packages are read-only to clients).
@@ -70,6 +70,9 @@ ACCESS: Mapping[str, Access] = {
     # The web UI's page, sign-in and sign-out: reads tokens and sessions, writes and deletes sessions.
     "ui": Access(table="session", page_token_secret=False, memory_mb=512, timeout_seconds=10,
                  description="the web UI's page, sign-in and sign-out"),
+    # The registry worker (shared/registry/worker.py): copies packages, purges deleted models.
+    "worker": Access(read_objects=(RUN_ARTIFACTS, PACKAGES), write_objects=(PACKAGES,), page_token_secret=False,
+                     memory_mb=1024, timeout_seconds=900, description="registry worker: package copies, model purges"),
     # Turns committed table changes into EventBridge events.
     "publisher": Access(table="read", page_token_secret=False, put_events=True, memory_mb=512, timeout_seconds=60,
                         description="DynamoDB stream -> EventBridge"),

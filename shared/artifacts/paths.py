@@ -82,10 +82,11 @@ def folder_path(path: str | None) -> str:
     return safe_path(path) if path else ""
 
 
-def package_uri_path(model: str, semver: str) -> str:
-    """A package's path in its `mlflow-artifacts:` URI: the model name escaped (a URI path is
-    percent-encoded), so the client's URLs decode back to the literal name."""
-    return f"{PACKAGES}/{quote(model, safe='')}/{semver}"
+def package_uri_path(owner: str, semver: str) -> str:
+    """A package's path in its `mlflow-artifacts:` URI: the owner segment (a model id; a model name for
+    packages made before ids) escaped (a URI path is percent-encoded), so the client's URLs decode
+    back to the literal key."""
+    return f"{PACKAGES}/{quote(owner, safe='')}/{semver}"
 
 
 def listed_folder(path: str | None) -> str | None:

@@ -29,8 +29,8 @@ def model_version_artifact(req: Request, msg: messages.ModelVersionArtifact) -> 
     the version's package, where its download URI points."""
     from shared.registry import items
 
-    mv = items.load_version(req.project, msg.name, msg.version)
-    return _serve(req, f"{PACKAGES}/{mv['name']}/{mv['semver']}", msg.path)
+    _, mv = items.load_version(req.project, msg.name, msg.version)
+    return _serve(req, mv.get("package") or f"{PACKAGES}/{msg.name}/{mv['semver']}", msg.path)
 
 
 def logged_model_artifact(req: Request, msg: messages.LoggedModelArtifact) -> Response:

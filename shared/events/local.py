@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from datetime import datetime
+from typing import Callable
 
 import boto3
 
@@ -34,35 +35,34 @@ STREAM_RETRIES = 5
 log = logging.getLogger("mlreg.events")
 
 
-class LocalEvents:
+class LocalConsumer:
+    """A Lambda function with two event sources, the table's stream and a queue, stood in for by two
+    pollers. Subclasses create their queues in `_setup` (setting `queue` and `stream_dlq`)."""
+
+    handler: Callable[[dict], dict]
+    queue: str
+    stream_dlq: str
+    stream_batch = STREAM_BATCH
+
     def __init__(self, table: str, lock):
         self.table, self.lock = table, lock
         self._stop = threading.Event()
         self._last: str | None = None
         self._failures: dict[str, int] = {}
 
+    def _setup(self) -> None:
+        raise NotImplementedError
+
     def start(self) -> None:
         os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")  # moto knows no account endpoints
-        self.ddb, self.streams = boto3.client("dynamodb"), boto3.client("dynamodbstreams")
-        self.sqs, events = boto3.client("sqs"), boto3.client("events")
-        bus = os.environ.setdefault("MLREG_EVENT_BUS", BUS)
-        if bus != "default" and bus not in [b["Name"] for b in events.list_event_buses()["EventBuses"]]:
-            events.create_event_bus(Name=bus)
-        dlq = self._queue(WEBHOOK_DLQ)
-        dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        from shared.events.webhooks import retry_delays
-
-        # The redrive policy is the safety net for crashes; the publisher dead-letters on its own.
-        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": len(retry_delays()) + 2})
-        self.queue = self._queue(DELIVERY_QUEUE, {"RedrivePolicy": redrive, "VisibilityTimeout": "60"})
-        self.publisher_dlq = self._queue(PUBLISHER_DLQ)
-        os.environ.update(MLREG_WEBHOOK_QUEUE_URL=self.queue, MLREG_WEBHOOK_DLQ_URL=dlq)
+        self.ddb, self.streams, self.sqs = boto3.client("dynamodb"), boto3.client("dynamodbstreams"), boto3.client("sqs")
+        self._setup()
         self.stream_arn = self.ddb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
         self.shard = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
-        while self._read():  # what is in the stream already (the restored snapshot) was published before
+        while self._read():  # what is in the stream already (the restored snapshot) was handled before
             pass
         for target in (self._stream_loop, self._queue_loop):
-            threading.Thread(target=target, name=target.__name__, daemon=True).start()
+            threading.Thread(target=target, name=f"{type(self).__name__}{target.__name__}", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -70,13 +70,16 @@ class LocalEvents:
     def _queue(self, name: str, attributes: dict | None = None) -> str:
         return self.sqs.create_queue(QueueName=name, Attributes=attributes or {})["QueueUrl"]
 
+    def _arn(self, queue: str) -> str:
+        return self.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
     # -- stream --
     def _read(self) -> list[dict]:
         with self.lock:
             kind = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last} if self._last \
                 else {"ShardIteratorType": "TRIM_HORIZON"}
             iterator = self.streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=self.shard, **kind)
-            records = self.streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=STREAM_BATCH)["Records"]
+            records = self.streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=self.stream_batch)["Records"]
         if records:
             self._last = records[-1]["dynamodb"]["SequenceNumber"]
         return records
@@ -98,7 +101,11 @@ class LocalEvents:
         return {**record, "eventSourceARN": self.stream_arn}
 
     def _publish(self, records: list[dict], before: str | None) -> None:
-        failed = publisher.handle({"Records": records}).get("batchItemFailures") or []
+        try:
+            failed = self.handler({"Records": records}).get("batchItemFailures") or []
+        except Exception:  # as Lambda: a raising function fails the whole batch
+            log.exception("local stream handler")
+            failed = [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]
         if not failed:
             return
         sequence = failed[0]["itemIdentifier"]
@@ -109,11 +116,11 @@ class LocalEvents:
             time.sleep(min(2.0, 0.1 * 2 ** attempts))
             return
         log.error("stream records dead-lettered after %d attempts (from sequence %s)", attempts, sequence)
-        self.sqs.send_message(QueueUrl=self.publisher_dlq, MessageBody=json.dumps(
+        self.sqs.send_message(QueueUrl=self.stream_dlq, MessageBody=json.dumps(
             {"first_sequence": sequence, "records": records[index:]}, default=str))
         self._failures.pop(sequence, None)
 
-    # -- delivery queue --
+    # -- queue --
     def _queue_loop(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
             try:
@@ -127,8 +134,26 @@ class LocalEvents:
     def _deliver(self, messages: list[dict]) -> None:
         records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
                     "attributes": m.get("Attributes", {}), "eventSource": "aws:sqs"} for m in messages]
-        failed = {f["itemIdentifier"] for f in publisher.handle({"Records": records})["batchItemFailures"]}
+        failed = {f["itemIdentifier"] for f in self.handler({"Records": records})["batchItemFailures"]}
         done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                 for i, m in enumerate(messages) if m["MessageId"] not in failed]
         if done:
             self.sqs.delete_message_batch(QueueUrl=self.queue, Entries=done)
+
+
+class LocalEvents(LocalConsumer):
+    handler = staticmethod(publisher.handle)
+
+    def _setup(self) -> None:
+        events = boto3.client("events")
+        bus = os.environ.setdefault("MLREG_EVENT_BUS", BUS)
+        if bus != "default" and bus not in [b["Name"] for b in events.list_event_buses()["EventBuses"]]:
+            events.create_event_bus(Name=bus)
+        dlq = self._queue(WEBHOOK_DLQ)
+        from shared.events.webhooks import retry_delays
+
+        # The redrive policy is the safety net for crashes; the publisher dead-letters on its own.
+        redrive = json.dumps({"deadLetterTargetArn": self._arn(dlq), "maxReceiveCount": len(retry_delays()) + 2})
+        self.queue = self._queue(DELIVERY_QUEUE, {"RedrivePolicy": redrive, "VisibilityTimeout": "60"})
+        self.stream_dlq = self._queue(PUBLISHER_DLQ)
+        os.environ.update(MLREG_WEBHOOK_QUEUE_URL=self.queue, MLREG_WEBHOOK_DLQ_URL=dlq)

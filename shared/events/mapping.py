@@ -1,8 +1,12 @@
 """Stream record -> domain events. Pure: no I/O, so every rule is unit-tested on hand-made records.
 
-Only registry items produce events (`P#<project>#M#<model>` partitions): the meta item (created,
-renamed, deleted), version items (ready/failed, stage, tags, deleted) and alias items (set,
-deleted). Everything else a stream carries (runs, metrics, experiments, tokens) maps to nothing.
+Only registry items produce events (`P#<project>#M#<model id>` partitions): the meta item (created,
+renamed: its name changed; deleted: the registry worker marked it purged, so the event comes when the
+delete is final), version items (ready/failed, stage, tags, deleted) and alias items (set, deleted).
+Everything else a stream carries (runs, metrics, experiments, tokens) maps to nothing; so do the
+records of the 2026-12 migration to model ids (items it writes carry `migrated`; the items it removes
+are in the old layout, see `_old_layout`). Versions and aliases do not hold their model's name:
+`name_of(project, model_id)` (the publisher's lookup of the meta item) tells it.
 
 A change the registry writes as one item write is one stream record, so it becomes its events once;
 a failed transaction writes nothing, so it has no record and no event."""
@@ -11,9 +15,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Callable
 
 from shared import db, keys
 from shared.events import schema as s
+from shared.registry.items import version_tags
 from shared.registry.packages import is_external, version_download_uri
 
 _MODEL_PARTITION = re.compile(r"^P#(?P<project>[^#]+)#M#(?P<model>[^#]+)$")
@@ -31,15 +37,27 @@ def _commit_ms(record: dict) -> int:
     return int(when.timestamp() * 1000) if isinstance(when, datetime) else int(float(when) * 1000)
 
 
-def events_from_record(record: dict) -> list[s.DomainEvent]:
+def _old_layout(sk: str, item: dict | None) -> bool:
+    """An item of the layout before model ids (only the migration removes those): named items held
+    `model_name`, versions their model's `name`."""
+    return bool(item) and ("model_name" in item or (sk.startswith("V#") and "name" in item))
+
+
+def events_from_record(record: dict, name_of: Callable[[str, str], str | None] = lambda p, m: None
+                       ) -> list[s.DomainEvent]:
     keys_ = db.from_item((record.get("dynamodb") or {}).get("Keys") or {})
     match = _MODEL_PARTITION.match(str(keys_.get("pk", "")))
     if not match:
         return []
     sk = keys_.get("sk", "")
     old, new = _image(record, "OldImage"), _image(record, "NewImage")
-    base = {"project": match["project"], "model": match["model"], "sequence": record["dynamodb"]["SequenceNumber"],
-            "timestamp": _commit_ms(record), "actor": (new or {}).get("actor") or None}
+    if (new and new.get("migrated") and not old) or (old and not new and _old_layout(sk, old)):
+        return []
+    project, model_id = match["project"], match["model"]
+    name = (new or old or {}).get("name") if sk == keys.MODEL_SK else name_of(project, model_id)
+    base = {"project": project, "model": name or "", "model_id": model_id,
+            "sequence": record["dynamodb"]["SequenceNumber"], "timestamp": _commit_ms(record),
+            "actor": (new or {}).get("actor") or None}
     if sk == keys.MODEL_SK:
         found = _model_events(old, new, base)
     elif sk.startswith("V#"):
@@ -61,13 +79,15 @@ def _event(detail_type: str, base: dict, webhook: str | None = None, payload: di
 
 def _model_events(old: dict | None, new: dict | None, base: dict) -> list[s.DomainEvent]:
     if new and not old:
-        if new.get("renamed_from"):
-            return [_event(s.MODEL_RENAMED, base, previous_name=new["renamed_from"])]
         description = new.get("description") or None
         return [_event(s.MODEL_CREATED, base, "registered_model.created",
                        {"name": base["model"], "tags": {}, "description": description}, description=description)]
-    if old and not new:
-        return [_event(s.MODEL_DELETED, base)]
+    if not (old and new):  # a purged model's meta leaving (TTL): its deletion was told when purged
+        return []
+    if new.get("purged_at") and not old.get("purged_at"):
+        return [_event(s.MODEL_DELETED, {**base, "actor": new.get("actor")})]
+    if new.get("name") != old.get("name"):
+        return [_event(s.MODEL_RENAMED, base, previous_name=old.get("name"))]
     return []
 
 
@@ -82,7 +102,7 @@ def _version_created(mv: dict, base: dict) -> s.DomainEvent:
         return _event(s.VERSION_FAILED, base, status_message=mv.get("status_message") or None,
                       **_version_fields(mv))
     payload = {"name": base["model"], "version": str(mv["version"]), "source": mv.get("source"),
-               "run_id": mv.get("run_id") or None, "tags": dict(mv.get("tags") or {}),
+               "run_id": mv.get("run_id") or None, "tags": version_tags(mv, base["model"]),
                "description": mv.get("description") or None}
     return _event(s.VERSION_CREATED, base, "model_version.created", payload,
                   description=mv.get("description") or None, **_version_fields(mv))
@@ -92,7 +112,7 @@ def _version_events(old: dict | None, new: dict | None, base: dict) -> list[s.Do
     if old and not new:
         return [_event(s.VERSION_DELETED, {**base, "actor": None}, **_version_fields(old))]
     if new and not old:  # a version is written PENDING, then READY once its package is copied
-        return [_version_created(new, base)] if new.get("status") in (READY, FAILED) and not new.get("renamed_from") else []
+        return [_version_created(new, base)] if new.get("status") in (READY, FAILED) else []
     found = []
     if new.get("status") != old.get("status") and new.get("status") in (READY, FAILED):
         found.append(_version_created(new, base))
@@ -118,7 +138,7 @@ def _tag_events(before: dict, after: dict, mv: dict, base: dict) -> list[s.Domai
 
 
 def _alias_events(old: dict | None, new: dict | None, base: dict) -> list[s.DomainEvent]:
-    if new and (new.get("renamed_from") or (old and old.get("version") == new.get("version"))):
+    if new and old and old.get("version") == new.get("version"):
         return []
     if new:
         return [_event(s.ALIAS_SET, base, "model_version_alias.created",

@@ -15,7 +15,9 @@ that will not change (4xx, refused address), it goes to the webhook dead-letter 
 
 from __future__ import annotations
 
+import functools
 import json
+from typing import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
@@ -47,13 +49,22 @@ def _failure(sequence: str | None) -> dict:
     return {"batchItemFailures": [{"itemIdentifier": sequence}] if sequence else []}
 
 
+def _names() -> Callable[[str, str], str | None]:
+    """(project, model id) -> the model's name, read once per batch from its meta item (a purged
+    model's stays a while for this: shared/registry/items.py TOMBSTONE_DAYS)."""
+    @functools.cache
+    def name_of(project: str, model_id: str) -> str | None:
+        return (db.get(keys.registered_model(project, model_id), keys.MODEL_SK) or {}).get("name")
+    return name_of
+
+
 def stream(records: list[dict]) -> dict:
     mapped: list[tuple[str, list[DomainEvent]]] = []
-    stop_at = None
+    stop_at, name_of = None, _names()
     for record in records:
         sequence = record["dynamodb"]["SequenceNumber"]
         try:
-            mapped.append((sequence, mapping.events_from_record(record)))
+            mapped.append((sequence, mapping.events_from_record(record, name_of)))
         except Exception:  # a record we cannot read: stop here, Lambda retries then dead-letters it
             logger.exception("unmappable stream record", extra={"sequence": sequence})
             stop_at = sequence
@@ -96,7 +107,7 @@ def _fan_out(published: list[tuple[str, DomainEvent]]) -> None:
             first_sequence = sequence
         payload = event.webhook_payload
         if subscribed and event.webhook_event == "registered_model.created":
-            payload = {**payload, "tags": _model_tags(project, event.detail.model)}
+            payload = {**payload, "tags": _model_tags(project, event.detail.model_id)}
         for hook in subscribed:
             messages.append({"project": project, "webhook_id": hook["webhook_id"], "event": event.webhook_event,
                              "payload": payload, "delivery_id": webhooks.delivery_id(event.detail.event_id, hook["webhook_id"]),
@@ -109,10 +120,11 @@ def _fan_out(published: list[tuple[str, DomainEvent]]) -> None:
             raise _Stop(first_sequence) from None
 
 
-def _model_tags(project: str, model: str) -> dict[str, str]:
+def _model_tags(project: str, model_id: str) -> dict[str, str]:
     """MLflow's registered_model.created carries the tags; they are separate items, written in the
     same transaction as the model, so they are there by now (one Query)."""
-    return {i["key"]: i["value"] for i in db.query_all(keys.registered_model(project, model), "T#", consistent=True)}
+    return {i["key"]: i["value"] for i in db.query_all(keys.registered_model(project, model_id), "T#",
+                                                        consistent=True)}
 
 
 def _iso(ms: int) -> str:

@@ -33,13 +33,14 @@ class EventDetail(BaseModel):
     sequence: str = Field(description="DynamoDB Streams sequence number of the change; increases with commit "
                                       "order within a model (compare as integers)")
     project: str
-    model: str = Field(description="Registered model name")
+    model: str = Field(description="Registered model name (its name when the event is published)")
+    model_id: str | None = Field(None, description="The registered model's immutable id (a rename keeps it)")
     version: int | None = Field(None, description="MLflow version number")
     semver: str | None = Field(None, description="The version's semantic version (also its alias)")
     run_id: str | None = None
     source: str | None = Field(None, description="The version's source URI as registered")
     package_uri: str | None = Field(None, description="Where the version's immutable package is read: "
-                                                      "mlflow-artifacts:/packages/<model>/<semver>")
+                                                      "mlflow-artifacts:/packages/<model id>/<semver>")
     status: str | None = Field(None, description="READY or FAILED_REGISTRATION for version events")
     status_message: str | None = None
     stage: str | None = Field(None, description="The version's stage after the change")

@@ -1,9 +1,13 @@
 """Registered models: create, get, rename, update, delete, search, latest versions, tags, aliases.
 
-Items and their layout: shared/registry/items.py. A model's name is unique per project because its
-meta item is keyed by the name and written on condition it does not exist."""
+Items and their layout: shared/registry/items.py; a model's name and its id: identity.py. A rename
+swaps two name guards and changes the meta item's name (three writes, whatever the model holds); a
+delete frees the name and marks the model deleted in one transaction, and the registry worker
+(worker.py) removes its versions, aliases, tags, run links and packages afterwards."""
 
 from __future__ import annotations
+
+import uuid
 
 from botocore.exceptions import ClientError
 
@@ -12,8 +16,9 @@ from shared.clock import now_ms
 from shared.errors import MlflowError, already_exists, invalid
 from shared.filters import parse_model_filter, parse_model_order_by
 from shared.http import Request
-from shared.registry import items, messages, packages
-from shared.registry.items import PACKAGE_URL_TAG, load_meta, load_model, model_json, version_json
+from shared.registry import identity, items, messages
+from shared.registry.identity import model_not_found
+from shared.registry.items import model_json, version_json
 from shared.tracking import experiments
 from shared.validation import STAGES
 
@@ -31,26 +36,39 @@ def _default_experiment(project: str, name: str) -> str:
         return db.get(keys.experiment_name_guard(project, name), keys.GUARD_SK)["experiment_id"]
 
 
+LIVE = "attribute_exists(pk) AND attribute_not_exists(deleted_at)"  # a model's meta item, not deleted
+
+
 # ---- create / get / update / rename / delete ----------------------------------------------------------
 
 def create_registered_model(req: Request, msg: messages.CreateRegisteredModel) -> dict:
     name, tags = msg.name, {t.key: t.value for t in msg.tags}
     experiment_id = _default_experiment(req.project, name)
-    ts = now_ms()
-    model = {"name": name, "description": msg.description, "creation_timestamp": ts,
+    ts, model_id = now_ms(), uuid.uuid4().hex
+    model = {"model_id": model_id, "name": name, "description": msg.description, "creation_timestamp": ts,
              "last_updated_timestamp": ts, "last_version": 0, "experiment_id": experiment_id,
              "actor": req.token_id}  # events: who made the change (shared/events/)
     tx = db.Tx()
+    tx.put(identity.guard_item(req.project, name, model_id), condition="attribute_not_exists(pk)")
     tx.put(items.meta_item(req.project, model), condition="attribute_not_exists(pk)")
     for k, v in tags.items():
-        tx.put(items.tag_item(req.project, name, k, v))
+        tx.put(items.tag_item(req.project, model_id, k, v))
     tx.commit(on_conflict=already_exists(f"Registered Model (name={name}) already exists."))
+    identity.CACHE.put(req.project, name, model_id)
     return {"registered_model": model_json({**model, "tags": tags, "aliases": {}})}
 
 
 def _full(project: str, name: str) -> dict:
-    model, latest = db.parallel(lambda job: job(), [lambda: load_model(project, name),
-                                                    lambda: items.latest_versions(project, name)])
+    """The model with tags, aliases and latest versions: its items and its stages' newest marks side
+    by side with the name's guard, then one BatchGetItem of those versions (2 round trips warm)."""
+    def reads(model_id: str) -> list:
+        return [lambda: items.named_items(project, model_id),
+                *(lambda s=s: items.newest_in_stage(project, model_id, s) for s in STAGES)]
+
+    model_id, (named, *newest) = identity.with_model(project, name, reads)
+    model = items.assembled(named, name)
+    found = items.versions_of(project, [(model_id, n) for n in newest if n is not None])
+    latest = sorted(found.values(), key=lambda mv: STAGES.index(mv["current_stage"]))
     return model_json(model, latest)
 
 
@@ -58,104 +76,77 @@ def get_registered_model(req: Request, msg: messages.ModelRef) -> dict:
     return {"registered_model": _full(req.project, msg.name)}
 
 
-def update_registered_model(req: Request, msg: messages.UpdateRegisteredModel) -> dict:
+def _change_meta(project: str, name: str, expression: str, values: dict, names: dict | None = None) -> str:
+    model_id = identity.resolve(project, name)
     try:
-        db.update(keys.registered_model(req.project, msg.name), keys.MODEL_SK,
-                  "SET description = :d, last_updated_timestamp = :t", condition="attribute_exists(pk)",
-                  values={":d": msg.description, ":t": now_ms()})
+        db.update(keys.registered_model(project, model_id), keys.MODEL_SK, expression, names, values, condition=LIVE)
     except ClientError as err:
         if db.is_condition_failure(err):
-            raise items.model_not_found(msg.name) from None
+            raise model_not_found(name) from None
         raise
+    return model_id
+
+
+def update_registered_model(req: Request, msg: messages.UpdateRegisteredModel) -> dict:
+    _change_meta(req.project, msg.name, "SET description = :d, last_updated_timestamp = :t",
+                 {":d": msg.description, ":t": now_ms()})
     return {"registered_model": _full(req.project, msg.name)}
 
 
 def rename_registered_model(req: Request, msg: messages.RenameRegisteredModel) -> dict:
-    """Moves the partition to the new name in one transaction (so at most ~100 items: see
-    docs/registry.md), and the packages to the new name's prefix around it."""
+    """One transaction of three writes, however many versions, aliases and packages the model has:
+    the old name's guard goes, the new one's is put (if the name is free), the meta item takes the
+    new name. Readers see the old name or the new one; packages stay where they are (versions record
+    their package's path). The default experiment keeps its name."""
     name, new_name = msg.name, msg.new_name
-    pk = keys.registered_model(req.project, name)
-    every = db.query_all(pk, consistent=True)
-    meta = next((i for i in every if i["sk"] == keys.MODEL_SK), None)
-    if meta is None:
-        raise items.model_not_found(name)
+    model_id = identity.resolve(req.project, name)
     if new_name == name:
         return {"registered_model": _full(req.project, name)}
-    tx, ts = db.Tx(), now_ms()
-    for item in every:
-        # events: `renamed_from` marks a move, so it is not published as a creation (shared/events/mapping.py)
-        moved = {**_renamed(req.project, item, new_name, ts), "renamed_from": name}
-        if item["sk"] == keys.MODEL_SK:
-            tx.put(moved, condition="attribute_not_exists(pk)")
-            tx.delete(pk, item["sk"], "last_version = :v", {":v": meta["last_version"]})  # no new versions
-        else:
-            tx.put(moved)
-            tx.delete(pk, item["sk"])
-        if item["sk"].startswith("V#") and items.linked_run(item):
-            from shared.tracking.runs import link_sk
-
-            tx.put(items.link_item(req.project, item["run_id"], new_name, item["version"]))
-            tx.delete(keys.run(req.project, item["run_id"]), link_sk(name, item["version"]))
-    if len(tx.items) > db.TRANSACT_MAX:
-        raise invalid(f"Model {name} has too many versions, tags and aliases to rename in one transaction "
-                      f"({len(tx.items)} writes, at most {db.TRANSACT_MAX}); see docs/registry.md")
-    source, target = packages.model_prefix(req.project, name), packages.model_prefix(req.project, new_name)
-    packages.copy_tree(source, target)
+    tx = db.Tx()
+    tx.delete(keys.model_name_guard(req.project, name), keys.GUARD_SK, "model_id = :id", {":id": model_id})
+    tx.put(identity.guard_item(req.project, new_name, model_id), condition="attribute_not_exists(pk)")
+    tx.update(keys.registered_model(req.project, model_id), keys.MODEL_SK,
+              "SET #n = :new, last_updated_timestamp = :t, actor = :a", {"#n": "name"},
+              {":new": new_name, ":old": name, ":t": now_ms(), ":a": req.token_id},  # events: actor
+              condition=f"{LIVE} AND #n = :old")
     try:
         tx.commit()
     except ClientError as err:
-        packages.delete_tree(target)
-        if db.is_condition_failure(err) and db.cancellation_reasons(err)[0] == "ConditionalCheckFailed":
+        reasons = db.cancellation_reasons(err)
+        if reasons[1:2] == ["ConditionalCheckFailed"]:
             raise already_exists(f"Registered Model (name={new_name}) already exists.") from None
-        if db.is_condition_failure(err):
-            raise MlflowError(f"Model {name} changed during the rename; retry", "TEMPORARILY_UNAVAILABLE") from None
+        if "ConditionalCheckFailed" in reasons:  # renamed or deleted since the guard was read
+            identity.CACHE.put(req.project, name, None)
+            raise model_not_found(name) from None
         raise
-    packages.delete_tree(source)
+    identity.CACHE.put(req.project, name, None)
+    identity.CACHE.put(req.project, new_name, model_id)
     return {"registered_model": _full(req.project, new_name)}
 
 
-def _renamed(project: str, item: dict, new_name: str, ts: int) -> dict:
-    data = items.strip(item)
-    sk = item["sk"]
-
-    def moved(mv: dict) -> dict:
-        tags = {k: packages.renamed_page_url(v, new_name) if k == PACKAGE_URL_TAG else v
-                for k, v in (mv.get("tags") or {}).items()}
-        return {**mv, "name": new_name, "last_updated_timestamp": ts, "tags": tags}
-
-    if sk == keys.MODEL_SK:
-        return items.meta_item(project, {**data, "name": new_name, "last_updated_timestamp": ts})
-    if sk.startswith("V#"):
-        return items.version_item(project, moved(data))
-    if sk.startswith("A#"):  # its copy of the version moves as the version does
-        return items.alias_item(project, data["alias"], moved(items.aliased_version(item)))
-    return {**item, "pk": keys.registered_model(project, new_name), "g1sk": f"{new_name}#{sk}", "model_name": new_name}
-
-
 def delete_registered_model(req: Request, msg: messages.ModelRef) -> dict:
-    """Packages first, then versions, links, tags and aliases, the meta item last: a retry after a
-    failure finds the model and finishes the job. The default experiment and its runs stay."""
-    from shared.tracking.runs import link_sk
-
+    """Answers at once: one transaction frees the name and marks the model deleted (readers no longer
+    find it; it leaves the search collection). The registry worker then removes its versions, aliases,
+    tags, run links and packages (worker.py), and its events go out as that happens. The default
+    experiment and its runs stay."""
     name = msg.name
-    pk = keys.registered_model(req.project, name)
-    every = db.query_all(pk, consistent=True)
-    if not any(i["sk"] == keys.MODEL_SK for i in every):
-        raise items.model_not_found(name)
-    packages.delete_tree(packages.model_prefix(req.project, name))
-    doomed = [(pk, i["sk"]) for i in every if i["sk"] != keys.MODEL_SK]
-    doomed += [(keys.run(req.project, i["run_id"]), link_sk(name, i["version"]))
-               for i in every if i["sk"].startswith("V#") and items.linked_run(i)]
-    db.batch_delete(doomed)
-    db.delete(pk, keys.MODEL_SK)
+    model_id = identity.resolve(req.project, name)
+    tx = db.Tx()
+    tx.delete(keys.model_name_guard(req.project, name), keys.GUARD_SK, "model_id = :id", {":id": model_id})
+    tx.update(keys.registered_model(req.project, model_id), keys.MODEL_SK,
+              "SET deleted_at = :t, actor = :a REMOVE g1pk, g1sk", values={":t": now_ms(), ":a": req.token_id},
+              condition=LIVE)
+    identity.CACHE.put(req.project, name, None)
+    tx.commit(on_conflict=model_not_found(name))
     return {}
 
 
 # ---- search and latest versions ------------------------------------------------------------------------
 
 def all_models(project: str) -> list[dict]:
-    """Every model of a project with tags and aliases: one paged Query of the model collection."""
-    groups = db.query_groups(keys.models_collection(project), "gsi1", lambda item: item["model_name"])
+    """Every live model of a project with tags and aliases: one paged Query of the model collection
+    (a deleted model's meta leaves it at once; its other items until the worker removes them)."""
+    groups = db.query_groups(keys.models_collection(project), "gsi1", db.entity_of_g1sk)
     return [m for m in map(items.assemble, groups) if m]
 
 
@@ -169,32 +160,40 @@ def search_registered_models(req: Request, msg: messages.SearchRegisteredModels)
             found.append((sort_key(view), model))
     page, token = pagination.offset_page(req.project, [msg.filter, msg.order_by], msg.page_token, found,
                                          msg.max_results)
-    latest = db.parallel(lambda m: items.latest_versions(req.project, m["name"]), page)
-    return pagination.with_token({"registered_models": [model_json(m, lv) for m, lv in zip(page, latest)]}, token)
+    latest = items.latest_of(req.project, [m["model_id"] for m in page])
+    return pagination.with_token({"registered_models": [model_json(m, latest[m["model_id"]]) for m in page]}, token)
 
 
 def get_latest_versions(req: Request, msg: messages.GetLatestVersions) -> dict:
-    load_meta(req.project, msg.name)
-    found = items.latest_versions(req.project, msg.name, tuple(msg.stages) or STAGES)
-    return {"model_versions": [version_json(mv) for mv in found]} if found else {}
+    stages = tuple(msg.stages) or STAGES
+    model_id, newest = identity.with_model(
+        req.project, msg.name, lambda model_id: [lambda s=s: items.newest_in_stage(req.project, model_id, s)
+                                                 for s in stages])
+    found = items.versions_of(req.project, [(model_id, n) for n in newest if n is not None])
+    latest = sorted(found.values(), key=lambda mv: STAGES.index(mv["current_stage"]))
+    return {"model_versions": [version_json(mv, msg.name) for mv in latest]} if latest else {}
 
 
 # ---- tags ----------------------------------------------------------------------------------------------
 
-def set_registered_model_tag(req: Request, msg: messages.SetRegisteredModelTag) -> dict:
+def _tag_write(project: str, name: str, write) -> None:
+    model_id = identity.resolve(project, name)
     tx = db.Tx()
-    tx.check(keys.registered_model(req.project, msg.name), keys.MODEL_SK, "attribute_exists(pk)")
-    tx.put(items.tag_item(req.project, msg.name, msg.key, msg.value))
-    tx.commit(on_conflict=items.model_not_found(msg.name))
+    tx.check(keys.registered_model(project, model_id), keys.MODEL_SK, LIVE)
+    write(tx, model_id)
+    tx.commit(on_conflict=model_not_found(name))
+
+
+def set_registered_model_tag(req: Request, msg: messages.SetRegisteredModelTag) -> dict:
+    _tag_write(req.project, msg.name, lambda tx, model_id: tx.put(items.tag_item(req.project, model_id, msg.key,
+                                                                                msg.value)))
     return {}
 
 
 def delete_registered_model_tag(req: Request, msg: messages.DeleteRegisteredModelTag) -> dict:
     """Deleting a tag that is not there is a silent success, as in MLflow; a missing model is 404."""
-    tx = db.Tx()
-    tx.check(keys.registered_model(req.project, msg.name), keys.MODEL_SK, "attribute_exists(pk)")
-    tx.delete(keys.registered_model(req.project, msg.name), keys.model_tag_sk(msg.key))
-    tx.commit(on_conflict=items.model_not_found(msg.name))
+    _tag_write(req.project, msg.name, lambda tx, model_id: tx.delete(keys.registered_model(req.project, model_id),
+                                                                     keys.model_tag_sk(msg.key)))
     return {}
 
 
@@ -202,10 +201,10 @@ def delete_registered_model_tag(req: Request, msg: messages.DeleteRegisteredMode
 
 def set_registered_model_alias(req: Request, msg: messages.SetRegisteredModelAlias) -> dict:
     name, alias, version = msg.name, msg.alias, msg.version
-    pk = keys.registered_model(req.project, name)
 
     def attempt() -> dict:
-        target, old = db.parallel(lambda sk: db.get(pk, sk), [keys.version_sk(version), keys.alias_sk(alias)])
+        model_id, found = identity.read(req.project, name, [keys.version_sk(version), keys.alias_sk(alias)])
+        target, old = found[keys.version_sk(version)], found[keys.alias_sk(alias)]
         if target is None:
             raise items.version_not_found(name, version)
         if old and old["version"] == version:
@@ -214,13 +213,13 @@ def set_registered_model_alias(req: Request, msg: messages.SetRegisteredModelAli
         tx = db.Tx()
         copy = {**mv, "aliases": set(mv.get("aliases") or ()) | {alias}, "rev": mv["rev"] + 1}
         condition, values = ("version = :old", {":old": old["version"]}) if old else ("attribute_not_exists(pk)", None)
-        tx.put({**items.alias_item(req.project, alias, copy), "actor": req.token_id},  # events: actor
+        tx.put({**items.alias_item(req.project, model_id, alias, copy), "actor": req.token_id},  # events: actor
                condition=condition, values=values)
         # replaced_alias: the two reads may straddle another move (then `mv` is stale and the commit fails)
-        items.change_version(tx, req.project, mv, "ADD aliases :a", {":a": {alias}}, replaced_alias=alias)
+        items.change_version(tx, req.project, model_id, mv, "ADD aliases :a", {":a": {alias}}, replaced_alias=alias)
         if old:  # the alias leaves its old version (the old alias item holds that version's copy)
-            items.change_version(tx, req.project, items.aliased_version(old), "DELETE aliases :a", {":a": {alias}},
-                                 replaced_alias=alias)
+            items.change_version(tx, req.project, model_id, items.aliased_version(old), "DELETE aliases :a",
+                                 {":a": {alias}}, replaced_alias=alias)
         tx.commit()
         return {}
 
@@ -230,47 +229,45 @@ def set_registered_model_alias(req: Request, msg: messages.SetRegisteredModelAli
 def delete_registered_model_alias(req: Request, msg: messages.DeleteRegisteredModelAlias) -> dict:
     """A missing alias is a silent success (MLflow); a missing model is 404."""
     name, alias = msg.name, msg.alias
-    pk = keys.registered_model(req.project, name)
 
     def attempt() -> dict:
-        old = db.get(pk, keys.alias_sk(alias))
+        model_id, found = identity.read(req.project, name, [keys.alias_sk(alias)])
+        old = found[keys.alias_sk(alias)]
         if old is None:
-            load_meta(req.project, name)
             return {}
         tx = db.Tx()
-        tx.delete(pk, keys.alias_sk(alias), "version = :v", {":v": old["version"]})
-        items.change_version(tx, req.project, items.aliased_version(old), "DELETE aliases :a", {":a": {alias}},
-                             replaced_alias=alias)
+        tx.delete(keys.registered_model(req.project, model_id), keys.alias_sk(alias), "version = :v",
+                  {":v": old["version"]})
+        items.change_version(tx, req.project, model_id, items.aliased_version(old), "DELETE aliases :a",
+                             {":a": {alias}}, replaced_alias=alias)
         tx.commit()
         return {}
 
     return db.retry_on_conflict(attempt, f"Alias {alias} of model {name} kept changing; retry")
 
 
-def _alias_target(project: str, name: str, alias: str) -> dict:
-    """The item an alias names, in one read: `latest` -> the newest version; a semantic version (`1.2.0`,
-    also `v1.2.0`) -> its guard (the version number only); an alias -> the alias item (a copy of its version)."""
-    pk = keys.registered_model(project, name)
+def version_by_alias(project: str, name: str, alias: str) -> tuple[str, dict]:
+    """(model id, the version) an alias, a semantic version (`1.2.0`, also `v1.2.0`) or `latest`
+    names. An alias: its item carries a copy of the version (1 round trip warm); `latest`: the newest
+    version (1 round trip warm); a semantic version: its guard, then the version (2)."""
     if alias.lower() == "latest":
-        newest, _ = db.query(pk, "V#", forward=False, limit=1, consistent=True)
-        if not newest:
-            load_meta(project, name)
+        model_id, (newest,) = identity.with_model(project, name,
+                                                  lambda model_id: [lambda: items.newest_version(project, model_id)])
+        if newest is None:
             raise items.not_found(f"Latest version not found for model {name}.")
-        return items.strip(newest[0])
+        return model_id, newest
     semver = alias[1:] if alias[:1] in "vV" and "." in alias else alias
-    item = db.get(pk, keys.semver_sk(semver) if "." in alias else keys.alias_sk(alias))
-    if item is None:
-        load_meta(project, name)  # 404 for a missing model
+    sk = keys.semver_sk(semver) if "." in alias else keys.alias_sk(alias)
+    model_id, found = identity.read(project, name, [sk])
+    if found[sk] is None:
         raise invalid(f"Registered model alias {alias} not found.")
-    return items.aliased_version(item)
-
-
-def version_by_alias(project: str, name: str, alias: str) -> dict:
-    """The version an alias, a semantic version or `latest` names: one read for an alias or `latest`;
-    a semantic version reads its guard, then the version."""
-    found = _alias_target(project, name, alias)
-    return found if "current_stage" in found else items.load_version(project, name, found["version"])
+    if sk == keys.alias_sk(alias):
+        return model_id, items.aliased_version(found[sk])
+    mv = items.get_version(project, model_id, found[sk]["version"])
+    if mv is None:  # deleted between the two reads
+        raise invalid(f"Registered model alias {alias} not found.")
+    return model_id, mv
 
 
 def get_model_version_by_alias(req: Request, msg: messages.GetModelVersionByAlias) -> dict:
-    return {"model_version": version_json(version_by_alias(req.project, msg.name, msg.alias))}
+    return {"model_version": version_json(version_by_alias(req.project, msg.name, msg.alias)[1], msg.name)}

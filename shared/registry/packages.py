@@ -1,26 +1,39 @@
-"""Model packages: each model version's own, immutable copy of its source artifacts in the bucket at
-`projects/<project>/packages/<model>/<semver>/`, read through the artifact routes as
-`mlflow-artifacts:/packages/<model>/<semver>` (read-only there)."""
+"""Model packages: each model version's own, immutable copy of its source artifacts in the bucket,
+read through the artifact routes as `mlflow-artifacts:/<package>` (read-only there).
+
+A version records its package's path when it is created (`package`, below `projects/<project>/`):
+`packages/<model_id>/<semver>` since models have ids; versions made before keep the path they had
+(`packages/<model name>/<semver>`), so a rename, and the migration to ids, move no object.
+
+The copy runs in the registry worker (shared/registry/worker.py), never in a request: files up to
+5 GB (S3's single-copy limit) in one CopyObject each, for which S3 computes the file's full SHA-256;
+bigger ones as multipart copies in parallel parts, each part with S3's SHA-256 (the object then keeps
+a checksum of the part checksums). A finished package has a manifest beside it (`<package>.files.json`:
+every file's path, size, SHA-256 or part checksums) that the package page shows."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
-import re
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from functools import cache
-from urllib.parse import quote
+from typing import Callable
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
-from shared.artifacts.paths import package_uri_path
+from shared.artifacts.paths import PACKAGES, package_uri_path
 
 DELETE_BATCH = 1000  # DeleteObjects limit
 COPY_THREADS = 16
-# Files up to this size are copied in one CopyObject, so S3 computes each one's full SHA-256 (shown
-# on the package page); bigger ones go in parallel parts, for which S3 keeps per-part checksums only.
-WHOLE_COPY_MAX_BYTES = 512 * 1024 * 1024
+WHOLE_COPY_MAX_BYTES = 5 * 1024**3  # S3's CopyObject limit; bigger files go in parts
+PART_BYTES = 512 * 1024**2  # a part copy takes seconds, so a worker stops between them when its time is up
+MAX_PARTS = 10_000
+COPY_PAUSE_SECONDS = 0.0  # fault injection for tests only (shared/registry/local.py): a slow copy
 
 
 @cache
@@ -36,12 +49,25 @@ def bucket() -> str:
     return os.environ.get("MLREG_BUCKET", "mlreg")
 
 
-def model_prefix(project: str, model: str) -> str:
-    return f"projects/{project}/packages/{model}/"
+# ---- layout ---------------------------------------------------------------------------------------
+
+def package_path(model_id: str, semver: str) -> str:
+    """A new version's package, below the project's root."""
+    return f"{PACKAGES}/{model_id}/{semver}"
 
 
-def package_prefix(project: str, model: str, semver: str) -> str:
-    return f"{model_prefix(project, model)}{semver}/"
+def model_packages_prefix(project: str, model_id: str) -> str:
+    """Every package made since models have ids (deleted with the model)."""
+    return f"projects/{project}/{PACKAGES}/{model_id}/"
+
+
+def prefix(project: str, package: str) -> str:
+    """The S3 key prefix of a package path."""
+    return f"projects/{project}/{package}/"
+
+
+def manifest_key(project: str, package: str) -> str:
+    return f"projects/{project}/{package}.files.json"
 
 
 def artifacts_root(project: str) -> str:
@@ -53,19 +79,17 @@ def artifacts_prefix(project: str, path: str) -> str:
     return f"{artifacts_root(project)}{path.strip('/')}/"
 
 
-def page_url(base_url: str, project: str, model: str, version: int) -> str:
-    """The version's package page in the web UI (shared/ui/package.py): stable, as version numbers
-    are never reused."""
-    return f"{base_url}/projects/{project}/package?name={quote(model, safe='')}&version={version}"
+def page_base(base_url: str, project: str) -> str:
+    """Where package pages are (shared/ui/package.py); a version records it, its URL adds name and number."""
+    return f"{base_url}/projects/{project}/package"
 
 
-def renamed_page_url(url: str, new_name: str) -> str:
-    return re.sub(r"([?&]name=)[^&]*", lambda m: m.group(1) + quote(new_name, safe=""), url)
-
-
-def download_uri(model: str, semver: str) -> str:
-    """Resolved by the client against the tracking URI: the project's read-only packages path."""
-    return f"mlflow-artifacts:/{package_uri_path(model, semver)}"
+def download_uri(package: str) -> str:
+    """Resolved by the client against the tracking URI: the project's read-only packages path. The
+    segment after `packages/` (a model id, or an older package's model name) is escaped, so the
+    client's URLs decode back to the literal key (shared/artifacts/paths.py `listed_folder`)."""
+    _, owner, semver = package.split("/", 2)
+    return f"mlflow-artifacts:/{package_uri_path(owner, semver)}"
 
 
 # A version whose source mlreg does not hold has no package: it carries this tag, and its
@@ -81,58 +105,29 @@ def version_download_uri(mv: dict) -> str | None:
     """Where a version's files are read: its package, or the source of an external version."""
     if is_external(mv):
         return mv.get("storage_location") or mv.get("source")
-    return download_uri(mv["name"], mv["semver"]) if mv.get("semver") and mv.get("name") else None
+    return download_uri(mv["package"]) if mv.get("package") else None
 
 
-def _keys(prefix: str) -> list[tuple[str, int]]:
+# ---- listing and deleting ---------------------------------------------------------------------------
+
+def objects(prefix: str) -> list[tuple[str, int]]:
     found = []
     for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket(), Prefix=prefix):
         found += [(o["Key"], o["Size"]) for o in page.get("Contents", [])]
     return found
 
 
-def copy_tree(source_prefix: str, target_prefix: str) -> int:
-    """Server-side copy of every object below `source_prefix`, each with S3's SHA-256 checksum;
-    managed copy, so big objects go as multipart copies. Returns the number of objects copied."""
-    from boto3.s3.transfer import TransferConfig
-
-    objects = _keys(source_prefix)
-    whole_files = TransferConfig(multipart_threshold=WHOLE_COPY_MAX_BYTES)
-
-    def copy(entry):
-        key, _ = entry
-        client().copy({"Bucket": bucket(), "Key": key}, bucket(), target_prefix + key[len(source_prefix):],
-                      ExtraArgs={"ChecksumAlgorithm": "SHA256"}, Config=whole_files)
-
-    with ThreadPoolExecutor(COPY_THREADS) as pool:
-        list(pool.map(copy, objects))
-    return len(objects)
-
-
-def delete_tree(prefix: str) -> int:
-    """Delete every object below `prefix` (DeleteObjects, 1000 keys per request)."""
-    keys = [k for k, _ in _keys(prefix)]
+def delete_tree(prefix: str, *extra_keys: str) -> int:
+    """Delete every object below `prefix` and `extra_keys` (DeleteObjects, 1000 keys per request)."""
+    keys = [k for k, _ in objects(prefix)] + list(extra_keys)
     for i in range(0, len(keys), DELETE_BATCH):
         client().delete_objects(Bucket=bucket(), Delete={"Objects": [{"Key": k} for k in keys[i:i + DELETE_BATCH]],
                                                          "Quiet": True})
     return len(keys)
 
 
-def files(prefix: str) -> list[tuple[str, int, str | None]]:
-    """Every file below `prefix`: (path below it, size, SHA-256 in hex, or None where S3 keeps no
-    whole-file checksum). One listing, then one HeadObject per file, in parallel."""
-    found = _keys(prefix)
-
-    def checksum(key: str) -> str | None:
-        head = client().head_object(Bucket=bucket(), Key=key, ChecksumMode="ENABLED")
-        value = head.get("ChecksumSHA256")
-        if not value or "-" in value or head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
-            return None  # none, or a checksum of part checksums
-        return base64.b64decode(value).hex()
-
-    with ThreadPoolExecutor(COPY_THREADS) as pool:
-        sums = list(pool.map(checksum, [k for k, _ in found]))
-    return [(key[len(prefix):], size, sha) for (key, size), sha in zip(found, sums)]
+def delete_package(project: str, package: str) -> int:
+    return delete_tree(prefix(project, package), manifest_key(project, package))
 
 
 def list_folder(prefix: str) -> list[tuple[str, bool, int]]:
@@ -143,3 +138,125 @@ def list_folder(prefix: str) -> list[tuple[str, bool, int]]:
         entries += [(o["Key"][len(prefix):], False, o["Size"]) for o in page.get("Contents", [])
                     if o["Key"] != prefix]
     return entries
+
+
+# ---- files and their checksums ----------------------------------------------------------------------
+
+@dataclass
+class File:
+    path: str  # below the package
+    size: int
+    sha256: str | None  # hex, of the whole file; None where S3 keeps only part checksums
+    part_sha256: str | None = None  # S3's checksum of the part checksums ("<base64>-<parts>")
+    part_size: int | None = None  # with which the part checksums can be recomputed
+
+
+def _sha256(checksum: str | None, kind: str | None = "FULL_OBJECT") -> str | None:
+    if not checksum or "-" in checksum or (kind or "FULL_OBJECT") != "FULL_OBJECT":
+        return None
+    return base64.b64decode(checksum).hex()
+
+
+def write_manifest(project: str, package: str, files: list[File]) -> None:
+    body = json.dumps({"files": [asdict(f) for f in sorted(files, key=lambda f: f.path)]}, indent=1)
+    client().put_object(Bucket=bucket(), Key=manifest_key(project, package), Body=body.encode(),
+                        ContentType="application/json")
+
+
+def files(project: str, package: str) -> list[File]:
+    """A package's files: its manifest (one GET), or for a package made before manifests, a listing and
+    one HeadObject per file, in parallel."""
+    try:
+        body = client().get_object(Bucket=bucket(), Key=manifest_key(project, package))["Body"].read()
+        return [File(**f) for f in json.loads(body)["files"]]
+    except ClientError as err:
+        if err.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+            raise
+    root = prefix(project, package)
+
+    def described(entry: tuple[str, int]) -> File:
+        key, size = entry
+        head = client().head_object(Bucket=bucket(), Key=key, ChecksumMode="ENABLED")
+        return File(key[len(root):], size, _sha256(head.get("ChecksumSHA256"), head.get("ChecksumType")))
+
+    with ThreadPoolExecutor(COPY_THREADS) as pool:
+        return list(pool.map(described, objects(root)))
+
+
+# ---- copying ------------------------------------------------------------------------------------------
+
+class OutOfTime(Exception):
+    """The worker's time is nearly up: what is copied stays, the next run carries on from there."""
+
+
+def copy_tree(source_prefix: str, target_prefix: str, time_left: Callable[[], float], reserve: float) -> list[File]:
+    """Server-side copy of every object below `source_prefix` that is not below `target_prefix` yet
+    (a previous run's copies are kept), each with S3's SHA-256. No copy starts with less than
+    `reserve` seconds of `time_left()`: then OutOfTime. Returns every file of the package."""
+    done = {key[len(target_prefix):]: size for key, size in objects(target_prefix)}
+    pending = [(key, size) for key, size in objects(source_prefix)]
+
+    def copy(entry: tuple[str, int]) -> File:
+        key, size = entry
+        path = key[len(source_prefix):]
+        if done.get(path) == size:
+            return _described(target_prefix + path, path, size)
+        if time_left() < reserve:
+            raise OutOfTime
+        if COPY_PAUSE_SECONDS:
+            time.sleep(COPY_PAUSE_SECONDS)
+        if size <= WHOLE_COPY_MAX_BYTES:
+            result = client().copy_object(Bucket=bucket(), Key=target_prefix + path, ChecksumAlgorithm="SHA256",
+                                          CopySource={"Bucket": bucket(), "Key": key})["CopyObjectResult"]
+            return File(path, size, _sha256(result.get("ChecksumSHA256")))
+        return _copy_in_parts(key, target_prefix + path, path, size, time_left, reserve)
+
+    with ThreadPoolExecutor(COPY_THREADS) as pool:
+        return list(pool.map(copy, pending))
+
+
+def _described(key: str, path: str, size: int) -> File:
+    head = client().head_object(Bucket=bucket(), Key=key, ChecksumMode="ENABLED")
+    checksum, kind = head.get("ChecksumSHA256"), head.get("ChecksumType")
+    whole = _sha256(checksum, kind)
+    return File(path, size, whole, None if whole else checksum, None if whole else part_size(size))
+
+
+def part_size(size: int) -> int:
+    return max(PART_BYTES, -(-size // MAX_PARTS))
+
+
+def _copy_in_parts(source: str, target: str, path: str, size: int, time_left: Callable[[], float],
+                   reserve: float) -> File:
+    """A multipart copy in parallel parts. An upload a previous run left unfinished is taken up
+    (S3 lists its parts), so a copy longer than one worker's time goes on where it stopped."""
+    s3, step = client(), part_size(size)
+    upload_id = _unfinished_upload(target) or s3.create_multipart_upload(
+        Bucket=bucket(), Key=target, ChecksumAlgorithm="SHA256")["UploadId"]
+    parts = {p["PartNumber"]: p for page in s3.get_paginator("list_parts").paginate(
+        Bucket=bucket(), Key=target, UploadId=upload_id) for p in page.get("Parts", [])}
+
+    def copy_part(number: int) -> dict:
+        if number in parts:
+            found = parts[number]
+            return {"PartNumber": number, "ETag": found["ETag"], "ChecksumSHA256": found.get("ChecksumSHA256")}
+        if time_left() < reserve:
+            raise OutOfTime
+        first = (number - 1) * step
+        result = s3.upload_part_copy(Bucket=bucket(), Key=target, UploadId=upload_id, PartNumber=number,
+                                     CopySource={"Bucket": bucket(), "Key": source},
+                                     CopySourceRange=f"bytes={first}-{min(first + step, size) - 1}")["CopyPartResult"]
+        return {"PartNumber": number, "ETag": result["ETag"], "ChecksumSHA256": result.get("ChecksumSHA256")}
+
+    with ThreadPoolExecutor(COPY_THREADS) as pool:
+        done = list(pool.map(copy_part, range(1, -(-size // step) + 1)))
+    completed = s3.complete_multipart_upload(
+        Bucket=bucket(), Key=target, UploadId=upload_id,
+        MultipartUpload={"Parts": [{k: v for k, v in p.items() if v is not None} for p in done]})
+    checksum = completed.get("ChecksumSHA256")
+    return File(path, size, None, checksum, step)
+
+
+def _unfinished_upload(key: str) -> str | None:
+    uploads = client().list_multipart_uploads(Bucket=bucket(), Prefix=key).get("Uploads", [])
+    return next((u["UploadId"] for u in uploads if u["Key"] == key), None)

@@ -24,7 +24,7 @@ from urllib.parse import unquote, unquote_plus, urlparse, urlsplit
 
 from shared import db, keys
 from shared.errors import MlflowError, invalid
-from shared.registry import items, packages
+from shared.registry import identity, items, packages
 from shared.registry.models import version_by_alias
 from shared.tracking import logged_models
 from shared.validation import key_bytes, model_name, stage, version_number
@@ -43,7 +43,7 @@ class Origin:
     package_from: str | None  # S3 prefix copied into the package; None: external, no package
     download_uri: str | None = None  # external only: what get-download-uri answers
     run_in_project: bool = True  # False: a run id mlreg does not hold (no run link is written)
-    copy_of: tuple[str, str] | None = None  # (model, semver) of the registry version a models:/ source names
+    copy_of: tuple[str, str] | None = None  # (model id, semver) of the registry version a models:/ source names
 
     @property
     def external(self) -> bool:
@@ -200,34 +200,36 @@ def _from_models_uri(project: str, source: str, run_id: str | None, model_id: st
                       _artifacts(project, model["artifact_uri"]))
     if "@" in path:
         name, _, alias = path.partition("@")
-        mv = version_by_alias(project, model_name(name), key_bytes(alias))  # they key items: checked as a request's
-    else:
+        registry_id, mv = version_by_alias(project, model_name(name), key_bytes(alias))  # they key items: checked
+    else:                                                                             # as a request's
         name, _, ref = path.partition("/")
-        mv = _version_or_stage(project, model_name(name), ref)
+        registry_id, mv = _version_or_stage(project, model_name(name), ref)
     if (run_id is not None and (run_id or "") != (mv.get("run_id") or "")) or \
             (model_id is not None and (model_id or "") != (mv.get("model_id") or "")):
         raise invalid(f"Invalid model version source: '{source}'. The run_id and model_id request parameters must "
                       "match the referenced model version.")
     resolved, run, model = f"models:/{name}/{mv['version']}", mv.get("run_id"), mv.get("model_id")
-    shared = {"run_in_project": mv.get("run_linked", True), "copy_of": (name, mv["semver"])}
+    shared = {"run_in_project": mv.get("run_linked", True), "copy_of": (registry_id, mv["semver"])}
     if packages.is_external(mv):
         return Origin(resolved, run, model, None, packages.version_download_uri(mv), **shared)
-    return Origin(resolved, run, model, packages.package_prefix(project, name, mv["semver"]), **shared)
+    return Origin(resolved, run, model, packages.prefix(project, mv["package"]), **shared)
 
 
-def _version_or_stage(project: str, name: str, ref: str) -> dict:
+def _version_or_stage(project: str, name: str, ref: str) -> tuple[str, dict]:
+    """(the registered model's id, the version) a `models:/<name>/<ref>` names."""
     if ref.isdigit():
         return items.load_version(project, name, version_number(ref))
+    registry_id = identity.resolve(project, name)
     if ref.lower() == "latest":
-        newest = next(items.iter_versions(project, name), None)
+        newest = items.newest_version(project, registry_id)
         if newest is None:
-            raise items.model_not_found(name)
-        return newest
+            raise identity.model_not_found(name)
+        return registry_id, newest
     wanted = stage(ref)
-    latest = items.latest_versions(project, name, (wanted,))
+    latest = items.latest_versions(project, registry_id, (wanted,))
     if not latest:
         raise invalid(f"No versions of model with name '{name}' and stage '{wanted}' found")
-    return latest[0]
+    return registry_id, latest[0]
 
 
 # ---- lookups that do not fail ----------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Model versions: create (with semantic version and package), get, update, delete, search,
-transition-stage, get-download-uri, tags.
+"""Model versions: create (with semantic version and package), get, update, delete, transition-stage,
+get-download-uri, tags. Search: search.py.
 
 Version numbers come from the model meta item's `last_version`, advanced in the same transaction
-that puts the version, its semver guard and its run link, on condition the counter still holds
-the value read: concurrent creators retry and get distinct, consecutive numbers."""
+that puts the version, its semver guard, its stage mark and its run link, on condition the counter
+still holds the value read: concurrent creators retry and get distinct, consecutive numbers. A
+version with a package is written PENDING_REGISTRATION; the registry worker copies the package and
+turns it READY (or FAILED_REGISTRATION) afterwards (worker.py): no copy runs inside a request."""
 
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ import uuid
 import semver as semver_lib
 from botocore.exceptions import ClientError
 
-from shared import db, keys, pagination
+from shared import db, keys
 from shared.clock import now_ms
 from shared.errors import already_exists, invalid
-from shared.filters import parse_version_filter, parse_version_order_by, version_filter_clauses
 from shared.http import Request
-from shared.registry import items, messages, packages, sources
+from shared.registry import identity, items, messages, packages, sources
 from shared.registry.items import PACKAGE_URL_TAG, load_version, version_json
+from shared.registry.models import LIVE
 from shared.tracking import experiments, logged_models, runs
 from shared.validation import key_bytes
 
@@ -75,27 +77,30 @@ def _candidate_run(project: str, meta: dict) -> str:
 
 # ---- create -------------------------------------------------------------------------------------------
 
-def _allocate(project: str, name: str, fields: dict, wanted: str | None, page_base_url: str | None) -> dict:
-    """Put the version with the next number and its semver, retrying while others win the race.
-    `page_base_url`: where the version's package page is linked from (None: no package, no page)."""
-    pk = keys.registered_model(project, name)
+def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str | None) -> dict:
+    """Put the version with the next number and its semver, retrying while others win the race."""
+    pk = keys.registered_model(project, model_id)
 
     def attempt() -> dict:
-        meta = items.load_meta(project, name)
+        meta = items.load_meta(project, model_id)
+        if meta is None or "deleted_at" in meta:
+            raise identity.model_not_found(name)
         number, last = meta["last_version"] + 1, meta.get("latest_semver")
         semver = wanted or next_semver(last)
         ts = now_ms()
-        page = {PACKAGE_URL_TAG: packages.page_url(page_base_url, project, name, number)} if page_base_url else {}
-        mv = {**fields, "name": name, "version": number, "semver": semver, "creation_timestamp": ts,
-              "last_updated_timestamp": ts, "rev": 0, "tags": {**fields["tags"], SEMVER_TAG: semver, **page}}
+        mv = {**fields, "version": number, "semver": semver, "creation_timestamp": ts, "last_updated_timestamp": ts,
+              "rev": 0, "tags": {**fields["tags"], SEMVER_TAG: semver}}
+        if mv["status"] == items.PENDING:  # its package: where it goes, recorded once
+            mv["package"] = packages.package_path(model_id, semver)
         tx = db.Tx()
         tx.update(pk, keys.MODEL_SK, "SET last_version = :n, latest_semver = :s, last_updated_timestamp = :t",
                   values={":n": number, ":s": highest(last, semver), ":t": ts, ":old": meta["last_version"]},
-                  condition="last_version = :old")
-        tx.put(items.semver_item(project, name, semver, number), condition="attribute_not_exists(pk)")
-        tx.put(items.version_item(project, mv), condition="attribute_not_exists(pk)")
+                  condition=f"{LIVE} AND last_version = :old")
+        tx.put(items.semver_item(project, model_id, semver, number), condition="attribute_not_exists(pk)")
+        tx.put(items.version_item(project, model_id, mv), condition="attribute_not_exists(pk)")
+        tx.put(items.stage_item(project, model_id, mv["current_stage"], number))
         if items.linked_run(mv):
-            tx.put(items.link_item(project, mv["run_id"], name, number))
+            tx.put(items.link_item(project, mv["run_id"], model_id, number))
         try:
             tx.commit()
         except ClientError as err:
@@ -108,16 +113,21 @@ def _allocate(project: str, name: str, fields: dict, wanted: str | None, page_ba
 
 
 def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict:
+    """The version is written in one transaction, PENDING_REGISTRATION when it gets a package (the
+    worker copies it, then marks it READY) and READY at once when its source is external."""
     name, tags = msg.name, {t.key: t.value for t in msg.tags}
     for own in (packages.PACKAGE_TAG, PACKAGE_URL_TAG):  # the server's to set (a copied version brings them)
         tags.pop(own, None)
     wanted = requested_semver(tags)
-    meta = items.load_meta(req.project, name)
+    model_id = identity.resolve(req.project, name)
     origin = sources.resolve(req.project, msg.source, msg.run_id or None, msg.model_id or None)
-    if wanted and origin.copy_of == (name, wanted):  # copy_model_version within a model brings the source's
-        wanted = None                                 # tags, semver included: the copy gets the next one
+    if wanted and origin.copy_of == (model_id, wanted):  # copy_model_version within a model brings the
+        wanted = None                                    # source's tags, semver included: the copy gets the next one
         tags = {k: v for k, v in tags.items() if k not in (SEMVER_TAG, GITLAB_SEMVER_TAG)}
-    run_id = origin.run_id or _candidate_run(req.project, meta)
+    run_id = origin.run_id
+    if not run_id:
+        meta = items.load_meta(req.project, model_id) or {}
+        run_id = _candidate_run(req.project, {**meta, "name": name})
     fields = {"source": origin.source, "run_id": run_id, "model_id": origin.model_id,
               "run_link": msg.run_link or None, "description": msg.description,
               "user_id": "", "current_stage": "None", "status": items.READY if origin.external else items.PENDING,
@@ -125,38 +135,28 @@ def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict
     if origin.external:
         fields["tags"] = {**tags, packages.PACKAGE_TAG: packages.EXTERNAL}
         fields["storage_location"] = origin.download_uri
+    else:
+        fields.update(package_from=origin.package_from, package_page=packages.page_base(req.base_url, req.project))
     if not origin.run_in_project:
         fields["run_linked"] = False  # a run mlreg does not hold: no link item in a partition of nothing
-    mv = _allocate(req.project, name, fields, wanted, None if origin.external else req.base_url)
-    if not origin.external:
-        mv = _fill_package(req.project, mv, origin.package_from)
+    mv = _allocate(req.project, model_id, name, fields, wanted)
     if mv.get("model_id"):
         logged_models.add_model_version(req.project, mv["model_id"], name, mv["version"])
-    return {"model_version": version_json(mv)}
-
-
-def _fill_package(project: str, mv: dict, source_prefix: str) -> dict:
-    """Copy the source into the version's package, then mark the version READY (or FAILED)."""
-    target = packages.package_prefix(project, mv["name"], mv["semver"])
-    try:
-        copied = packages.copy_tree(source_prefix, target)
-        status, message = items.READY, None if copied else f"The source {mv['source']} holds no files"
-    except ClientError as err:
-        status, message = items.FAILED, f"Copying the package failed: {err}"
-    return items.update_version(project, mv["name"], mv["version"], "SET #s = :s, status_message = :m",
-                                {":s": status, ":m": message or ""}, {"#s": "status"})
+    return {"model_version": version_json(mv, name)}
 
 
 # ---- get / update / delete ------------------------------------------------------------------------------
 
 def get_model_version(req: Request, msg: messages.VersionRef) -> dict:
-    return {"model_version": version_json(load_version(req.project, msg.name, msg.version))}
+    return {"model_version": version_json(load_version(req.project, msg.name, msg.version)[1], msg.name)}
 
 
-def _update_version(project: str, name: str, version, expression: str, values: dict,
-                    names: dict | None = None, return_new: bool = True) -> dict | None:
+def _update_version(project: str, name: str, version: int, expression: str, values: dict,
+                    names: dict | None = None, updated: int | None = None, return_new: bool = True) -> dict | None:
+    model_id = identity.resolve(project, name)
     try:
-        return items.update_version(project, name, version, expression, values, names, return_new)
+        return items.update_version(project, model_id, name, version, expression, values, names, updated,
+                                    return_new)
     except ClientError as err:
         if "size" in str(err) and (err.response["Error"]["Code"] == "ValidationException"
                                    or "ValidationError" in db.cancellation_reasons(err)):
@@ -165,20 +165,21 @@ def _update_version(project: str, name: str, version, expression: str, values: d
 
 
 def update_model_version(req: Request, msg: messages.UpdateModelVersion) -> dict:
+    ts = now_ms()
     mv = _update_version(req.project, msg.name, msg.version, "SET description = :d, last_updated_timestamp = :t",
-                         {":d": msg.description, ":t": now_ms()})
-    return {"model_version": version_json(mv)}
+                         {":d": msg.description, ":t": ts}, updated=ts)
+    return {"model_version": version_json(mv, msg.name)}
 
 
 def delete_model_version(req: Request, msg: messages.VersionRef) -> dict:
-    """The version, its semver guard, aliases and run link in one transaction (on condition its
-    aliases did not change meanwhile), then its package. The number is never reused: the counter
+    """The version, its semver guard, stage mark, aliases and run link in one transaction (on condition
+    its aliases did not change meanwhile), then its package. The number is never reused: the counter
     stays; the semver is free again."""
     name = msg.name
-    pk = keys.registered_model(req.project, name)
 
-    def attempt() -> dict:
-        mv = load_version(req.project, name, msg.version)
+    def attempt() -> tuple[str, dict]:
+        model_id, mv = load_version(req.project, name, msg.version)
+        pk = keys.registered_model(req.project, model_id)
         aliases = sorted(mv.get("aliases") or ())
         tx = db.Tx()
         if aliases:
@@ -188,46 +189,55 @@ def delete_model_version(req: Request, msg: messages.VersionRef) -> dict:
         for alias in aliases:
             tx.delete(pk, keys.alias_sk(alias), "version = :v", {":v": mv["version"]})
         tx.delete(pk, keys.semver_sk(mv["semver"]))
+        tx.delete(pk, keys.stage_sk(mv["current_stage"], mv["version"]))
         if items.linked_run(mv):
-            tx.delete(keys.run(req.project, mv["run_id"]), runs.link_sk(name, mv["version"]))
-        tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": now_ms()},
-                  condition="attribute_exists(pk)")
+            tx.delete(keys.run(req.project, mv["run_id"]), keys.model_link_sk(model_id, mv["version"]))
+        tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": now_ms()}, condition=LIVE)
         tx.commit()
-        return mv
+        return model_id, mv
 
-    mv = db.retry_on_conflict(attempt, f"Model version {name} {msg.version} kept changing; retry")
-    if not packages.is_external(mv):
-        packages.delete_tree(packages.package_prefix(req.project, name, mv["semver"]))
+    _, mv = db.retry_on_conflict(attempt, f"Model version {name} {msg.version} kept changing; retry")
+    if mv.get("package"):  # a copy still running finds its version gone and removes what it wrote (worker.py)
+        packages.delete_package(req.project, mv["package"])
     return {}
 
 
 # ---- stages, download URI, tags ------------------------------------------------------------------------
 
 def transition_model_version_stage(req: Request, msg: messages.TransitionStage) -> dict:
+    """The version (with its alias copies) and its stage mark move in one transaction; with
+    archive_existing_versions, so do the other versions in the target stage (found by their marks)."""
     name, stage = msg.name, msg.stage
     if msg.archive_existing_versions and stage not in items.ACTIVE_STAGES:
         raise invalid(f"Model version transition cannot archive existing model versions because '{stage}' is not "
                       f"an Active stage. Valid stages are {list(items.ACTIVE_STAGES)}")
-    pk, moved = keys.registered_model(req.project, name), "SET current_stage = :s, last_updated_timestamp = :t, actor = :a"
+    moved = "SET current_stage = :s, last_updated_timestamp = :t, actor = :a"
 
     def attempt() -> dict:
-        mv, ts = load_version(req.project, name, msg.version), now_ms()
-        others = [v for v in items.iter_versions(req.project, name)
-                  if v["current_stage"] == stage and v["version"] != mv["version"]] if msg.archive_existing_versions else []
+        model_id, mv = load_version(req.project, name, msg.version)
+        pk, ts = keys.registered_model(req.project, model_id), now_ms()
+        others = [v for v in items.versions_in_stage(req.project, model_id, stage)
+                  if v["version"] != mv["version"]] if msg.archive_existing_versions else []
         tx = db.Tx()
-        items.change_version(tx, req.project, mv, moved, {":s": stage, ":t": ts, ":a": req.token_id})  # events: actor
-        for other in others:
-            items.change_version(tx, req.project, other, moved, {":s": "Archived", ":t": ts, ":a": req.token_id})
-        tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": ts}, condition="attribute_exists(pk)")
+        for version, target in ((mv, stage), *((other, "Archived") for other in others)):
+            items.change_version(tx, req.project, model_id, version, moved,
+                                 {":s": target, ":t": ts, ":a": req.token_id}, updated=ts)  # events: actor
+            if version["current_stage"] != target:
+                tx.delete(pk, keys.stage_sk(version["current_stage"], version["version"]))
+                tx.put(items.stage_item(req.project, model_id, target, version["version"]))
+        tx.update(pk, keys.MODEL_SK, "SET last_updated_timestamp = :t", values={":t": ts}, condition=LIVE)
+        if len(tx.items) > db.TRANSACT_MAX:
+            raise invalid(f"Archiving {len(others)} versions of model {name} at once takes more than one "
+                          f"transaction ({len(tx.items)} writes, at most {db.TRANSACT_MAX}); archive some first")
         tx.commit()
         return {**mv, "current_stage": stage, "last_updated_timestamp": ts}
 
     mv = db.retry_on_conflict(attempt, f"Versions of model {name} changed during the transition; retry")
-    return {"model_version": version_json(mv)}
+    return {"model_version": version_json(mv, name)}
 
 
 def get_model_version_download_uri(req: Request, msg: messages.VersionRef) -> dict:
-    mv = load_version(req.project, msg.name, msg.version)
+    _, mv = load_version(req.project, msg.name, msg.version)
     return {"artifact_uri": packages.version_download_uri(mv)}
 
 
@@ -253,37 +263,3 @@ def delete_model_version_tag(req: Request, msg: messages.DeleteModelVersionTag) 
     _update_version(req.project, msg.name, msg.version, "REMOVE tags.#k SET actor = :a",
                     {":a": req.token_id}, {"#k": msg.key}, return_new=False)  # events: actor
     return {}
-
-
-# ---- search --------------------------------------------------------------------------------------------
-
-def _equal_to(text: str | None, key: str) -> str | None:
-    """The value of an `attribute <key> = '...'` clause of the filter, if any (it picks the index)."""
-    for clause in version_filter_clauses(text):
-        if clause.entity_type == "attribute" and clause.key == key and clause.comparator == "=":
-            return clause.value
-    return None
-
-
-def _candidates(project: str, text: str | None):
-    """One paged Query: the model's partition, the run's versions (GSI2) or all of the project (GSI1)."""
-    name, run_id = _equal_to(text, "name"), _equal_to(text, "run_id")
-    if name:
-        return items.iter_versions(project, name)
-    if run_id:
-        return (items.strip(i) for i in db.iter_query(keys.versions_by_run(project, run_id), index="gsi2"))
-    return (items.strip(i) for i in db.iter_query(keys.versions_collection(project), index="gsi1"))
-
-
-def search_model_versions(req: Request, msg: messages.SearchModelVersions) -> dict:
-    matches, sort_key = parse_version_filter(msg.filter), parse_version_order_by(msg.order_by)
-    found = []
-    for mv in _candidates(req.project, msg.filter):
-        view = {k: mv.get(k) for k in ("name", "version", "run_id", "source", "current_stage", "creation_timestamp",
-                                       "last_updated_timestamp")}
-        view["tags"] = mv.get("tags") or {}
-        if matches(view):
-            found.append((sort_key(view), mv))
-    page, token = pagination.offset_page(req.project, [msg.filter, msg.order_by], msg.page_token, found,
-                                         msg.max_results)
-    return pagination.with_token({"model_versions": [version_json(mv) for mv in page]}, token)

@@ -259,17 +259,19 @@ def _set_lifecycle(project: str, run_id: str, stage: str) -> dict:
     return {}
 
 
-def link_sk(model_name: str, version: int) -> str:
-    """A model version that backs onto a run leaves this item in the run's partition."""
-    return f"L#{model_name}#{version}"
-
-
 def guard_run_deletion(project: str, run_id: str) -> None:
     """A run that backs a model version cannot be deleted from under it."""
-    links, _ = db.query(keys.run(project, run_id), "L#", limit=1, consistent=True)
-    if links:
-        raise MlflowError(f"Run {run_id} backs model version {links[0].get('model_name')} "
-                          f"{links[0].get('version')}; delete that version first.", "INVALID_STATE")
+    links = db.query_all(keys.run(project, run_id), "L#", consistent=True)  # keys.model_link_sk: few per run
+    if not links:
+        return
+    # a link names its model by id; a deleted model's links go with its purge, and hold nothing back
+    metas = db.batch_get([(keys.registered_model(project, i), keys.MODEL_SK) for i in {k["model_id"] for k in links}],
+                         consistent=True)
+    live = {m["model_id"]: m["name"] for m in metas if "deleted_at" not in m}
+    backing = next((k for k in links if k["model_id"] in live), None)
+    if backing:
+        raise MlflowError(f"Run {run_id} backs model version {live[backing['model_id']]} "
+                          f"{backing['version']}; delete that version first.", "INVALID_STATE")
 
 
 def delete_run(req: Request, msg: messages.RunRef) -> dict:

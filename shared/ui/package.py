@@ -23,28 +23,36 @@ def _size(n: int) -> str:
     return ""
 
 
+def _checksum(f: packages.File) -> str:
+    if f.sha256:
+        return f.sha256
+    if f.part_sha256:
+        return html.escape(f"parts of {_size(f.part_size or 0)}: {f.part_sha256}")
+    return "—"
+
+
 def package_page(req: Request, msg: messages.PackagePage) -> Response:
     try:
-        mv = items.load_version(req.project, msg.name, msg.version)
+        _, mv = items.load_version(req.project, msg.name, msg.version)
     except MlflowError as err:
         return page("Package not found · mlreg", f"<h1>Package not found</h1><p>{html.escape(err.message)}</p>",
                     err.status)
-    name, semver, e = mv["name"], mv["semver"], html.escape
-    files = packages.files(packages.package_prefix(req.project, name, semver))
-    download = f"ajax-api/2.0/mlflow-artifacts/artifacts/packages/{quote(name, safe='')}/{quote(semver)}/"
+    name, semver, e = msg.name, mv["semver"], html.escape
+    files = packages.files(req.project, mv["package"]) if mv.get("package") and mv["status"] == items.READY else []
+    download = "ajax-api/2.0/mlflow-artifacts/artifacts/" + packages.download_uri(mv["package"] or "").split(":/", 1)[1] + "/"
     rows = "".join(
-        f"<tr><td><a href='{e(download + quote(path))}' download>{e(path)}</a></td>"
-        f"<td class=num title='{size:,} bytes'>{_size(size)}</td><td class=sha>{sha or '—'}</td></tr>"
-        for path, size, sha in files)
+        f"<tr><td><a href='{e(download + quote(f.path))}' download>{e(f.path)}</a></td>"
+        f"<td class=num title='{f.size:,} bytes'>{_size(f.size)}</td><td class=sha>{_checksum(f)}</td></tr>"
+        for f in files)
     version_page = f"./#/models/{quote(name, safe='')}/versions/{mv['version']}"
     body = (f"<h1>{e(name)} <code>{e(semver)}</code></h1>"
             f"<p>Version {mv['version']} · stage {e(mv['current_stage'])} · {e(mv['status'])} · "
             f"<a href='{e(version_page)}'>version page</a> · <a href=signout>sign out</a></p>"
             f"<p>Load it: <code>mlflow.pyfunc.load_model(\"models:/{e(name)}@{e(semver)}\")</code></p>"
             f"<table><thead><tr><th>file</th><th>size</th><th>SHA-256</th></tr></thead><tbody>{rows}</tbody></table>"
-            f"<p><small>{len(files)} files, {_size(sum(f[1] for f in files))}. The package is this version's own "
+            f"<p><small>{len(files)} files, {_size(sum(f.size for f in files))}. The package is this version's own "
             f"copy of <code>{e(mv.get('source') or '')}</code>; it never changes."
-            + (" — : S3 holds no whole-file checksum of it (a file over "
-               f"{packages.WHOLE_COPY_MAX_BYTES // 2**20} MB is copied in parts; packages made before mlreg asked "
-               "S3 for checksums have none)." if any(sha is None for *_, sha in files) else "") + "</small></p>")
+            + (" A file copied in parts shows S3's checksum of its parts' SHA-256 (part size given); packages "
+               "made before mlreg asked S3 for checksums show none." if any(f.sha256 is None for f in files) else "")
+            + "</small></p>")
     return page(f"{name} {semver} · package · mlreg", body, wide=True)

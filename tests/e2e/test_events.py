@@ -107,7 +107,7 @@ def test_registering_a_version_puts_the_documented_event_on_the_bus(service, tra
     assert detail["project"] == "default" and detail["model"] == model and detail["version"] == 1
     assert detail["semver"] == "1.0.0" and detail["run_id"] == run.info.run_id and detail["status"] == "READY"
     assert detail["source"] == f"runs:/{run.info.run_id}/model"
-    assert detail["package_uri"] == f"mlflow-artifacts:/packages/{model}/1.0.0"
+    assert detail["package_uri"] == tracking.get_model_version_download_uri(model, "1")
     assert detail["actor"] == token_id and detail["timestamp"] > 0
     # every change once, in commit order (the stream sequence grows with it)
     types = [e["detail-type"] for e in seen]
@@ -122,6 +122,32 @@ def test_registering_a_version_puts_the_documented_event_on_the_bus(service, tra
     # the registered model's deletion too
     tracking.delete_registered_model(model)
     rule.wait_for(lambda e: e["detail-type"] == "Registered Model Deleted")
+
+
+def test_a_rename_is_one_event_and_a_delete_is_told_when_final(service, tracking):
+    """Issue 16: a rename publishes `Registered Model Renamed` alone (no deletes and creates of the
+    model's items); a delete publishes its version's and alias's deletions, then the model's, once the
+    registry worker has removed them. The rule follows the model's immutable id across the rename."""
+    old, new = unique("renamed-from"), unique("renamed-to")
+    mv, _ = register(tracking, old)
+    tracking.set_registered_model_alias(old, "champion", mv.version)
+    model_id = tracking.get_model_version_download_uri(old, mv.version).split("/")[-2]
+    rule = Rule(service, {"source": ["mlreg"], "detail": {"model_id": [model_id]}})
+    tracking.rename_registered_model(old, new)
+    tracking.set_model_version_tag(new, mv.version, "marker", "after the rename")
+    seen = rule.wait_for(lambda e: e["detail"].get("tag_key") == "marker")
+    after_alias = [e for e in seen if e["detail-type"] != "Model Version Alias Set"
+                   and e["detail-type"] not in ("Registered Model Created", "Model Version Created")]
+    assert [e["detail-type"] for e in after_alias] == ["Registered Model Renamed", "Model Version Tag Set"]
+    renamed = after_alias[0]["detail"]
+    assert (renamed["model"], renamed["previous_name"]) == (new, old)
+    assert after_alias[1]["detail"]["model"] == new  # versions are named by the model's name now
+
+    tracking.delete_registered_model(new)
+    seen = rule.wait_for(lambda e: e["detail-type"] == "Registered Model Deleted", timeout=60)
+    tail = [e["detail-type"] for e in seen[seen.index(after_alias[-1]) + 1:]]
+    assert sorted(tail[:-1]) == ["Model Version Alias Deleted", "Model Version Deleted"]
+    assert tail[-1] == "Registered Model Deleted" and seen[-1]["detail"]["model"] == new
 
 
 def test_a_failed_transaction_produces_no_event(service, tracking):

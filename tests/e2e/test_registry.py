@@ -62,6 +62,20 @@ def source_run(tracking):
     return run
 
 
+def package_path(client, name: str, version: str) -> str:
+    """The artifact path of a version's package (`packages/<model id>/<semver>`)."""
+    return client.get_model_version_download_uri(name, version).removeprefix("mlflow-artifacts:/")
+
+
+def eventually(check, seconds: float = 120):
+    """What the registry worker does in the background: poll until `check()` is truthy."""
+    deadline = time.time() + seconds
+    while not (result := check()):
+        assert time.time() < deadline, "the registry worker did not finish in time"
+        time.sleep(0.2)
+    return result
+
+
 def new_version(client, name: str, run, **kwargs):
     return client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id, **kwargs)
 
@@ -89,7 +103,8 @@ def test_pyfunc_logged_registered_promoted_and_loaded_by_every_uri_form(tracking
     tracking.set_registered_model_alias(name, "champion", "3")
     tracking.set_registered_model_alias(name, "challenger", "2")
 
-    assert tracking.get_model_version_download_uri(name, "3") == f"mlflow-artifacts:/packages/{name}/2.0.0"
+    package = package_path(tracking, name, "3")  # below the model's immutable id, not its name
+    assert package.startswith("packages/") and package.endswith("/2.0.0") and name not in package
     assert predict(f"models:/{name}/1") == [2, 3]
     assert predict(f"models:/{name}/3") == [11, 12]
     assert predict(f"models:/{name}@champion") == [11, 12]
@@ -256,7 +271,8 @@ def test_delete_model_removes_versions_packages_and_run_links(tracking, service,
     tracking.create_registered_model(name)
     new_version(tracking, name, source_run)
     tracking.set_registered_model_alias(name, "champion", "1")
-    listing = artifacts(service, "GET", params={"path": f"packages/{name}/1.0.0"})
+    package = package_path(tracking, name, "1")
+    listing = artifacts(service, "GET", params={"path": package})
     assert [f["path"] for f in listing.json()["files"]] == ["weights.txt"]
 
     with pytest.raises(MlflowException) as linked:
@@ -266,8 +282,11 @@ def test_delete_model_removes_versions_packages_and_run_links(tracking, service,
     with pytest.raises(MlflowException) as gone:
         tracking.get_model_version(name, "1")
     assert code(gone) == "RESOURCE_DOES_NOT_EXIST"
-    assert artifacts(service, "GET", params={"path": f"packages/{name}"}).json() == {}
-    tracking.delete_run(source_run.info.run_id)  # no version holds it any more
+    tracking.create_registered_model(name)  # the name is free at once
+    tracking.delete_registered_model(name)
+    tracking.delete_run(source_run.info.run_id)  # no live version holds it any more
+    # the worker removes the versions, run links and packages in the background
+    eventually(lambda: artifacts(service, "GET", params={"path": package}).json() == {})
     with pytest.raises(MlflowException) as missing:
         tracking.delete_registered_model(name)
     assert code(missing) == "RESOURCE_DOES_NOT_EXIST"
@@ -279,7 +298,8 @@ def test_model_version_get_update_tags_delete(tracking, service, source_run):
     name = unique("mv")
     tracking.create_registered_model(name)
     v1 = new_version(tracking, name, source_run, description="first", tags={"a": "1"})
-    assert (v1.version, v1.description, v1.status, v1.current_stage) == ("1", "first", "READY", "None")
+    assert (v1.version, v1.description, v1.status, v1.current_stage) == ("1", "first", "PENDING_REGISTRATION", "None")
+    assert tracking.get_model_version(name, "1").status == "READY"  # the client waited for the worker's copy
     assert v1.source == f"{source_run.info.artifact_uri}/model" and v1.run_id == source_run.info.run_id
     assert tracking.update_model_version(name, "1", description="changed").description == "changed"
     tracking.set_model_version_tag(name, "1", "b", "2")
@@ -301,12 +321,13 @@ def test_model_version_get_update_tags_delete(tracking, service, source_run):
     assert code(not_int) == "INVALID_PARAMETER_VALUE"
 
     new_version(tracking, name, source_run)
+    package = package_path(tracking, name, "2")
     tracking.delete_model_version(name, "2")
     assert new_version(tracking, name, source_run).version == "3"  # numbers are never reused
     with pytest.raises(MlflowException) as deleted:
         tracking.get_model_version(name, "2")
     assert code(deleted) == "RESOURCE_DOES_NOT_EXIST"
-    assert artifacts(service, "GET", params={"path": f"packages/{name}/1.1.0"}).json() == {}
+    assert artifacts(service, "GET", params={"path": package}).json() == {}
 
 
 def test_model_version_sources_are_checked(tracking, service, source_run):

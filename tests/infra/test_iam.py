@@ -19,6 +19,7 @@ ALLOWED_VARIABLES = {"MLREG_TABLE", "MLREG_BUCKET", "MLREG_EVENT_BUS", "MLREG_EN
                      # events: the publisher's webhook queues, the webhook secrets key (infra/constructs/events.py)
                      "MLREG_WEBHOOK_QUEUE_URL", "MLREG_WEBHOOK_DLQ_URL", "MLREG_WEBHOOK_KEY_ARN",
                      "MLREG_CORS_ORIGIN",  # the web front end's origin, on every answer of the functions
+                     "MLREG_WORKER_QUEUE_URL",  # the registry worker's jobs (infra/constructs/registry_worker.py)
                      "MLREG_UI_BUCKET"}  # the web UI's files, of which the ui function reads index.html
 # CDK's BucketDeployment handler (infra/constructs/ui.py) runs at deploy time with the grants CDK gives it.
 CDK_DEPLOYMENT = "CustomCDKBucketDeployment"

@@ -23,7 +23,8 @@ def test_the_publisher_reads_the_stream_bisecting_failures_into_a_dead_letter_qu
                           if k.startswith("EventsPublisherDeadLetters")]
     assert queue["Properties"]["SqsManagedSseEnabled"] is True
     (mapping,) = [m for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
-                  if "StreamArn" in flat(m["Properties"]["EventSourceArn"])]  # events: the other one is webhooks'
+                  if "StreamArn" in flat(m["Properties"]["EventSourceArn"])  # events: the other one is webhooks'
+                  and "<FunctionspublisherFunction" in flat(m["Properties"]["FunctionName"])]
     props = mapping["Properties"]
     assert flat(props["EventSourceArn"]) == f"<{table_id}.StreamArn>"
     assert props["BisectBatchOnFunctionError"] is True
@@ -37,9 +38,9 @@ def test_the_publisher_reads_the_stream_bisecting_failures_into_a_dead_letter_qu
 def test_alarms_notify_the_environments_topic(synthesis, env):
     template, config = synthesis.templates[env], synthesis.configs[env]
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 5
+    assert len(alarms) == 6
     described = " ".join(a["Properties"]["AlarmDescription"] for a in alarms.values())
-    for topic in ("5xx", "throttled", "authorizer", "publisher", "webhook"):
+    for topic in ("5xx", "throttled", "authorizer", "publisher", "webhook", "registry jobs"):
         assert topic in described.lower()
     for alarm in alarms.values():
         targets = {flat(a) for a in alarm["Properties"]["AlarmActions"]}
@@ -75,3 +76,29 @@ def test_declared_projects_become_records(synthesis, env):
         # Removing a project from cdk.json sends Delete, which the handler ignores (data stays);
         # see test_package.py for the handler itself.
         assert record.get("DeletionPolicy", "Delete") == "Delete"
+
+
+# ---- the registry worker (infra/constructs/registry_worker.py) ----------------------------------------
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_registry_worker_takes_its_jobs_from_the_stream_and_a_queue_with_a_dead_letter_queue(synthesis, env):
+    template = synthesis.templates[env]
+    table_id, _ = one(template, "AWS::DynamoDB::Table")
+    queues = resources(template, "AWS::SQS::Queue")
+    (jobs_id, jobs), = [(k, q) for k, q in queues.items() if k.startswith("RegistryWorkerJobs")]
+    (dlq_id, _), = [(k, q) for k, q in queues.items() if k.startswith("RegistryWorkerDeadLetters")]
+    redrive = jobs["Properties"]["RedrivePolicy"]
+    assert flat(redrive["deadLetterTargetArn"]) == f"<{dlq_id}.Arn>" and redrive["maxReceiveCount"] >= 3
+    (worker_id, worker), = [(k, f) for k, f in resources(template, "AWS::Lambda::Function").items()
+                            if f["Properties"].get("Handler") == "functions.worker.handler"]
+    assert worker["Properties"]["Timeout"] == 900 < jobs["Properties"]["VisibilityTimeout"]
+    mappings = [m["Properties"] for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+                if f"<{worker_id}" in flat(m["Properties"]["FunctionName"])]
+    stream, = [m for m in mappings if "StreamArn" in flat(m["EventSourceArn"])]
+    assert flat(stream["EventSourceArn"]) == f"<{table_id}.StreamArn>"
+    assert flat(stream["DestinationConfig"]["OnFailure"]["Destination"]) == f"<{dlq_id}.Arn>"
+    patterns = [f["Pattern"] for f in stream["FilterCriteria"]["Filters"]]
+    assert any("PENDING_REGISTRATION" in p for p in patterns) and any("deleted_at" in p for p in patterns)
+    queue, = [m for m in mappings if "StreamArn" not in flat(m["EventSourceArn"])]
+    assert flat(queue["EventSourceArn"]) == f"<{jobs_id}.Arn>" and queue["BatchSize"] == 1
+    assert queue["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

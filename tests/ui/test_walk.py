@@ -10,7 +10,7 @@ import re
 import mlflow
 from playwright.sync_api import expect
 
-from tests.e2e.test_registry import unique
+from tests.e2e.test_registry import eventually, unique
 
 RUNS = ("lr-0.01", "lr-0.1", "lr-0.5")
 
@@ -59,7 +59,8 @@ def test_the_seed_workflow_in_the_browser(seeded, visit):
     page.get_by_role("link", name="logged model").click()
     register(page, name, new=True)
     v.shot("registered")
-    first = client.get_model_version(name, "1")
+    # the UI does not wait for READY as the client does: the registry worker copies the package meanwhile
+    first = eventually(lambda: (mv := client.get_model_version(name, "1")).status != "PENDING_REGISTRATION" and mv)
     assert first.status == "READY" and first.run_id == run_id_of(client, "lr-0.5")
 
     # A second version, from another run, into the existing model picked in the dropdown.
@@ -92,7 +93,9 @@ def test_the_seed_workflow_in_the_browser(seeded, visit):
     v.shot("alias-dialog")
     page.get_by_role("dialog").get_by_role("button", name="Save aliases").click()
     expect(page.get_by_text("champion").first).to_be_visible()
+    assert eventually(lambda: client.get_registered_model(name).aliases) == {"champion": "2"}  # the UI's save landed
     assert client.get_model_version_by_alias(name, "champion").version == "2"
+    eventually(lambda: client.get_model_version(name, "2").status == "READY")  # its package is copied
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     assert model.metadata.run_id == run_id_of(client, "lr-0.1")
     v.shot("version")

@@ -29,8 +29,19 @@ def record(pk: str, sk: str, old: dict | None = None, new: dict | None = None, w
     return {"eventID": f"ev{data['SequenceNumber']}", "eventName": name, "eventSource": "aws:dynamodb", "dynamodb": data}
 
 
-PK = keys.registered_model("vision", "resnet")
-VERSION = {"name": "resnet", "version": 3, "semver": "1.2.0", "run_id": "r1", "source": "runs:/r1/model",
+PK = keys.registered_model("vision", "m1")  # the model's id; versions do not hold its name
+
+
+def name_of(project: str, model_id: str) -> str | None:
+    """The publisher's lookup of a model's name (its meta item)."""
+    return {("vision", "m1"): "resnet"}.get((project, model_id))
+
+
+def events_of(rec: dict):
+    return mapping.events_from_record(rec, name_of)
+
+
+VERSION = {"package": "packages/m1/1.2.0", "version": 3, "semver": "1.2.0", "run_id": "r1", "source": "runs:/r1/model",
            "current_stage": "None", "status": "PENDING_REGISTRATION", "tags": {"mlreg.version": "1.2.0"}, "actor": "tok1"}
 
 
@@ -41,22 +52,23 @@ def types(events) -> list[str]:
 # ---- mapping ------------------------------------------------------------------------------------------
 
 def test_only_registry_items_make_events():
-    assert mapping.events_from_record(record(keys.run("vision", "r1"), "#R", new={"status": "RUNNING"})) == []
-    assert mapping.events_from_record(record(PK, keys.model_tag_sk("t"), new={"key": "t", "value": "v"})) == []
-    assert mapping.events_from_record(record(PK, keys.semver_sk("1.0.0"), new={"semver": "1.0.0", "version": 1})) == []
+    assert events_of(record(keys.run("vision", "r1"), "#R", new={"status": "RUNNING"})) == []
+    assert events_of(record(PK, keys.model_tag_sk("t"), new={"key": "t", "value": "v"})) == []
+    assert events_of(record(PK, keys.semver_sk("1.0.0"), new={"semver": "1.0.0", "version": 1})) == []
 
 
 def test_a_version_is_created_when_its_package_is_ready():
     sk = keys.version_sk(3)
-    assert mapping.events_from_record(record(PK, sk, new=VERSION)) == []  # pending: no package yet
-    (event,) = mapping.events_from_record(record(PK, sk, old=VERSION, new={**VERSION, "status": "READY"}))
+    assert events_of(record(PK, sk, new=VERSION)) == []  # pending: no package yet
+    (event,) = events_of(record(PK, sk, old=VERSION, new={**VERSION, "status": "READY"}))
     d = event.detail
     assert event.detail_type == s.VERSION_CREATED and event.webhook_event == "model_version.created"
     assert (d.project, d.model, d.version, d.semver, d.run_id, d.actor) == ("vision", "resnet", 3, "1.2.0", "r1", "tok1")
-    assert d.package_uri == "mlflow-artifacts:/packages/resnet/1.2.0" and d.timestamp == 1_800_000_000_500
+    assert d.package_uri == "mlflow-artifacts:/packages/m1/1.2.0" and d.timestamp == 1_800_000_000_500
+    assert d.model_id == "m1"
     assert event.webhook_payload == {"name": "resnet", "version": "3", "source": "runs:/r1/model", "run_id": "r1",
                                      "tags": {"mlreg.version": "1.2.0"}, "description": None}
-    failed = mapping.events_from_record(record(PK, sk, old=VERSION, new={**VERSION, "status": "FAILED_REGISTRATION",
+    failed = events_of(record(PK, sk, old=VERSION, new={**VERSION, "status": "FAILED_REGISTRATION",
                                                                          "status_message": "copy failed"}))
     assert types(failed) == [s.VERSION_FAILED] and failed[0].webhook_event is None
 
@@ -64,11 +76,11 @@ def test_a_version_is_created_when_its_package_is_ready():
 def test_version_changes_become_stage_and_tag_events():
     ready = {**VERSION, "status": "READY", "tags": {"a": "1", "b": "2"}}
     after = {**ready, "current_stage": "Production", "tags": {"a": "1", "b": "3", "c": "4"}}
-    events = mapping.events_from_record(record(PK, keys.version_sk(3), old=ready, new=after))
+    events = events_of(record(PK, keys.version_sk(3), old=ready, new=after))
     assert types(events) == [s.STAGE_TRANSITIONED, s.TAG_SET, s.TAG_SET]
     assert (events[0].detail.previous_stage, events[0].detail.stage) == ("None", "Production")
     assert [(e.detail.tag_key, e.detail.tag_value) for e in events[1:]] == [("b", "3"), ("c", "4")]
-    removed = mapping.events_from_record(record(PK, keys.version_sk(3), old=after, new={**after, "tags": {}}))
+    removed = events_of(record(PK, keys.version_sk(3), old=after, new={**after, "tags": {}}))
     assert types(removed) == [s.TAG_DELETED] * 3
     assert removed[0].webhook_payload == {"name": "resnet", "version": "3", "key": "a"}
     # ids are stable per record and index: a re-published record keeps them
@@ -77,23 +89,36 @@ def test_version_changes_become_stage_and_tag_events():
 
 def test_alias_moves_and_deletions():
     sk = keys.alias_sk("champion")
-    (moved,) = mapping.events_from_record(record(PK, sk, old={"alias": "champion", "version": 1},
+    (moved,) = events_of(record(PK, sk, old={"alias": "champion", "version": 1},
                                                  new={"alias": "champion", "version": 2, "actor": "tok"}))
     assert (moved.detail_type, moved.detail.version, moved.detail.previous_version) == (s.ALIAS_SET, 2, 1)
     assert moved.webhook_payload == {"name": "resnet", "alias": "champion", "version": "2"}
-    (gone,) = mapping.events_from_record(record(PK, sk, old={"alias": "champion", "version": 2}))
+    (gone,) = events_of(record(PK, sk, old={"alias": "champion", "version": 2}))
     assert gone.detail_type == s.ALIAS_DELETED and gone.detail.actor is None
     assert gone.webhook_payload == {"name": "resnet", "alias": "champion"}
 
 
 def test_models_created_renamed_deleted():
-    (created,) = mapping.events_from_record(record(PK, keys.MODEL_SK, new={"name": "resnet", "description": "d"}))
+    meta = {"name": "resnet", "model_id": "m1", "description": "d"}
+    (created,) = events_of(record(PK, keys.MODEL_SK, new=meta))
     assert created.detail_type == s.MODEL_CREATED and created.webhook_event == "registered_model.created"
-    moved = {"name": "resnet", "renamed_from": "old"}
-    assert types(mapping.events_from_record(record(PK, keys.MODEL_SK, new=moved))) == [s.MODEL_RENAMED]
-    assert mapping.events_from_record(record(PK, keys.version_sk(1), new={**VERSION, "status": "READY",
-                                                                          "renamed_from": "old"})) == []
-    assert types(mapping.events_from_record(record(PK, keys.MODEL_SK, old=moved))) == [s.MODEL_DELETED]
+    # a rename is one event: the meta item's name changes (nothing else of the model is written)
+    (renamed,) = events_of(record(PK, keys.MODEL_SK, old={**meta, "name": "old"}, new=meta))
+    assert (renamed.detail_type, renamed.detail.model, renamed.detail.previous_name) == (s.MODEL_RENAMED, "resnet", "old")
+    # a delete is final when the worker has purged the model: marking it deleted is no event yet
+    deleted = {**meta, "deleted_at": 5, "actor": "tok"}
+    assert events_of(record(PK, keys.MODEL_SK, old=meta, new=deleted)) == []
+    (purged,) = events_of(record(PK, keys.MODEL_SK, old=deleted, new={**deleted, "purged_at": 6}))
+    assert (purged.detail_type, purged.detail.model, purged.detail.actor) == (s.MODEL_DELETED, "resnet", "tok")
+    assert events_of(record(PK, keys.MODEL_SK, old={**deleted, "purged_at": 6})) == []  # its TTL expiry
+
+
+def test_the_migration_to_model_ids_makes_no_events():
+    old_pk = "P#vision#M#resnet"
+    assert events_of(record(old_pk, keys.MODEL_SK, old={"name": "resnet", "model_name": "resnet"})) == []
+    assert events_of(record(old_pk, keys.version_sk(3), old={**VERSION, "name": "resnet", "status": "READY"})) == []
+    assert events_of(record(PK, keys.MODEL_SK, new={"name": "resnet", "model_id": "m1", "migrated": "x"})) == []
+    assert events_of(record(PK, keys.version_sk(3), new={**VERSION, "status": "READY", "migrated": "x"})) == []
 
 
 def test_the_detail_schema_is_exported():
@@ -218,6 +243,7 @@ def version_records(n: int) -> list[dict]:
 
 def test_a_failed_put_is_retried_from_its_record(monkeypatch):
     records = version_records(4)
+    monkeypatch.setattr(publisher, "_names", lambda: name_of)
     monkeypatch.setattr(publisher.bus, "put", lambda events: 2)  # the third event failed
     fanned = []
     monkeypatch.setattr(publisher, "_fan_out", lambda published: fanned.extend(published))
@@ -228,6 +254,7 @@ def test_a_failed_put_is_retried_from_its_record(monkeypatch):
 
 def test_an_unreadable_record_stops_the_batch_there(monkeypatch):
     records = version_records(3)
+    monkeypatch.setattr(publisher, "_names", lambda: name_of)
     records[1]["dynamodb"]["NewImage"] = {"bad": {"X": "?"}}
     published = []
     monkeypatch.setattr(publisher.bus, "put", lambda events: published.extend(events) or len(events))
@@ -248,6 +275,7 @@ def test_events_reach_the_bus_and_subscribed_webhooks_get_a_delivery_each(aws, m
             "events": ["model_version_tag.set"], "url": "http://127.0.0.1:9/x"}
     db.batch_put([hook, {**hook, "sk": keys.webhook_sk("w2"), "webhook_id": "w2", "status": "DISABLED"},
                   {**hook, "sk": keys.webhook_sk("w3"), "webhook_id": "w3", "events": ["model_version.created"]}])
+    db.put({"pk": PK, "sk": keys.MODEL_SK, "name": "resnet", "model_id": "m1"})
     records = version_records(2)
     assert publisher.handle({"Records": records}) == {"batchItemFailures": []}
     messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]

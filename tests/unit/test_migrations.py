@@ -179,3 +179,75 @@ def test_an_old_run_written_to_before_the_step_ran_still_gets_its_summary():
     old[0] = {**old[0], "rev": 2, "status": "KILLED"}
     meta = next(i for i in migrations.apply(migrations.STEPS, old).puts if i["sk"] == "#R")
     assert meta["rev"] == 2 and meta["status"] == "KILLED" and meta["params"] == {"lr": "0.1"}
+
+
+# ---- 2026-12-model-ids (registry, issue 16) -------------------------------------------------------------
+
+def _model_ids_step():
+    return [s for s in migrations.STEPS if s.name == migrations.MODEL_IDS]
+
+
+def _old_model() -> list[dict]:
+    """A model of the layout before ids, as the registry wrote it (keys by name)."""
+    pk, page = "P#p#M#resnet", "http://h/projects/p/package?name=resnet&version="
+    named = {"g1pk": "P#p#MODELS", "model_name": "resnet"}
+    v1 = {"pk": pk, "sk": "V#0000000001", "g1pk": "P#p#VERSIONS", "g1sk": "resnet#V#0000000001", "g2pk": "P#p#VRUN#r1",
+          "g2sk": "resnet#V#0000000001", "name": "resnet", "version": 1, "semver": "1.0.0", "run_id": "r1",
+          "current_stage": "Production", "status": "READY", "rev": 3, "aliases": {"champion"}, "last_updated_timestamp": 7,
+          "tags": {"mlreg.version": "1.0.0", "mlreg.package_url": page + "1", "k": "v"}}
+    v2 = {"pk": pk, "sk": "V#0000000002", "g1pk": "P#p#VERSIONS", "g1sk": "resnet#V#0000000002", "name": "resnet",
+          "version": 2, "semver": "1.1.0", "run_id": "x", "run_linked": False, "current_stage": "None",
+          "status": "READY", "rev": 0, "last_updated_timestamp": 8, "storage_location": "s3://team/m",
+          "tags": {"mlreg.version": "1.1.0", "mlreg.package": "external"}}
+    return [
+        {"pk": pk, "sk": "#M", **named, "g1sk": "resnet##M", "name": "resnet", "last_version": 2, "latest_semver": "1.1.0",
+         "experiment_id": "3", "creation_timestamp": 1, "last_updated_timestamp": 8},
+        {"pk": pk, "sk": "T#team", **named, "g1sk": "resnet#T#team", "key": "team", "value": "vision"},
+        {"pk": pk, "sk": "A#champion", **named, "g1sk": "resnet#A#champion", "alias": "champion",
+         **{k: v for k, v in v1.items() if k not in ("pk", "sk", "g1pk", "g1sk", "g2pk", "g2sk")}},
+        {"pk": pk, "sk": "S#1.0.0", **named, "g1sk": "resnet#S#1.0.0", "semver": "1.0.0", "version": 1},
+        {"pk": pk, "sk": "S#1.1.0", **named, "g1sk": "resnet#S#1.1.0", "semver": "1.1.0", "version": 2},
+        v1, v2,
+        {"pk": "P#p#R#r1", "sk": "L#resnet#1", "model_name": "resnet", "version": 1},
+        dict(RUN),
+    ]
+
+
+def test_models_get_ids_name_guards_and_keep_their_packages():
+    from shared import keys
+    from shared.registry import items
+
+    change = migrations.apply(_model_ids_step(), _old_model())
+    model_id = migrations.model_id_of("p", "resnet")
+    put = {(i["pk"], i["sk"]): i for i in change.puts}
+    assert all(i["migrated"] == migrations.MODEL_IDS for i in change.puts)  # the publisher makes no events of them
+    assert put[(keys.model_name_guard("p", "resnet"), keys.GUARD_SK)]["model_id"] == model_id
+    pk = keys.registered_model("p", model_id)
+    meta = put[(pk, keys.MODEL_SK)]
+    assert (meta["name"], meta["model_id"], meta["last_version"], meta["g1pk"]) == ("resnet", model_id, 2, "P#p#MODELS")
+    v1 = put[(pk, keys.version_sk(1))]
+    assert "name" not in v1 and v1["package"] == "packages/resnet/1.0.0"  # the package stays where it is
+    assert v1["tags"] == {"mlreg.version": "1.0.0", "k": "v"} and v1["package_page"] == "http://h/projects/p/package"
+    assert items.version_tags(v1, "renamed")["mlreg.package_url"] == "http://h/projects/p/package?name=renamed&version=1"
+    assert "package" not in put[(pk, keys.version_sk(2))]  # external: no package
+    assert items.aliased_version(put[(pk, keys.alias_sk("champion"))]) == items.strip(v1)
+    assert put[(pk, keys.semver_sk("1.1.0"))]["version"] == 2
+    assert (pk, keys.stage_sk("Production", 1)) in put and (pk, keys.stage_sk("None", 2)) in put
+    assert put[(keys.run("p", "r1"), keys.model_link_sk(model_id, 1))]["model_id"] == model_id
+    assert (keys.run("p", "r2"), keys.model_link_sk(model_id, 2)) not in put  # an external run has no link
+    assert sorted(change.deletes) == sorted([(i["pk"], i["sk"]) for i in _old_model()
+                                             if i["pk"] == "P#p#M#resnet" or i["sk"].startswith("L#")])
+
+
+def test_the_model_ids_step_is_idempotent_and_pure():
+    old = _old_model()
+    once = migrations.apply(_model_ids_step(), old)
+    assert old == _old_model()
+    gone = set(once.deletes)
+    upgraded = [i for i in old if (i["pk"], i["sk"]) not in gone] + once.puts
+    assert not migrations.apply(_model_ids_step(), upgraded)
+    # a deployed run that stopped part-way (some puts written, nothing deleted) ends the same
+    again = migrations.apply(_model_ids_step(), old + once.puts[:3])
+    assert sorted(again.deletes) == sorted(once.deletes)
+    assert {(i["pk"], i["sk"]): i for i in again.puts} | {(i["pk"], i["sk"]): i for i in once.puts[:3]} == \
+        {(i["pk"], i["sk"]): i for i in once.puts}

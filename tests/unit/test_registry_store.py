@@ -1,5 +1,6 @@
 """Registry storage rules on the emulated account: semver rules, the version counter under
-contention, and deletes that leave no item or object behind."""
+contention, the registry worker's jobs, renames that touch a fixed number of items, and deletes that
+leave no item or object behind."""
 
 from __future__ import annotations
 
@@ -49,6 +50,28 @@ def run_with_files(registry):
         s3.put_object(Bucket=os.environ["MLREG_BUCKET"], Key=f"projects/{P}/artifacts/0/{created['run_id']}/artifacts/model/{name}",
                       Body=b"x")
     return created
+
+
+def _id(name: str) -> str:
+    from shared.registry import identity
+
+    return identity.resolve(P, name)
+
+
+def _copy_packages() -> None:
+    """What the registry worker does for every pending version (deployed: fed by the stream)."""
+    from shared.registry import worker
+
+    for item in _everything():
+        record = {"dynamodb": {"Keys": {"pk": item["pk"], "sk": item["sk"]}, "NewImage": item}}
+        if (job := worker.job_of(record)) and job["job"] == "package":
+            worker.package(job, lambda: 900.0)
+
+
+def _purge(model_id: str) -> None:
+    from shared.registry import worker
+
+    worker.purge({"project": P, "model_id": model_id}, lambda: 900.0)
 
 
 def test_semver_rules():
@@ -104,7 +127,7 @@ def test_counter_gives_distinct_consecutive_versions_under_contention(run_with_f
     assert not errors
     assert sorted(int(v["version"]) for v in results) == list(range(1, 9))
     assert len({t["value"] for v in results for t in v["tags"] if t["key"] == "mlreg.version"}) == 8
-    meta = db.get(keys.registered_model(P, "race"), keys.MODEL_SK)
+    meta = db.get(keys.registered_model(P, _id("race")), keys.MODEL_SK)
     assert (meta["last_version"], meta["latest_semver"]) == (8, "1.7.0")
 
 
@@ -126,54 +149,79 @@ def test_version_copies_package_and_delete_leaves_nothing(run_with_files):
     source = {"name": "tidy", "source": f"{run_with_files['artifact_uri']}/model", "run_id": run_with_files["run_id"]}
     call(versions.create_model_version, source)
     mv = call(versions.create_model_version, source)["model_version"]
-    assert (mv["version"], mv["status"], mv["aliases"]) == ("2", "READY", [])
+    assert (mv["version"], mv["status"], mv["aliases"]) == ("2", "PENDING_REGISTRATION", [])
     assert {"key": "mlreg.version", "value": "1.1.0"} in mv["tags"]
-    assert sorted(_objects(f"projects/{P}/packages/tidy/1.1.0/")) == [
-        f"projects/{P}/packages/tidy/1.1.0/MLmodel", f"projects/{P}/packages/tidy/1.1.0/data/model.pkl"]
+    model_id = _id("tidy")
+    assert _objects(f"projects/{P}/packages/") == []  # the request copies nothing: the worker does
+    _copy_packages()
+    ready = call(versions.get_model_version, method="GET", name="tidy", version="2")["model_version"]
+    assert ready["status"] == "READY"
+    package = f"projects/{P}/packages/{model_id}/1.1.0"
+    assert sorted(_objects(f"{package}/")) == [f"{package}/MLmodel", f"{package}/data/model.pkl"]
+    manifest = json.loads(boto3.client("s3").get_object(Bucket=os.environ["MLREG_BUCKET"],
+                                                        Key=f"{package}.files.json")["Body"].read())
+    import hashlib
+    assert manifest["files"][0] == {"path": "MLmodel", "size": 1, "sha256": hashlib.sha256(b"x").hexdigest(),
+                                    "part_sha256": None, "part_size": None}
     call(models.set_registered_model_alias, {"name": "tidy", "alias": "champion", "version": "2"})
     with pytest.raises(MlflowError) as linked:
         call(runs.delete_run, {"run_id": run_with_files["run_id"]})
     assert linked.value.error_code == "INVALID_STATE"
 
     call(versions.delete_model_version, {"name": "tidy", "version": "2"})
-    partition = {i["sk"]["S"] for i in _everything() if i["pk"]["S"] == keys.registered_model(P, "tidy")}
-    assert partition == {"#M", "T#k", "S#1.0.0", keys.version_sk(1)}
-    assert _objects(f"projects/{P}/packages/tidy/1.1.0/") == []
+    partition = {i["sk"]["S"] for i in _everything() if i["pk"]["S"] == keys.registered_model(P, model_id)}
+    assert partition == {"#M", "T#k", "VS#1.0.0", "VT#None#0000000001", keys.version_sk(1)}
+    assert _objects(f"{package}/") == []
 
     call(models.delete_registered_model, {"name": "tidy"})
+    with pytest.raises(MlflowError):  # gone for readers at once, the name free
+        call(versions.get_model_version, method="GET", name="tidy", version="1")
+    _purge(model_id)
+    _purge(model_id)  # idempotent: a repeated job finds nothing to do
     after = {(i["pk"]["S"], i["sk"]["S"]) for i in _everything()}
     leftovers = after - before
-    # Only the model's default experiment (its items, name guard and id counter) stays: it may hold runs.
-    assert {pk for pk, _ in leftovers} == {keys.experiment(P, "1"), keys.experiment_name_guard(P, "tidy"), keys.project(P)}
+    # Only the model's default experiment (its items, name guard and id counter) stays: it may hold runs;
+    # and the model's meta item, marked purged, until its TTL removes it (late events read its name).
+    assert {pk for pk, _ in leftovers} == {keys.experiment(P, "1"), keys.experiment_name_guard(P, "tidy"), keys.project(P),
+                                           keys.registered_model(P, model_id)}
+    tombstone = db.get(keys.registered_model(P, model_id), keys.MODEL_SK)
+    assert tombstone["purged_at"] and tombstone["expires_at"] and "g1pk" not in tombstone
     assert _objects(f"projects/{P}/packages/") == []
     call(runs.delete_run, {"run_id": run_with_files["run_id"]})  # no link holds it any more
 
 
-def test_rename_moves_every_item_and_the_run_link(run_with_files):
+def test_rename_swaps_name_guards_and_touches_nothing_else(run_with_files):
     from shared.registry import models, versions
 
     call(models.create_registered_model, {"name": "old"})
     call(versions.create_model_version, {"name": "old", "source": f"{run_with_files['artifact_uri']}/model",
                                          "run_id": run_with_files["run_id"]})
+    _copy_packages()
+    model_id = _id("old")
+    before = {(i["pk"]["S"], i["sk"]["S"]): i for i in _everything()}
+    objects = _objects(f"projects/{P}/packages/")
     call(models.rename_registered_model, {"name": "old", "new_name": "new"})
-    items = _everything()
-    assert not [i for i in items if i["pk"]["S"] == keys.registered_model(P, "old")]
-    run_items = {i["sk"]["S"] for i in items if i["pk"]["S"] == keys.run(P, run_with_files["run_id"])}
-    assert "L#new#1" in run_items and "L#old#1" not in run_items
-    assert _objects(f"projects/{P}/packages/old/") == []
-    assert len(_objects(f"projects/{P}/packages/new/1.0.0/")) == 2
+    after = {(i["pk"]["S"], i["sk"]["S"]): i for i in _everything()}
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert changed == {(keys.model_name_guard(P, "old"), keys.GUARD_SK), (keys.model_name_guard(P, "new"), keys.GUARD_SK),
+                       (keys.registered_model(P, model_id), keys.MODEL_SK)}
+    assert _objects(f"projects/{P}/packages/") == objects  # packages stay where they are
+    assert _id("new") == model_id
+    got = call(versions.get_model_version, method="GET", name="new", version="1")["model_version"]
+    assert got["name"] == "new" and got["status"] == "READY"
+    assert {"key": "mlreg.package_url", "value": "http://localhost/projects/unit/package?name=new&version=1"} in got["tags"]
 
 
 def _assert_alias_copies_match(name: str) -> None:
     """Every alias item carries exactly its version (get-by-alias answers from it alone)."""
     from shared.registry import items
 
-    partition = db.query_all(keys.registered_model(P, name), consistent=True)
+    partition = db.query_all(keys.registered_model(P, _id(name)), consistent=True)
     versions = {i["version"]: items.strip(i) for i in partition if i["sk"].startswith("V#")}
     aliases = [i for i in partition if i["sk"].startswith("A#")]
     for alias in aliases:
         copy, version = items.aliased_version(alias), versions[alias["version"]]
-        drop = ("actor", "renamed_from")  # who last wrote, and a rename's mark: per item, not per version
+        drop = ("actor",)  # who last wrote: per item, not per version
         assert {k: v for k, v in copy.items() if k not in drop} == {k: v for k, v in version.items() if k not in drop}
         assert alias["alias"] in version["aliases"]
     assert sum(len(v.get("aliases") or ()) for v in versions.values()) == len(aliases)
@@ -207,8 +255,8 @@ def test_alias_items_carry_their_version_through_every_write(run_with_files):
         _assert_alias_copies_match("copies")
     by_alias = call(models.get_model_version_by_alias, {"name": "copies", "alias": "b"})["model_version"]
     assert by_alias == call(versions.get_model_version, {"name": "copies", "version": "2"})["model_version"]
-    assert (by_alias["current_stage"], by_alias["tags"][-1], by_alias["aliases"]) == (
-        "Archived", {"key": "k", "value": "w"}, ["b"])
+    assert (by_alias["current_stage"], by_alias["aliases"]) == ("Archived", ["b"])
+    assert {"key": "k", "value": "w"} in by_alias["tags"]
 
     call(models.rename_registered_model, {"name": "copies", "new_name": "renamed"})
     _assert_alias_copies_match("renamed")

@@ -1,0 +1,77 @@
+"""`mlreg serve`: the registry worker (worker.py) against the emulator, as deployed: the table's stream
+feeds it, it queues its jobs on the jobs queue (with a dead-letter queue), and runs them from there,
+several at a time (each deployed job is an invocation of its own).
+
+The emulated queue does not outlive the process, so at start the worker queues again what the table
+still calls for (pending versions, deleted models not purged): a copy cut off by a stop goes on.
+
+`MLREG_WORKER_SECONDS` stands in for the Lambda timeout (a job longer than that continues in a new
+message). `MLREG_SLOW_COPY_SECONDS` (fault injection for tests; never set in a deployment) pauses
+each file copy that long, to show a copy longer than the API's 29 s still ends READY."""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from threading import Semaphore
+
+from shared import db
+from shared.events.local import LocalConsumer, log
+from shared.registry import packages, worker
+
+JOBS_QUEUE, JOBS_DLQ = "mlreg-registry-jobs", "mlreg-registry-dead-letters"
+JOB_THREADS = 4
+
+
+class LocalWorker(LocalConsumer):
+    handler = staticmethod(worker.handle)
+    stream_batch = 1000  # few records concern it (deployed, a filter passes only those)
+
+    def _setup(self) -> None:
+        self.stream_dlq = self._queue(JOBS_DLQ)
+        redrive = json.dumps({"deadLetterTargetArn": self._arn(self.stream_dlq), "maxReceiveCount": worker.MAX_RECEIVES})
+        seconds = int(float(os.environ.get("MLREG_WORKER_SECONDS") or worker.LOCAL_SECONDS))
+        self.queue = self._queue(JOBS_QUEUE, {"RedrivePolicy": redrive, "VisibilityTimeout": str(seconds + 30)})
+        os.environ["MLREG_WORKER_QUEUE_URL"] = self.queue
+        packages.COPY_PAUSE_SECONDS = float(os.environ.get("MLREG_SLOW_COPY_SECONDS") or 0)
+        self._pool, self._slots = ThreadPoolExecutor(JOB_THREADS, "mlreg-worker"), Semaphore(JOB_THREADS)
+
+    def start(self) -> None:
+        super().start()
+        worker.enqueue(worker.pending_jobs(_registry_items()))
+
+    def _queue_loop(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                self._slots.acquire()
+                messages = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=1,
+                                                    AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+                if not messages:
+                    self._slots.release()
+                    continue
+                self._pool.submit(self._job, messages)
+            except Exception:
+                self._slots.release()
+                log.exception("local registry job poller")
+
+    def _job(self, messages: list[dict]) -> None:
+        try:
+            self._deliver(messages)
+        except Exception:
+            log.exception("local registry job")
+        finally:
+            self._slots.release()
+
+
+def _registry_items() -> list[dict]:
+    """Meta and version items of every model (a Scan: once, at the start of the local service)."""
+    found, start = [], None
+    while True:
+        page = db.client().scan(TableName=db.table_name(), FilterExpression="contains(pk, :m)",
+                                ExpressionAttributeValues={":m": {"S": "#M#"}},
+                                **({"ExclusiveStartKey": start} if start else {}))
+        found += [db.from_item(i) for i in page.get("Items", [])]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return found
