@@ -455,10 +455,12 @@ def _put_chunk(puts: list, indices: list[int]) -> list[tuple[int, dict]]:
     raise MlflowError("Too many conflicting writes to the same items; retry the request", "REQUEST_LIMIT_EXCEEDED")
 
 
-def retry_on_conflict(attempt: Callable[[], T], busy_message: str, attempts: int = 8) -> T:
+def retry_on_conflict(attempt: Callable[[], T], busy_message: str, attempts: int = 12) -> T:
     """Optimistic concurrency: `attempt` reads, then commits a transaction conditioned on what it
     read; when another writer got there first the condition fails and it runs again after a
-    jittered backoff. After `attempts` losses the client is told to retry (a 503 it retries itself)."""
+    jittered backoff (at most ~3.6 s in all: writes by name now read the name's guard too, which
+    widens the window a racing writer can win). After `attempts` losses the client is told to retry
+    (a 503 it retries itself)."""
     for n in range(attempts):
         try:
             return attempt()
