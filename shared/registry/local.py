@@ -65,7 +65,9 @@ class LocalWorker(LocalConsumer):
 
 
 def _registry_items() -> list[dict]:
-    """Meta and version items of every model (a Scan: once, at the start of the local service)."""
+    """Meta and version items of every model, for the jobs a stopped `mlreg serve` left undone.
+    A Scan, and allowed here only: it runs once as the local service starts, on the emulator, never
+    on a request path or against a deployed table (there the stream feeds the jobs queue)."""
     found, start = [], None
     while True:
         page = db.client().scan(TableName=db.table_name(), FilterExpression="contains(pk, :m)",
