@@ -27,8 +27,10 @@ from bench.harness import A2, ARTIFACTS, PROJECT, Api, Recorder, build_experimen
 LATENCY = 0.03
 
 # scenario label -> (DynamoDB requests, S3 requests, sequential round trips), all "at most".
-# Run writes (issue 15): meta read, per-field items (order-index entries, history chunks), then the
-# summary's conditional update: 3 round trips; a log-batch of 1,000 points of one metric is one chunk.
+# Run writes (issue 15): meta read, then one transaction of the summary's conditional update with the
+# per-field items (order-index entries, history chunks): 2 round trips; a log-batch of 1,000 points of
+# one metric is one chunk. A batch beyond one transaction (100 params, 200 metric keys) puts its items
+# first, then updates the summary: 3.
 # The authorizer's GetItem (cached by API Gateway for 60 s) is not included.
 # Measured when the budgets were set; a change that needs more must raise its line here, on purpose.
 BUDGETS: dict[str, tuple[int, int, int]] = {
@@ -43,15 +45,15 @@ BUDGETS: dict[str, tuple[int, int, int]] = {
     "runs/create": (1, 0, 1),
     "runs/log-batch 100 params": (3, 0, 3),
     "runs/log-batch 200 metrics": (12, 0, 3),
-    "runs/log-batch 1,000 points of 1 metric": (4, 0, 3),
+    "runs/log-batch 1,000 points of 1 metric": (2, 0, 2),
     "runs/log-batch 1,000 metrics (200 keys x 5 steps)": (12, 0, 3),
-    "runs/log-metric": (4, 0, 3),
-    "runs/log-parameter": (3, 0, 3),
-    "runs/set-tag": (3, 0, 3),
-    "runs/delete-tag": (3, 0, 3),
-    "runs/log-inputs": (3, 0, 3),
-    "runs/outputs": (3, 0, 3),
-    "runs/log-model": (3, 0, 3),
+    "runs/log-metric": (2, 0, 2),
+    "runs/log-parameter": (2, 0, 2),
+    "runs/set-tag": (2, 0, 2),
+    "runs/delete-tag": (2, 0, 2),
+    "runs/log-inputs": (2, 0, 2),
+    "runs/outputs": (2, 0, 2),
+    "runs/log-model": (2, 0, 2),
     "runs/get (100 params, 200 metrics)": (1, 0, 1),
     "runs/update": (2, 0, 2),
     "metrics/get-history (1,000 points)": (2, 0, 2),

@@ -117,13 +117,13 @@ def start_service(args):
 
         if args.webhook_retry_delays:
             os.environ["MLREG_WEBHOOK_RETRY_DELAYS"] = args.webhook_retry_delays
-        emulator.events = LocalEvents(args.table, emulator.durable_reads)
+        emulator.events = LocalEvents(args.table, emulator.stream)
         emulator.events.start()
         # -- end events --
         # -- registry worker (shared/registry/local.py): package copies and model purges, as deployed --
         from shared.registry.local import LocalWorker
 
-        emulator.worker = LocalWorker(args.table, emulator.durable_reads)
+        emulator.worker = LocalWorker(args.table, emulator.stream)
         emulator.worker.start()
     else:
         _ensure_aws_resources(args)

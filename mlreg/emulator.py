@@ -12,6 +12,7 @@ half a transaction); DynamoDB itself isolates them. Here writes take turns and r
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -90,6 +91,42 @@ class DurableReads:
         seen = self.journal.appended
         self._held.context.__exit__(*exc)
         self.journal.wait(seen)
+
+
+class StreamReader:
+    """The table's stream, read in-process as a Lambda event source reads it: in order, after a
+    sequence number, under the read lock (DurableReads). Records a consumer does not want are passed
+    over unserialised: most are run writes, which neither the publisher nor the registry worker acts
+    on, and through the DynamoDB Streams API every one of them cost a serialisation and a parse."""
+
+    def __init__(self, durable_reads: DurableReads, table: str, region: str):
+        self.durable_reads, self.table, self.region = durable_reads, table, region
+
+    def _shard(self):
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+
+        return dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].tables[self.table].stream_shard
+
+    def latest(self) -> str | None:
+        """The sequence number of the last record (None: the stream is empty)."""
+        with self.durable_reads:
+            items = self._shard().items
+            return items[-1].record["dynamodb"]["SequenceNumber"] if items else None
+
+    def read(self, after: str | None, limit: int, wants) -> tuple[list[dict], str | None]:
+        """Up to `limit` records after `after` that `wants(record)`, as the DynamoDB Streams API
+        gives them, and the sequence number read up to (passed-over records included)."""
+        found, last = [], after
+        with self.durable_reads:
+            shard = self._shard()
+            i = 0 if after is None else int(after) - shard.starting_sequence_number + 1
+            while i < len(shard.items) and len(found) < limit:
+                record = shard.items[i].record
+                last, i = record["dynamodb"]["SequenceNumber"], i + 1
+                if wants(record):
+                    found.append(copy.deepcopy(record))
+        return found, last
 
 
 def _named_items(action: str, request: dict):
@@ -182,6 +219,7 @@ class Emulator:
         self.journal = Journal(data_dir, (table_def.PARTITION_KEY, table_def.SORT_KEY))
         self.files = ObjectFiles(data_dir)
         self.durable_reads = DurableReads(self.journal)
+        self.stream = StreamReader(self.durable_reads, table, region)
         self._stop = threading.Event()
         self.endpoint = ""
 

@@ -215,9 +215,11 @@ def condition_failed(err: ClientError) -> bool:
         code == "TransactionCanceledException" and "ConditionalCheckFailed" in cancellation_reasons(err))
 
 
-def failed_item(err: ClientError) -> dict | None:
-    """The item a failed conditional update found (None: there was none)."""
-    return from_item(err.response["Item"]) if err.response.get("Item") else None
+def failed_item(err: ClientError, index: int | None = None) -> dict | None:
+    """The item a failed conditional update found (None: there was none); `index`: of that item of
+    a cancelled transaction."""
+    found = err.response.get("Item") if index is None else err.response["CancellationReasons"][index].get("Item")
+    return from_item(found) if found else None
 
 
 def is_conflict(err: ClientError) -> bool:
@@ -362,9 +364,12 @@ class Tx:
         return self
 
     def update(self, pk: str, sk: str, expression: str, names: dict | None = None, values: dict | None = None,
-               condition: str | None = None) -> "Tx":
+               condition: str | None = None, return_old: bool = False) -> "Tx":
+        """`return_old`: a failed condition returns the item as it was (`failed_item(err, index)`)."""
         op: dict = {"TableName": table_name(), "Key": key(pk, sk), "UpdateExpression": expression}
         _add_expression(op, condition, names, values)
+        if return_old:
+            op["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         self.items.append({"Update": op})
         return self
 

@@ -4,6 +4,7 @@ authorised for one project cannot build a key into another. See docs/data-model.
 from __future__ import annotations
 
 import math
+import re
 import struct
 
 SEP = "#"
@@ -115,6 +116,9 @@ def projects_directory() -> str:
 def registered_model(p: str, model_id: str) -> str:
     """One partition per registered model: meta, tags, aliases, versions, semver guards, stage marks."""
     return f"P#{p}#M#{model_id}"
+
+
+MODEL_PARTITION = re.compile(r"^P#(?P<project>[^#]+)#M#(?P<model_id>[^#]+)$")  # registered_model's key
 
 
 def model_name_guard(p: str, name: str) -> str:

@@ -7,11 +7,12 @@ delivery queue and its dead-letter queue, and two pollers standing in for Lambda
 - The queue poller receives delivery messages and calls the publisher with the Lambda SQS event,
   deleting what it reports done (the failed ones were postponed by the publisher itself).
 
-Stream reads take the emulator's read lock (`mlreg.emulator.DurableReads`): moto applies a
-transaction item by item and undoes it on failure, so a reader outside the lock could see records of
-a transaction that then fails; and leaving the lock waits until what was read is on disk, so no
-event is published for a write a crash could take back. Each poll asks for a fresh iterator after
-the last sequence number, because a rollback also cuts the stream shard."""
+The stream is read in-process (`mlreg.emulator.StreamReader`), under the emulator's read lock: moto
+applies a transaction item by item and undoes it on failure, so a reader outside the lock could see
+records of a transaction that then fails; and leaving the lock waits until what was read is on disk,
+so no event is published for a write a crash could take back. Only records of registry models
+(`P#<p>#M#<id>`) are handed over, as only those concern either consumer: run writes, most of the
+stream, are passed over unread."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ import logging
 import os
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable
 
 import boto3
 
+from shared import keys
 from shared.events import publisher
 
 BUS = "mlreg-local"
@@ -44,8 +46,8 @@ class LocalConsumer:
     stream_dlq: str
     stream_batch = STREAM_BATCH
 
-    def __init__(self, table: str, lock):
-        self.table, self.lock = table, lock
+    def __init__(self, table: str, stream):
+        self.table, self.stream = table, stream  # stream: mlreg.emulator.StreamReader
         self._stop = threading.Event()
         self._last: str | None = None
         self._failures: dict[str, int] = {}
@@ -55,12 +57,10 @@ class LocalConsumer:
 
     def start(self) -> None:
         os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")  # moto knows no account endpoints
-        self.ddb, self.streams, self.sqs = boto3.client("dynamodb"), boto3.client("dynamodbstreams"), boto3.client("sqs")
+        self.ddb, self.sqs = boto3.client("dynamodb"), boto3.client("sqs")
         self._setup()
         self.stream_arn = self.ddb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
-        self.shard = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
-        while self._read():  # what is in the stream already (the restored snapshot) was handled before
-            pass
+        self._last = self.stream.latest()  # what is in the stream already (the restored snapshot) was handled before
         for target in (self._stream_loop, self._queue_loop):
             threading.Thread(target=target, name=f"{type(self).__name__}{target.__name__}", daemon=True).start()
 
@@ -74,14 +74,12 @@ class LocalConsumer:
         return self.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
     # -- stream --
+    @staticmethod
+    def wants(record: dict) -> bool:
+        return keys.MODEL_PARTITION.match(record["dynamodb"]["Keys"]["pk"]["S"]) is not None
+
     def _read(self) -> list[dict]:
-        with self.lock:
-            kind = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last} if self._last \
-                else {"ShardIteratorType": "TRIM_HORIZON"}
-            iterator = self.streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=self.shard, **kind)
-            records = self.streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=self.stream_batch)["Records"]
-        if records:
-            self._last = records[-1]["dynamodb"]["SequenceNumber"]
+        records, self._last = self.stream.read(self._last, self.stream_batch, self.wants)
         return records
 
     def _stream_loop(self) -> None:
@@ -96,8 +94,8 @@ class LocalConsumer:
 
     def _lambda_record(self, record: dict) -> dict:
         when = record["dynamodb"].get("ApproximateCreationDateTime")
-        if isinstance(when, datetime):
-            record["dynamodb"]["ApproximateCreationDateTime"] = when.timestamp()
+        if isinstance(when, datetime):  # moto's is naive UTC
+            record["dynamodb"]["ApproximateCreationDateTime"] = when.replace(tzinfo=when.tzinfo or timezone.utc).timestamp()
         return {**record, "eventSourceARN": self.stream_arn}
 
     def _publish(self, records: list[dict], before: str | None) -> None:

@@ -13,7 +13,6 @@ a failed transaction writes nothing, so it has no record and no event."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Callable
 
@@ -22,7 +21,6 @@ from shared.events import schema as s
 from shared.registry.items import version_tags
 from shared.registry.packages import is_external, version_download_uri
 
-_MODEL_PARTITION = re.compile(r"^P#(?P<project>[^#]+)#M#(?P<model>[^#]+)$")
 READY, FAILED = "READY", "FAILED_REGISTRATION"
 
 
@@ -46,14 +44,14 @@ def _old_layout(sk: str, item: dict | None) -> bool:
 def events_from_record(record: dict, name_of: Callable[[str, str], str | None] = lambda p, m: None
                        ) -> list[s.DomainEvent]:
     keys_ = db.from_item((record.get("dynamodb") or {}).get("Keys") or {})
-    match = _MODEL_PARTITION.match(str(keys_.get("pk", "")))
+    match = keys.MODEL_PARTITION.match(str(keys_.get("pk", "")))
     if not match:
         return []
     sk = keys_.get("sk", "")
     old, new = _image(record, "OldImage"), _image(record, "NewImage")
     if (new and new.get("migrated") and not old) or (old and not new and _old_layout(sk, old)):
         return []
-    project, model_id = match["project"], match["model"]
+    project, model_id = match["project"], match["model_id"]
     name = (new or old or {}).get("name") if sk == keys.MODEL_SK else name_of(project, model_id)
     base = {"project": project, "model": name or "", "model_id": model_id,
             "sequence": record["dynamodb"]["SequenceNumber"], "timestamp": _commit_ms(record),

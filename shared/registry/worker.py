@@ -42,7 +42,6 @@ PURGE_PAGE = 500  # items per Query while purging
 LOCAL_SECONDS = 900.0  # `mlreg serve`: a job's time, as a Lambda's timeout (MLREG_WORKER_SECONDS)
 MAX_RECEIVES = 5  # deliveries of a failing job before the queue moves it to the dead-letter queue
 RETRY_SECONDS = 10  # a failed job shows again after this times its receive count
-_MODEL_PARTITION = re.compile(r"^P#(?P<project>[^#]+)#M#(?P<model_id>[^#]+)$")
 
 
 @cache
@@ -75,7 +74,7 @@ def job_of(record: dict) -> dict | None:
     """The job a stream record asks for, if any."""
     data = record.get("dynamodb") or {}
     key = db.from_item(data.get("Keys") or {})
-    match = _MODEL_PARTITION.match(str(key.get("pk", "")))
+    match = keys.MODEL_PARTITION.match(str(key.get("pk", "")))
     if not match:
         return None
     old = db.from_item(data["OldImage"]) if data.get("OldImage") else None
@@ -195,7 +194,7 @@ def pending_jobs(items_: list[dict]) -> list[dict]:
     """The jobs a table's items still call for (`mlreg serve` at start: its queue does not outlive it)."""
     found = []
     for item in items_:
-        match = _MODEL_PARTITION.match(item["pk"])
+        match = keys.MODEL_PARTITION.match(item["pk"])
         unfinished = match and not item.get("purged_at")  # a pending version, a deleted model not purged
         if unfinished and (job := _job(match, item["sk"], None, item)):
             found.append(job)

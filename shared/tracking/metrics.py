@@ -1,8 +1,9 @@
 """Metrics: the history in chunks (shared/tracking/history.py), one per (run, key, logged batch), and
 the latest value of each key in the run's summary and in an `M#` item, its order-index entry. Both
 follow MLflow's rule (the greatest (step, timestamp, value) wins) whatever order concurrent writers
-arrive in: the `M#` item is put on condition it moves forwards, the summary on condition of its
-`rev` (shared/tracking/summary.py)."""
+arrive in: both are written in one transaction on condition of the summary's `rev`, the `M#` item
+only when the key moves forwards (a batch too big for one transaction: the `M#` item on condition
+it moves forwards, then the summary; shared/tracking/runs.py `write`)."""
 
 from __future__ import annotations
 
@@ -47,34 +48,38 @@ def history_items(project: str, run_id: str, points: list[Metric]) -> list[dict]
             for chunk in history.chunk_items(keys.metric_history(project, run_id, k), pts)]
 
 
-def latest_item(project: str, run: dict, p: Metric) -> dict:
+def latest_item(project: str, run: dict, key: str, entry: list) -> dict:
+    """The `M#` item of a key's latest point (`entry` as the summary holds it)."""
     from shared.tracking.runs import ordered_item  # runs imports this module
 
-    return ordered_item(project, run, f"M#{p.key}", "metric", p.key, p.value, key=p.key,
-                        value=doubles.encode(p.value), timestamp=p.timestamp, step=p.step, ord=_order(p))
+    value, timestamp, step = entry
+    return ordered_item(project, run, f"M#{key}", "metric", key, doubles.decode(value), key=key, value=value,
+                        timestamp=timestamp, step=step, ord=summary.metric_order(entry))
 
 
-def point_writes(project: str, meta: dict, points: list[Metric]) -> tuple[list[dict], list[tuple], dict]:
-    """What logging `points` writes: history chunks, the `M#` items of keys whose latest value moves
-    forwards (on condition it still does), and the summary's new latest entries. Points with a
-    `model_id` also go to their logged model first."""
+def forward_puts(project: str, meta: dict, entries: dict[str, list], held: dict) -> list[tuple]:
+    """Conditional puts of the `M#` items that move forwards from `held` (and still do when written)."""
+    return [(latest_item(project, meta, k, e), _FORWARD, {"#o": "ord"}, {":o": summary.metric_order(e)})
+            for k, e in entries.items() if k not in held or summary.metric_order(e) > summary.metric_order(held[k])]
+
+
+def point_writes(project: str, meta: dict, points: list[Metric]) -> tuple[list[dict], dict]:
+    """What logging `points` writes: history chunks, and the batch's latest entry of each key (the
+    summary and the `M#` items take those that move forwards). Points with a `model_id` also go to
+    their logged model first."""
     from shared.tracking.logged_models import log_metrics  # imports runs, which imports this module
 
     log_metrics(project, meta["run_id"], points)
-    latest = latest_points(points)
-    held = meta["metrics"] if summary.complete(meta) else {}
-    forwards = [p for k, p in latest.items() if k not in held or _order(p) > summary.metric_order(held[k])]
-    conditional = [(latest_item(project, meta, p), _FORWARD, {"#o": "ord"}, {":o": _order(p)}) for p in forwards]
-    entries = {k: summary.metric_entry(p.value, p.timestamp, p.step) for k, p in latest.items()}
-    return history_items(project, meta["run_id"], points), conditional, entries
+    entries = {k: summary.metric_entry(p.value, p.timestamp, p.step) for k, p in latest_points(points).items()}
+    return history_items(project, meta["run_id"], points), entries
 
 
 def log_metric(req: Request, msg: messages.LogMetric) -> dict:
     from shared.tracking import runs
 
     meta = runs.load_active_meta(req.project, msg.run_id)
-    items, conditional, latest = point_writes(req.project, meta, [msg])
-    runs.write(meta, summary.Change(metrics=latest), items, conditional)
+    chunks, latest = point_writes(req.project, meta, [msg])
+    runs.write(req.project, meta, summary.Change(metrics=latest), chunks)
     return {}
 
 

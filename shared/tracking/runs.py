@@ -5,8 +5,10 @@ the run info with its params, tags, latest metrics and inputs, so get-run is one
 reads one item per run. Per-field items beside it keep the order indexes and guards: `P#` (a param,
 write-once), `T#` (a tag), `M#` (a latest metric, written only forwards) sit in their field's order
 indexes (gsi3/gsi4); `D#`, `I#`, `O#` (inputs and outputs) and those three make the partition
-complete, which overflowed and older runs are read from. Every write puts its per-field items, then
-updates the summary on condition of the `rev` its meta read saw (retried when another writer won).
+complete, which overflowed and older runs are read from. Every write is one transaction: the
+summary's update, on condition of the `rev` its meta read saw, with the per-field items it implies
+(worked out again against the summary a lost race returns), so index entries and summary never
+disagree and a write costs two round trips with the read.
 """
 
 from __future__ import annotations
@@ -161,10 +163,78 @@ def load_active_meta(project: str, run_id: str) -> dict:
     return meta
 
 
-def write(meta: dict, change: Change, items: list[dict] = (), conditional: list[tuple] = ()) -> None:
-    """A write to a run: its per-field items (one round trip), then the summary."""
-    if items or conditional:
-        db.put_together(list(items), list(conditional))
+def write(project: str, meta: dict, change: Change, always: list[dict] = ()) -> None:
+    """A write to a run: one transaction of the summary's update, on condition of the `rev` its
+    meta read saw, with the per-field items the change implies against that summary and `always`
+    (items that do not depend on it: history chunks, inputs, outputs). A lost race returns the
+    summary that won, and the write is worked out again against it. Runs without a complete
+    summary, and writes beyond one transaction, go in steps."""
+    always = list({(i["pk"], i["sk"]): i for i in always}.values())  # a transaction names an item once
+    complete = summary.complete(meta)
+    if complete and not _fits(project, meta, change, always) and _fits(project, meta, change, []):
+        db.batch_put(always)  # idempotent (history chunks): first, and the rest in one transaction
+        always = []
+    if not complete or not _fits(project, meta, change, always):
+        return _write_in_steps(project, meta, change, always)
+    for attempt in range(summary.ATTEMPTS):
+        _check_params(meta, change.params)
+        update = summary.update_of(meta, change)
+        if update is None:  # the summary holds it all already (a retried request)
+            return db.batch_put(always)
+        try:
+            return _commit(project, meta, change, update, always)
+        except ClientError as err:
+            if not db.is_conflict(err):
+                raise
+            meta = summary.lost_to(err, meta)
+        summary.backoff(attempt)
+    raise summary.busy()
+
+
+def _commit(project: str, meta: dict, change: Change, update: tuple, always: list[dict]) -> None:
+    puts, deletes = field_items(project, meta, change)
+    if not puts and not deletes and not always:
+        return summary.apply(meta, update)
+    expression, names, values, condition = update
+    tx = db.Tx().update(meta["pk"], meta["sk"], expression, names, values, condition, return_old=True)
+    for item in [*puts, *always]:
+        tx.put(item)
+    for sk in deletes:
+        tx.delete(meta["pk"], sk)
+    tx.commit()
+
+
+def field_items(project: str, meta: dict, change: Change) -> tuple[list[dict], list[str]]:
+    """The per-field items a change implies against a complete summary: `T#` of tags it changes,
+    `P#` of new params, `M#` of metrics that move forwards; and the sort keys of removed tags."""
+    from shared.tracking.metrics import latest_item
+
+    held = meta["metrics"]
+    puts = [tag_item(project, meta, k, v) for k, v in change.tags.items() if meta["tags"].get(k) != v]
+    puts += [param_item(project, meta, k, v) for k, v in change.params.items() if k not in meta["params"]]
+    puts += [latest_item(project, meta, k, e) for k, e in change.metrics.items()
+             if k not in held or summary.metric_order(e) > summary.metric_order(held[k])]
+    return puts, [f"T#{k}" for k in change.untagged if k in meta["tags"]]
+
+
+def _fits(project: str, meta: dict, change: Change, always: list[dict]) -> bool:
+    """Whether the write fits one transaction (100 items, 4 MB; the summary counted whole)."""
+    puts, deletes = field_items(project, meta, change)
+    return (1 + len(puts) + len(deletes) + len(always) <= db.TRANSACT_MAX
+            and summary.size([meta, change.tags, change.params, *puts, *always]) <= TRANSACT_SAFE_BYTES)
+
+
+TRANSACT_SAFE_BYTES = 3_000_000  # a transaction holds 4 MB; the update's expression values count twice
+
+
+def _write_in_steps(project: str, meta: dict, change: Change, always: list[dict]) -> None:
+    """The per-field items first (params on condition, as their guard; `M#` on condition it moves
+    forwards: whatever order writers arrive in), then the summary on condition of its `rev`."""
+    from shared.tracking.metrics import forward_puts
+
+    param_writes(project, meta, change.params)
+    held = meta["metrics"] if summary.complete(meta) else {}
+    db.put_together([*always, *tag_items(project, meta, change.tags)], forward_puts(project, meta, change.metrics, held))
     summary.commit(meta, change)
 
 
@@ -230,7 +300,7 @@ def new_run_items(project: str, run: dict, tags: dict[str, str], params: dict[st
     fields["metrics"] = {k: summary.metric_entry(p.value, p.timestamp, p.step) for k, p in latest.items()}
     return [meta_item(project, run, fields), *(tag_item(project, run, k, v) for k, v in tags.items()),
             *(param_item(project, run, k, v) for k, v in params.items()),
-            *(metrics.latest_item(project, run, p) for p in latest.values()), *chunks]
+            *(metrics.latest_item(project, run, k, e) for k, e in fields["metrics"].items()), *chunks]
 
 
 def get_run(req: Request, msg: messages.RunRef) -> dict:
@@ -245,7 +315,7 @@ def update_run(req: Request, msg: messages.UpdateRun) -> dict:
     tags = {}
     if msg.run_name:
         info["run_name"] = tags[RUN_NAME_TAG] = msg.run_name
-    write(meta, Change(info=info, tags=tags), tag_items(req.project, meta, tags))
+    write(req.project, meta, Change(info=info, tags=tags))
     out = {**info_of(meta), **info}
     return {"run_info": {k: v for k, v in out.items() if v is not None}}
 
@@ -284,14 +354,19 @@ def restore_run(req: Request, msg: messages.RunRef) -> dict:
 
 # ---- params and tags ---------------------------------------------------------------------------------
 
-def param_writes(project: str, meta: dict, params: dict[str, str]) -> None:
-    """Params are write-once: the same value again is a no-op, a different one an error. The `P#`
-    items are the guard (a conditional put each, so concurrent writers cannot both win); params the
-    summary already holds are checked there without a write."""
+def _check_params(meta: dict, params: dict[str, str]) -> None:
+    """Params are write-once: the same value again is a no-op, a different one an error."""
     logged = meta["params"] if summary.complete(meta) else {}
     for k, v in params.items():
         if logged.get(k, v) != v:
             raise _param_changed(meta, k, logged[k], v)
+
+
+def param_writes(project: str, meta: dict, params: dict[str, str]) -> None:
+    """A write in steps guards params with their `P#` items (a conditional put each, so concurrent
+    writers cannot both win); params the summary already holds are checked there without a write."""
+    _check_params(meta, params)
+    logged = meta["params"] if summary.complete(meta) else {}
     puts = [(param_item(project, meta, k, v), "attribute_not_exists(pk) OR #v = :v", {"#v": "value"}, {":v": v})
             for k, v in params.items() if k not in logged]
     for index, old in db.conditional_puts(puts)[:1]:
@@ -318,28 +393,24 @@ def tag_change(tags: dict[str, str], **more) -> Change:
 
 def log_param(req: Request, msg: messages.LogParam) -> dict:
     meta = load_active_meta(req.project, msg.run_id)
-    param_writes(req.project, meta, {msg.key: msg.value})
-    summary.commit(meta, Change(params={msg.key: msg.value}))
+    write(req.project, meta, Change(params={msg.key: msg.value}))
     return {}
 
 
 def set_tag(req: Request, msg: messages.SetTag) -> dict:
     meta = load_active_meta(req.project, msg.run_id)
-    tags = {msg.key: msg.value}
-    write(meta, tag_change(tags), tag_items(req.project, meta, tags))
+    write(req.project, meta, tag_change({msg.key: msg.value}))
     return {}
 
 
 def delete_tag(req: Request, msg: messages.DeleteTag) -> dict:
     meta = load_active_meta(req.project, msg.run_id)
     missing = not_found(f"No tag with name: {msg.key} in run with id {meta['run_id']}")
-    if summary.complete(meta):
-        if msg.key not in meta["tags"]:
-            raise missing
-        db.delete(meta["pk"], f"T#{msg.key}")
-    else:
+    if not summary.complete(meta):
         db.delete(meta["pk"], f"T#{msg.key}", missing=missing)
-    summary.commit(meta, Change(untagged=(msg.key,)))
+    elif msg.key not in meta["tags"]:
+        raise missing
+    write(req.project, meta, Change(untagged=(msg.key,)))
     return {}
 
 
@@ -348,11 +419,10 @@ def log_batch(req: Request, msg: messages.LogBatch) -> dict:
 
     meta = load_active_meta(req.project, msg.run_id)
     tags, params = {t.key: t.value for t in msg.tags}, {p.key: p.value for p in msg.params}
-    # Params first: a conflicting param fails the request before anything else is written.
-    param_writes(req.project, meta, params)
-    items, conditional, latest = metrics.point_writes(req.project, meta, msg.metrics)
-    write(meta, tag_change(tags, params=params, metrics=latest), items + tag_items(req.project, meta, tags),
-          conditional)
+    # A conflicting param fails the request before anything is written.
+    _check_params(meta, params)
+    chunks, latest = metrics.point_writes(req.project, meta, msg.metrics)
+    write(req.project, meta, tag_change(tags, params=params, metrics=latest), chunks)
     return {}
 
 
@@ -364,14 +434,15 @@ def log_inputs(req: Request, msg: messages.LogInputs) -> dict:
     items = [child_item(req.project, meta, f"D#{d['dataset']['name']}#{d['dataset']['digest']}", **d)
              for d in datasets]
     items += [child_item(req.project, meta, f"I#{m.model_id}", model_id=m.model_id) for m in msg.models]
-    write(meta, Change(datasets=datasets, model_inputs=[m.model_id for m in msg.models]), items)
+    write(req.project, meta, Change(datasets=datasets, model_inputs=[m.model_id for m in msg.models]), items)
     return {}
 
 
 def log_outputs(req: Request, msg: messages.LogOutputs) -> dict:
     meta = load_active_meta(req.project, msg.run_id)
     outputs = [{"model_id": m.model_id, "step": m.step} for m in msg.models]
-    write(meta, Change(outputs=outputs), [child_item(req.project, meta, f"O#{o['model_id']}", **o) for o in outputs])
+    write(req.project, meta, Change(outputs=outputs),
+          [child_item(req.project, meta, f"O#{o['model_id']}", **o) for o in outputs])
     return {}
 
 
@@ -386,8 +457,7 @@ def log_model(req: Request, msg: messages.LogModel) -> dict:
     text = json.dumps((json.loads(old) if old else []) + [msg.model_json])
     if len(text.encode()) > MAX_ITEM_TEXT_BYTES:
         raise invalid(f"The run's {key} tag would exceed {MAX_ITEM_TEXT_BYTES} bytes")
-    tags = {key: text}
-    write(meta, tag_change(tags), tag_items(req.project, meta, tags))
+    write(req.project, meta, tag_change({key: text}))
     return {}
 
 

@@ -6,11 +6,13 @@ inputs and model inputs and outputs, so get-run is one GetItem and search reads 
     datasets [{dataset, tags}] by (name, digest)   model_inputs [model_id]   outputs [{model_id, step}]
     rev      a write counter
 
-Every write to a run first writes the run's per-field items (idempotent, or conditioned as the
-order indexes need: `P#` once, `M#` only forwards), then updates the summary, on condition that
-`rev` is still what the write read (the meta read every write makes anyway); when another writer
-got there first, the failed condition returns the item and the change is applied to it again. So
-the summary is the truth, and an order-index entry that does not match it is stale.
+Every write to a run updates the summary on condition that `rev` is still what the write read (the
+meta read every write makes anyway), in one transaction with the per-field items the change implies
+against it (shared/tracking/runs.py `write`); when another writer got there first, the failed
+condition returns the item and the write is worked out again against it. A write too big for one
+transaction puts its per-field items first (conditioned as the order indexes need: `P#` once, `M#`
+only forwards), then updates the summary. So the summary is the truth, and an order-index entry
+that does not match it is stale.
 
 A summary that would pass SAFE_BYTES (DynamoDB items hold 400 KB; a run's tags may hold 350 KB of
 text) is marked `overflow` and drops the fields: readers then assemble the run from its partition's
@@ -82,7 +84,7 @@ def upgraded_meta(project: str, meta: dict, run: dict) -> dict:
     kept = {k: v for k, v in meta.items() if k not in ("g1pk", "g1sk")}
     upgraded = {**kept, "g2pk": keys.runs_collection(project, meta["experiment_id"]),
                 "g2sk": keys.runs_collection_sk(meta["start_time"], meta["run_id"]), "rev": meta.get("rev", 0)}
-    if _size({**upgraded, **fields}) > SAFE_BYTES:
+    if size({**upgraded, **fields}) > SAFE_BYTES:
         return {**upgraded, "overflow": True}
     return {**upgraded, **fields}
 
@@ -104,33 +106,53 @@ class Change:
 def commit(meta: dict, change: Change) -> None:
     """Apply `change` to the summary read as `meta`, on condition nobody wrote it since; retried on
     the item a lost race returns."""
-    run_id = meta["run_id"]
     for attempt in range(ATTEMPTS):
-        update = _update(meta, change)
+        update = update_of(meta, change)
         if update is None:
             return
-        expression, names, values, condition = update
         try:
-            db.update(meta["pk"], meta["sk"], expression, names=names, values=values, condition=condition)
-            return
+            return apply(meta, update)
         except ClientError as err:
-            if not db.is_condition_failure(err):
+            if not db.is_conflict(err):
                 raise
-            meta = db.failed_item(err)
-            if meta is None:
-                raise not_found(f"Run with id={run_id} not found") from None
-        time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
-    raise MlflowError("Too many concurrent writes to this run; retry the request", "TEMPORARILY_UNAVAILABLE")
+            meta = lost_to(err, meta)
+        backoff(attempt)
+    raise busy()
+
+
+def apply(meta: dict, update: tuple[str, dict, dict, str]) -> None:
+    expression, names, values, condition = update
+    db.update(meta["pk"], meta["sk"], expression, names=names, values=values, condition=condition)
+
+
+def lost_to(err: ClientError, meta: dict) -> dict:
+    """The summary a write lost to: the item its failed condition found, alone or as the first item
+    of a transaction (the same `meta` when the transaction met another instead)."""
+    single = err.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    if not single and db.cancellation_reasons(err)[0] != "ConditionalCheckFailed":
+        return meta
+    found = db.failed_item(err, None if single else 0)
+    if found is None:
+        raise not_found(f"Run with id={meta['run_id']} not found") from None
+    return found
+
+
+def backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
+
+
+def busy() -> MlflowError:
+    return MlflowError("Too many concurrent writes to this run; retry the request", "TEMPORARILY_UNAVAILABLE")
 
 
 # ---- the update expression ---------------------------------------------------------------------------
 
-def _update(meta: dict, change: Change) -> tuple[str, dict, dict, str] | None:
+def update_of(meta: dict, change: Change) -> tuple[str, dict, dict, str] | None:
     """The UpdateItem that applies `change` to `meta`, or None when it changes nothing."""
     sets, paths, removes = dict(change.info), [], []
     if complete(meta):
         merged = _merged(meta, change)
-        if _size({**meta, **merged}) > SAFE_BYTES:
+        if size({**meta, **merged}) > SAFE_BYTES:
             sets["overflow"] = True
             removes += [f for f in FIELDS if f in meta]
         else:
@@ -219,14 +241,14 @@ def _expression(meta: dict, sets: dict, paths: list, removes: list) -> tuple[str
     return expression, names, values, condition
 
 
-def _size(value) -> int:
+def size(value) -> int:
     """About the bytes DynamoDB counts for a value (names and text by their UTF-8 length)."""
     if isinstance(value, str):
         return len(value.encode())
     if isinstance(value, dict):
-        return sum(len(k.encode()) + 1 + _size(v) for k, v in value.items())
+        return sum(len(k.encode()) + 1 + size(v) for k, v in value.items())
     if isinstance(value, (list, tuple, set)):
-        return 3 + sum(1 + _size(v) for v in value)
+        return 3 + sum(1 + size(v) for v in value)
     if isinstance(value, bytes):
         return len(value)
     return 8

@@ -60,3 +60,64 @@ def test_a_run_past_the_summary_size_overflows_to_its_items(api):
         found = api.call("POST", f"{A}/runs/search", {"experiment_ids": [exp], **query})["runs"]
         assert [r["info"]["run_id"] for r in found] == [rid], query
         assert len(found[0]["data"]["params"]) == 80
+
+
+def _index_entries(rid: str) -> dict[str, dict]:
+    return {i["sk"]: i for i in db.query_all(keys.run("bench", rid), consistent=True) if i["sk"][:2] in ("T#", "P#", "M#")}
+
+
+def test_a_write_is_one_transaction_of_the_summary_and_its_items(api):
+    api, recorder = api
+    _, rid = _run(api)
+    with recorder.measure() as m:
+        api.call("POST", f"{A}/runs/log-batch", {"run_id": rid, "params": [{"key": "lr", "value": "0.1"}],
+                                                "tags": [{"key": "t", "value": "x"}],
+                                                "metrics": [{"key": "m", "value": 2, "timestamp": 1, "step": 0}]})
+    assert m.by_operation() == {"GetItem": 1, "TransactWriteItems": 1}
+    entries = _index_entries(rid)
+    assert entries["T#t"]["value"] == "x" and entries["P#lr"]["value"] == "0.1" and entries["M#m"]["step"] == 0
+
+
+def test_a_write_that_lost_a_race_is_worked_out_again_against_the_winner(api):
+    """The stale summary a write read fails its transaction's condition; the write is redone against
+    the summary that won, so the index entries and the summary agree whatever order writers land in."""
+    from shared.tracking import runs
+    from shared.tracking.summary import Change, metric_entry
+
+    api, _ = api
+    _, rid = _run(api)
+    stale = runs.load_meta("bench", rid)
+    api.call("POST", f"{A}/runs/log-batch", {"run_id": rid, "tags": [{"key": "t", "value": "first"}],
+                                            "metrics": [{"key": "m", "value": 9, "timestamp": 1, "step": 5}]})
+    runs.write("bench", stale, Change(tags={"t": "second"}, metrics={"m": metric_entry(1.0, 1, 2)}))
+    meta, entries = runs.load_meta("bench", rid), _index_entries(rid)
+    assert meta["tags"]["t"] == entries["T#t"]["value"] == "second"
+    assert meta["metrics"]["m"][2] == entries["M#m"]["step"] == 5  # step 2 does not move the latest back
+    assert meta["rev"] == stale["rev"] + 2
+
+
+def test_a_param_another_writer_logged_first_is_refused_after_the_lost_race(api):
+    from shared.errors import MlflowError
+    from shared.tracking import runs
+    from shared.tracking.summary import Change
+
+    api, _ = api
+    _, rid = _run(api)
+    stale = runs.load_meta("bench", rid)
+    api.call("POST", f"{A}/runs/log-parameter", {"run_id": rid, "key": "lr", "value": "0.1"})
+    with pytest.raises(MlflowError, match="Changing param values is not allowed"):
+        runs.write("bench", stale, Change(params={"lr": "0.2"}, tags={"t": "lost"}))
+    meta = runs.load_meta("bench", rid)
+    assert meta["params"] == {"lr": "0.1"} and "t" not in meta["tags"] and "T#t" not in _index_entries(rid)
+
+
+def test_a_batch_beyond_one_transaction_writes_its_items_then_the_summary(api):
+    api, recorder = api
+    exp, rid = _run(api)
+    with recorder.measure() as m:
+        api.call("POST", f"{A}/runs/log-batch", {"run_id": rid, "metrics": [
+            {"key": f"k{i}", "value": i, "timestamp": 1, "step": 0} for i in range(150)]})
+    assert "UpdateItem" in m.by_operation()
+    assert len([sk for sk in _index_entries(rid) if sk.startswith("M#")]) == 150
+    found = api.call("POST", f"{A}/runs/search", {"experiment_ids": [exp], "filter": "metrics.k149 > 148"})["runs"]
+    assert [r["info"]["run_id"] for r in found] == [rid]
