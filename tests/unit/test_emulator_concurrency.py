@@ -156,3 +156,29 @@ def test_reads_run_together_and_a_waiting_writer_holds_back_new_readers():
     for thread in (holder, queued, late):
         thread.join()
     assert order.index("reader 1 out") < order.index("writer in") < order.index("late reader in")
+
+
+def test_stream_reader_hands_over_wanted_records_in_order_and_passes_over_the_rest(guarded, tmp_path):
+    """The local consumers' view of the stream (mlreg.emulator.StreamReader): in order after a
+    sequence number, only what the consumer wants, each as the Streams API gives it, and the
+    position read up to moves past the records passed over."""
+    from mlreg.emulator import DurableReads, StreamReader
+    from shared import keys
+
+    ddb, journal = guarded
+    reader = StreamReader(DurableReads(journal), TABLE, os.environ["AWS_DEFAULT_REGION"])
+    start = reader.latest()
+    for pk in ("P#p#R#run1", "P#p#M#model1", "P#p#R#run2", "P#p#M#model2", "P#p#R#run3"):
+        ddb.put_item(TableName=TABLE, Item={"pk": {"S": pk}, "sk": {"S": "#M"}, "n": {"N": "1"}})
+
+    def wants(record):
+        return keys.MODEL_PARTITION.match(record["dynamodb"]["Keys"]["pk"]["S"]) is not None
+
+    first, after = reader.read(start, 1, wants)
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in first] == ["P#p#M#model1"]
+    assert first[0]["eventName"] == "INSERT" and first[0]["dynamodb"]["NewImage"]["n"] == {"N": "1"}
+    rest, end = reader.read(after, 10, wants)
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in rest] == ["P#p#M#model2"]
+    assert end == reader.latest() and reader.read(end, 10, wants) == ([], end)
+    rest[0]["dynamodb"]["NewImage"]["n"] = {"N": "2"}  # the consumer's copy: the stream keeps its own
+    assert reader.read(after, 10, wants)[0][0]["dynamodb"]["NewImage"]["n"] == {"N": "1"}
