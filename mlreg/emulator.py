@@ -101,6 +101,7 @@ class StreamReader:
 
     def __init__(self, durable_reads: DurableReads, table: str, region: str):
         self.durable_reads, self.table, self.region = durable_reads, table, region
+        self.followers: list = []  # consumers whose `handled` position trim() respects
 
     def _shard(self):
         from moto.core import DEFAULT_ACCOUNT_ID
@@ -121,12 +122,28 @@ class StreamReader:
         with self.durable_reads:
             shard = self._shard()
             i = 0 if after is None else int(after) - shard.starting_sequence_number + 1
+            assert i >= 0, "read from before what trim() dropped"
             while i < len(shard.items) and len(found) < limit:
                 record = shard.items[i].record
                 last, i = record["dynamodb"]["SequenceNumber"], i + 1
                 if wants(record):
                     found.append(copy.deepcopy(record))
         return found, last
+
+    def trim(self) -> int:
+        """Drop the records every follower has handled: moto keeps every record of the stream, with
+        both images, in memory for the life of the process (deployed, a stream keeps 24 hours).
+        Returns how many went."""
+        handled = [f.handled for f in self.followers]
+        if not handled or None in handled:
+            return 0
+        with DYNAMODB_LOCK.writing():  # moto numbers a new record by the list's length
+            shard = self._shard()
+            done = min(int(h) for h in handled) - shard.starting_sequence_number + 1
+            if done > 0:
+                del shard.items[:done]
+                shard.starting_sequence_number += done
+        return max(done, 0)
 
 
 def _named_items(action: str, request: dict):
@@ -287,5 +304,6 @@ class Emulator:
             try:
                 if self.journal.log_bytes() > max(FOLD_MIN_LOG_BYTES, self.journal.snapshot_bytes()):
                     self.fold()
+                self.stream.trim()
             except Exception as exc:  # keep serving: the logs stay, and the next round tries again
                 logging.getLogger("mlreg").warning("folding the write-ahead log failed: %s", exc)

@@ -50,6 +50,7 @@ class LocalConsumer:
         self.table, self.stream = table, stream  # stream: mlreg.emulator.StreamReader
         self._stop = threading.Event()
         self._last: str | None = None
+        self.handled: str | None = None  # every record up to this one is done with (the stream may drop it)
         self._failures: dict[str, int] = {}
 
     def _setup(self) -> None:
@@ -60,7 +61,8 @@ class LocalConsumer:
         self.ddb, self.sqs = boto3.client("dynamodb"), boto3.client("sqs")
         self._setup()
         self.stream_arn = self.ddb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
-        self._last = self.stream.latest()  # what is in the stream already (the restored snapshot) was handled before
+        self._last = self.handled = self.stream.latest()  # the stream's records so far (a restored snapshot's) were handled before
+        self.stream.followers.append(self)
         for target in (self._stream_loop, self._queue_loop):
             threading.Thread(target=target, name=f"{type(self).__name__}{target.__name__}", daemon=True).start()
 
@@ -89,6 +91,7 @@ class LocalConsumer:
                 records = self._read()
                 if records:
                     self._publish([self._lambda_record(r) for r in records], before)
+                self.handled = self._last  # a failed batch set it back to read again from there
             except Exception:
                 log.exception("local stream poller")
 

@@ -182,3 +182,37 @@ def test_stream_reader_hands_over_wanted_records_in_order_and_passes_over_the_re
     assert end == reader.latest() and reader.read(end, 10, wants) == ([], end)
     rest[0]["dynamodb"]["NewImage"]["n"] = {"N": "2"}  # the consumer's copy: the stream keeps its own
     assert reader.read(after, 10, wants)[0][0]["dynamodb"]["NewImage"]["n"] == {"N": "1"}
+
+
+def test_stream_reader_trims_what_every_follower_handled(guarded):
+    """moto keeps every stream record in memory: trim() drops those all consumers are done with, and
+    reading goes on after them, new records numbered on."""
+    from types import SimpleNamespace
+
+    from mlreg.emulator import DurableReads, StreamReader
+
+    ddb, journal = guarded
+    reader = StreamReader(DurableReads(journal), TABLE, os.environ["AWS_DEFAULT_REGION"])
+
+    def put(n: int):
+        ddb.put_item(TableName=TABLE, Item={"pk": {"S": f"P#p#M#m{n}"}, "sk": {"S": "#M"}})
+
+    def everything(record):
+        return True
+
+    put(0)
+    ahead, behind = SimpleNamespace(handled=None), SimpleNamespace(handled=None)
+    reader.followers += [ahead, behind]
+    assert reader.trim() == 0  # a follower that has read nothing yet holds everything
+    for n in range(1, 4):
+        put(n)
+    records, last = reader.read(None, 10, everything)
+    sequence = [r["dynamodb"]["SequenceNumber"] for r in records]
+    ahead.handled, behind.handled = sequence[3], sequence[1]
+    assert reader.trim() == 2  # up to the slower follower
+    rest, _ = reader.read(behind.handled, 10, everything)
+    assert [r["dynamodb"]["SequenceNumber"] for r in rest] == sequence[2:]
+    put(4)
+    newest, _ = reader.read(last, 10, everything)
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in newest] == ["P#p#M#m4"]
+    assert int(newest[0]["dynamodb"]["SequenceNumber"]) == int(last) + 1
