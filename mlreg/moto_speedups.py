@@ -15,8 +15,10 @@ Patched, with the same results:
 - a base-table Query reads its partition only;
 - a Query's results are not deep-copied (moto copies every item a Query returns; the response only
   reads them);
-- a GSI Query reads the items of its index partition, grouped once per index until the next write
-  (a keys-only index's grouping holds only the keys, so moto's copy of each result stays small);
+- a GSI Query reads the items of its index partition, grouped once per index and then kept up to
+  date by every write, as DynamoDB keeps its indexes (a keys-only index's grouping holds only the
+  keys, so moto's copy of each result stays small); a search right after a write no longer regroups
+  the whole table;
 - reads (GetItem, BatchGetItem, Query, Scan) answer with plain JSON: their results already are
   DynamoDB JSON, with bytes for binary values (base64 on the wire);
 - an item's size (DynamoDB's 400 KB limit) is counted once per item, not once per attribute over the
@@ -145,25 +147,104 @@ def _transactions(models, table_class) -> list:
 # ---- queries: read the partition ---------------------------------------------------------------------
 
 def forget_groupings(table) -> None:
-    """Forget the table's GSI groupings: an item was put, changed or deleted."""
+    """Forget the table's GSI groupings: items changed other than by a write request (a restore, an
+    undone transaction)."""
     table.__dict__.pop("_mlreg_index_groups", None)
 
 
+def _groupings(table) -> dict:
+    """hash attribute names -> {hash values -> {table key -> entry}}, and ("sorted", index name) ->
+    {hash values -> (sort tuples, entries)}: built on first use, then kept by `_moved`."""
+    return table.__dict__.setdefault("_mlreg_index_groups", {})
+
+
+def _table_key(item) -> tuple:
+    return item.hash_key, item.range_key
+
+
+def _hash_values(item, names: tuple) -> tuple | None:
+    values = tuple(item.attrs.get(name) for name in names)
+    return values if all(v is not None for v in values) else None
+
+
 def _index_partition(table, hash_conditions) -> list:
-    """The items whose index hash attributes equal the Query's, from a grouping built once per write
-    (each index has its own hash attributes, so they name the grouping)."""
-    groups = table.__dict__.setdefault("_mlreg_index_groups", {})
+    """The items whose index hash attributes equal the Query's (each index has its own hash
+    attributes, so they name the grouping)."""
+    groups = _groupings(table)
     names = tuple(name for name, _ in hash_conditions)
     if names not in groups:
         kept = _keys_only(table, names)
-        grouped = defaultdict(list)
+        grouped: dict = defaultdict(dict)
         for partition in table.items.values():
             for item in partition.values():
-                values = tuple(item.attrs.get(name) for name in names)
-                if all(v is not None for v in values):
-                    grouped[values].append(item if kept is None else _with_attributes(item, kept))
+                values = _hash_values(item, names)
+                if values is not None:
+                    grouped[values][_table_key(item)] = item if kept is None else _with_attributes(item, kept)
         groups[names] = grouped
-    return groups[names].get(tuple(value for _, value in hash_conditions), [])
+    return list(groups[names].get(tuple(value for _, value in hash_conditions), {}).values())
+
+
+def _places(table, item) -> list[tuple]:
+    """Where `item` (None: no item) sits in the table's groupings, as values that a later change of
+    the item in place does not alter: (grouping, index hash names, hash values, sort tuple or None
+    for the grouping of a whole index partition)."""
+    if item is None:
+        return []
+    places = []
+    for name, grouping in _groupings(table).items():
+        if name[0] != "sorted":
+            values = _hash_values(item, name)
+            if values is not None:
+                places.append((grouping, name, values, None))
+            continue
+        index = next(i for i in table.global_indexes if i.name == name[1])
+        names = tuple(index.schema_key_attrs[:1])
+        values = _hash_values(item, names)
+        if values is not None and index.schema_key_attrs[1] in item.attrs:
+            places.append((grouping, names, values, _sort_tuple(table, index, item)))
+    return places
+
+
+def _moved(table, key: tuple, before: list[tuple], item) -> None:
+    """After a write to the item at `key`: its old entries (`before`: its places before the write)
+    out of the groupings, its new ones (`item`: the item now, None when it is gone) in."""
+    for grouping, _, values, sort in before:
+        if sort is None:
+            grouping.get(values, {}).pop(key, None)
+        elif values in grouping:
+            sort_keys, entries = grouping[values]
+            at = bisect.bisect_left(sort_keys, sort)
+            if at < len(sort_keys) and sort_keys[at] == sort:
+                del sort_keys[at], entries[at]
+    for grouping, names, values, sort in _places(table, item):
+        kept = _keys_only(table, names)
+        entry = item if kept is None else _with_attributes(item, kept)
+        if sort is None:
+            grouping.setdefault(values, {})[key] = entry
+        elif values in grouping:  # a sorted partition not built yet is built from its grouping when read
+            sort_keys, entries = grouping[values]
+            at = bisect.bisect_left(sort_keys, sort)
+            sort_keys.insert(at, sort)
+            entries.insert(at, entry)
+
+
+def _keeping_indexes(table, hash_value, range_value, write):
+    """`write()`, which changes at most the item at this key, with the groupings kept up to date."""
+    from moto.dynamodb.exceptions import ConditionalCheckFailed
+
+    if "_mlreg_index_groups" not in table.__dict__:
+        return write()
+    key = (hash_value, range_value)
+    before = _places(table, table.items.get(hash_value, {}).get(range_value))
+    try:
+        result = write()
+    except ConditionalCheckFailed:  # nothing changed
+        raise
+    except Exception:  # it may have changed the item part-way: group again when next read
+        forget_groupings(table)
+        raise
+    _moved(table, key, before, table.items.get(hash_value, {}).get(range_value))
+    return result
 
 
 def _index_slice(table, index_name: str, hash_conditions, comparison: str | None, bounds: list, limit: int | None,
@@ -222,14 +303,17 @@ def _sort_names(table, index, range_name: str) -> list[str]:
     return [range_name, table.hash_key_attr, *([table.range_key_attr] if table.range_key_attr else [])]
 
 
+def _sort_tuple(table, index, item) -> tuple:
+    return tuple(item.attrs[n].cast_value for n in _sort_names(table, index, index.schema_key_attrs[1]))
+
+
 def _sorted_partition(table, index, range_name: str, hash_conditions) -> tuple[list, list]:
     """An index partition's items that hold the index's sort key, sorted, with their sort tuples;
-    kept beside the grouping (until the next write)."""
-    cache = table.__dict__.setdefault("_mlreg_index_groups", {}).setdefault(("sorted", index.name), {})
+    kept beside the grouping."""
+    cache = _groupings(table).setdefault(("sorted", index.name), {})
     hash_values = tuple(value for _, value in hash_conditions)
     if hash_values not in cache:
-        names = _sort_names(table, index, range_name)
-        keyed = sorted(((tuple(item.attrs[n].cast_value for n in names), item)
+        keyed = sorted(((_sort_tuple(table, index, item), item)
                         for item in _index_partition(table, hash_conditions) if range_name in item.attrs),
                        key=lambda pair: pair[0])
         cache[hash_values] = ([k for k, _ in keyed], [i for _, i in keyed])
@@ -296,21 +380,26 @@ def _queries(table_class) -> list:
 
 def _writes(backend_class, table_class) -> list:
     """Every write path: puts and deletes go through the table; updates change the item in place."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
     put, delete, update = table_class.put_item, table_class.delete_item, backend_class.update_item
 
-    def put_item(self, *args, **kwargs):
-        forget_groupings(self)
-        return put(self, *args, **kwargs)
+    def put_item(self, item_attrs, *args, **kwargs):
+        hash_value = DynamoType(item_attrs[self.hash_key_attr]) if self.hash_key_attr in item_attrs else None
+        range_value = DynamoType(item_attrs[self.range_key_attr]) if self.range_key_attr in item_attrs else None
+        return _keeping_indexes(self, hash_value, range_value, lambda: put(self, item_attrs, *args, **kwargs))
 
-    def delete_item(self, *args, **kwargs):
-        forget_groupings(self)
-        return delete(self, *args, **kwargs)
+    def delete_item(self, hash_key, range_key, *args, **kwargs):
+        return _keeping_indexes(self, hash_key, range_key, lambda: delete(self, hash_key, range_key, *args, **kwargs))
 
-    def update_item(self, table_name, *args, **kwargs):
+    def update_item(self, table_name, key, *args, **kwargs):
         table = self.tables.get(table_name)
-        if table is not None:
-            forget_groupings(table)
-        item = update(self, table_name, *args, **kwargs)
+        if table is None or table.hash_key_attr not in key or table.range_key_attr not in key:
+            if table is not None:
+                forget_groupings(table)
+            return update(self, table_name, key, *args, **kwargs)
+        item = _keeping_indexes(table, DynamoType(key[table.hash_key_attr]), DynamoType(key[table.range_key_attr]),
+                                lambda: update(self, table_name, key, *args, **kwargs))
         item.__dict__.pop("_mlreg_size", None)
         return item
 
