@@ -33,7 +33,7 @@ from shared.errors import MlflowError, not_found
 FIELDS = ("params", "tags", "metrics", "datasets", "model_inputs", "outputs")
 SAFE_BYTES = 300_000
 PATH_UPDATES_MAX = 50  # more changed keys of one map: the whole map is set (expressions hold 4 KB)
-ATTEMPTS = 10
+ATTEMPTS = 16  # with backoff(): ~4 s of waits at most before the client is told to retry (8 writers on one run)
 
 
 def new(tags: dict[str, str]) -> dict:
@@ -138,7 +138,8 @@ def lost_to(err: ClientError, meta: dict) -> dict:
 
 
 def backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
+    """Jittered: writers that lost to each other spread out instead of meeting again."""
+    time.sleep(random.uniform(0, min(0.4, 0.005 * 2 ** attempt)))
 
 
 def busy() -> MlflowError:
