@@ -17,8 +17,10 @@ Patched, with the same results:
   reads them);
 - a GSI Query reads the items of its index partition, grouped once per index until the next write
   (a keys-only index's grouping holds only the keys, so moto's copy of each result stays small);
-- reads (GetItem, BatchGetItem, Query, Scan) answer with plain JSON: their results already are
-  DynamoDB JSON, with bytes for binary values (base64 on the wire);
+- reads (GetItem, BatchGetItem, Query, Scan) and the stream's GetRecords answer with plain JSON: their
+  results already are DynamoDB JSON, with bytes for binary values (base64 on the wire) and, in stream
+  records, a datetime for the creation time (epoch seconds on the wire). `mlreg serve`'s two stream
+  pollers read every write's records, under the table's read lock that writers wait for;
 - an item's size (DynamoDB's 400 KB limit) is counted once per item, not once per attribute over the
   attributes set so far (moto's check is quadratic: most of the time of a restore, and of every put),
   and kept until an update (a Query counts the size of each item it returns twice);
@@ -37,6 +39,7 @@ import json
 import threading
 from collections import defaultdict
 from contextlib import contextmanager
+from datetime import datetime
 
 _installed = threading.Lock()
 _state = threading.local()  # per request: the partition a Query may read
@@ -403,4 +406,21 @@ def _responses() -> list:
             return original(self, context)
         return 200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(self.result, default=_binary)
 
-    return [(DynamoResult, "execute_result", execute_result)]
+    return [(DynamoResult, "execute_result", execute_result), _stream_records()]
+
+
+def _stream_records() -> tuple:
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    def get_records(self) -> str:
+        limit = self._get_param("Limit")
+        result = self.backend.get_records(self._get_param("ShardIterator"), 1000 if limit is None else limit)
+        return json.dumps(result, default=_stream_value)
+
+    return DynamoDBStreamsHandler, "get_records", get_records
+
+
+def _stream_value(value):
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return _binary(value)

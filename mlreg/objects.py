@@ -5,7 +5,13 @@ them from memory; on start they are loaded back.
 
 In the data directory:
   s3/objects/<h[:2]>/<h>   one object (h: sha256 of bucket and key): a JSON line (bucket, key, etag,
-                           metadata, last modified), then the bytes
+                           metadata, last modified), then the bytes; or, for an object a multipart
+                           upload completed, the JSON line alone, naming its part files (`parts`)
+  s3/objects/<h[:2]>/<h>.<upload id>.<n>
+                           those part files: hard links to the upload's, which were fsync'ed when
+                           each part was answered. Completing an upload writes no byte again (S3's
+                           completion does not copy the bytes either); a crash between the links and
+                           the JSON line leaves unnamed part files, removed at the next start.
   s3/uploads/<upload id>/  a multipart upload in progress: upload.json, and part-<n> per part
 
 An older mlreg mirrored objects every few seconds into objects/<key> with an objects.json manifest:
@@ -53,14 +59,14 @@ class ObjectFiles:
         return self.objects / digest[:2] / digest
 
     # -- after each S3 request moto answered with success --
-    def key_request(self, method: str, bucket: str, key: str, query: dict, response_body) -> None:
+    def key_request(self, method: str, bucket: str, key: str, query: dict, response_body, request_body=b"") -> None:
         upload_id = (query.get("uploadId") or [None])[0]
         if method == "PUT" and upload_id and "partNumber" in query:
             self._save_part(bucket, upload_id, int(query["partNumber"][0]))
         elif method == "POST" and "uploads" in query:
             self._save_upload(bucket, _upload_id_in(response_body))
         elif method == "POST" and upload_id:  # completed: the object, then the upload is gone
-            self.save_object(bucket, key)
+            self._save_completed(bucket, key, upload_id, _part_numbers_in(request_body))
             self._drop_upload(upload_id)
         elif method == "DELETE" and upload_id:
             self._drop_upload(upload_id)
@@ -83,11 +89,43 @@ class ObjectFiles:
                 if path.exists():
                     path.unlink()
                     fsync_dir(path.parent)
+                self._drop_part_files(path)
                 return
-            header = {"bucket": bucket, "key": key, "etag": obj.etag.strip('"'), "metadata": dict(obj.metadata),
-                      "last_modified": obj.last_modified.isoformat()}
             ensure_dir(path.parent)
-            atomic_write(path, _with_header(header, obj))
+            atomic_write(path, _with_header(_header(bucket, key, obj), obj))
+            self._drop_part_files(path)
+
+    def _save_completed(self, bucket: str, key: str, upload_id: str, numbers: list[int]) -> None:
+        """The object a multipart upload completed: its part files linked beside a header naming them.
+        Falls back to writing the bytes when the upload's part files are not all there (cannot happen
+        unless a part came in before this process saved uploads)."""
+        path, folder = self._object_path(bucket, key), self.uploads / upload_id
+        parts = [folder / f"part-{n}" for n in numbers]
+        with self._lock(bucket, key):
+            obj = self._backend().get_object(bucket, key) if bucket in self._backend().buckets else None
+            if obj is None or not parts or not all(p.exists() for p in parts) or \
+                    sum(p.stat().st_size for p in parts) != obj.size:
+                complete = False
+            else:
+                ensure_dir(path.parent)
+                names = [f"{path.name}.{upload_id}.{n}" for n in numbers]
+                for part, name in zip(parts, names):
+                    if not (path.parent / name).exists():
+                        os.link(part, path.parent / name)
+                fsync_dir(path.parent)
+                atomic_write(path, json.dumps({**_header(bucket, key, obj), "parts": names}).encode() + b"\n")
+                self._drop_part_files(path, keep=set(names))
+                complete = True
+        if not complete:
+            self.save_object(bucket, key)
+
+    def _drop_part_files(self, path: Path, keep: set[str] = frozenset()) -> None:
+        """Part files of an object's earlier versions (or of a completion a crash cut short)."""
+        stale = [p for p in _part_files(path) if p.name not in keep]
+        for part in stale:
+            part.unlink()
+        if stale:
+            fsync_dir(path.parent)
 
     def _save_upload(self, bucket: str, upload_id: str) -> None:
         upload = self._backend().get_bucket(bucket).multiparts[upload_id]
@@ -119,11 +157,18 @@ class ObjectFiles:
             if path.name.endswith(".tmp"):
                 path.unlink()
                 continue
+            if "." in path.name:  # a part file: read with its object's header
+                continue
             with open(path, "rb") as f:
                 header = json.loads(f.readline())
-                obj = backend.put_object(header["bucket"], header["key"], f.read(), etag=header["etag"])
+                body = b"".join(_read(path.parent / name) for name in header["parts"]) if "parts" in header else f.read()
+            obj = backend.put_object(header["bucket"], header["key"], body, etag=header["etag"])
             obj.set_metadata(header["metadata"])
             obj.last_modified = datetime.fromisoformat(header["last_modified"])
+            self._drop_part_files(path, keep=set(header.get("parts", ())))
+        for part in self.objects.glob("*/*.*.*") if self.objects.exists() else []:
+            if not part.with_name(part.name.split(".", 1)[0]).exists():  # a crash before its header
+                part.unlink()
         for folder in sorted(self.uploads.iterdir()) if self.uploads.exists() else []:
             self._load_upload(backend, folder)
         self._upgrade_mirror(backend)
@@ -203,6 +248,28 @@ def _chunks(fake_key) -> Iterator[bytes]:
         buffer.seek(0)
         while chunk := buffer.read(COPY_CHUNK):
             yield chunk
+
+
+def _header(bucket: str, key: str, fake_key) -> dict:
+    return {"bucket": bucket, "key": key, "etag": fake_key.etag.strip('"'), "metadata": dict(fake_key.metadata),
+            "last_modified": fake_key.last_modified.isoformat()}
+
+
+def _part_files(path: Path) -> list[Path]:
+    return [p for p in path.parent.glob(f"{path.name}.*") if not p.name.endswith(".tmp")] if path.parent.exists() else []
+
+
+def _read(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _part_numbers_in(request_body) -> list[int]:
+    """The part numbers a CompleteMultipartUpload request names, in its order."""
+    if not request_body:
+        return []
+    root = ElementTree.fromstring(request_body)
+    return [int(e.text or 0) for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "PartNumber"]
 
 
 def _with_header(header: dict, fake_key) -> Iterator[bytes]:
