@@ -209,7 +209,9 @@ def patch_moto_s3():
     - A part or a completion for an unknown upload id is NoSuchUpload (404), not a KeyError (500):
       a client retrying a completion whose answer was lost relies on it.
     - A completed multipart upload gets no full-object CRC64 unless the upload asked for a checksum:
-      moto computes it in Python over a copy of every byte (most of a completion's time)."""
+      moto computes it in Python over a copy of every byte (most of a completion's time).
+    - moto reloads its S3 URL module (importlib.reload) on every in-process S3 request, to read
+      MOTO_S3_CUSTOM_ENDPOINTS again; `mlreg serve` sets that once, before this: loaded once here."""
     from moto.s3 import models
     from moto.s3.exceptions import NoSuchUpload
 
@@ -235,6 +237,8 @@ def patch_moto_s3():
     patched = {(models.S3Backend, name): known_upload(getattr(models.S3Backend, name))
                for name in ("complete_multipart_upload", "upload_part", "upload_part_copy")}
     patched[(models, "MultipartChecksumBuilder")] = AskedChecksums
+    urls = models.S3Backend._url_module.fget(None)  # reloaded now, with the endpoints as set
+    patched[(models.S3Backend, "_url_module")] = property(lambda self: urls)
     originals = {(owner, name): getattr(owner, name) for owner, name in patched}
     for (owner, name), value in patched.items():
         setattr(owner, name, value)

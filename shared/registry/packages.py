@@ -233,6 +233,8 @@ def copy_tree(source_prefix: str, target_prefix: str, time_left: Callable[[], fl
             return File(path, size, _sha256(result.get("ChecksumSHA256")))
         return _copy_in_parts(key, target_prefix + path, path, size, time_left, reserve)
 
+    if len(pending) <= 1:  # a one-file model: no pool to start
+        return [copy(entry) for entry in pending]
     with ThreadPoolExecutor(COPY_THREADS) as pool:
         return list(pool.map(copy, pending))
 
