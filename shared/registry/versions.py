@@ -82,12 +82,14 @@ def _candidate_run(project: str, meta: dict) -> str:
 
 # ---- create -------------------------------------------------------------------------------------------
 
-def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str | None) -> dict:
-    """Put the version with the next number and its semver, retrying while others win the race."""
+def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str | None, meta_read: dict | None) -> dict:
+    """Put the version with the next number and its semver, retrying while others win the race.
+    `meta_read`: the model's meta item as just read, for the first attempt."""
     pk = keys.registered_model(project, model_id)
+    first = [meta_read]
 
     def attempt() -> dict:
-        meta = items.load_meta(project, model_id)
+        meta = first.pop() if first else items.load_meta(project, model_id)
         if meta is None or "deleted_at" in meta:
             raise identity.model_not_found(name)
         number, last = meta["last_version"] + 1, meta.get("latest_semver")
@@ -146,10 +148,12 @@ def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict
     if wanted and origin.copy_of == (model_id, wanted):  # copy_model_version within a model brings the
         wanted = None                                    # source's tags, semver included: the copy gets the next one
         tags = {k: v for k, v in tags.items() if k not in (SEMVER_TAG, GITLAB_SEMVER_TAG)}
-    run_id = origin.run_id
-    if not run_id:
-        meta = items.load_meta(req.project, model_id) or {}
-        run_id = _candidate_run(req.project, {**meta, "name": name})
+    # the model's meta item and, for a source to copy, its listing (small or not), side by side
+    listing = (lambda: None) if origin.external else (lambda: packages.small_source(origin.package_from))
+    small, meta = db.parallel(lambda read: read(), [listing, lambda: items.load_meta(req.project, model_id)])
+    if meta is None or "deleted_at" in meta:  # deleted since its name was resolved
+        raise identity.model_not_found(name)
+    run_id = origin.run_id or _candidate_run(req.project, {**meta, "name": name})
     fields = {"source": origin.source, "run_id": run_id, "model_id": origin.model_id,
               "run_link": msg.run_link or None, "description": msg.description,
               "user_id": "", "current_stage": "None", "status": items.READY if origin.external else items.PENDING,
@@ -159,12 +163,11 @@ def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict
         fields["storage_location"] = origin.download_uri
     else:
         fields.update(package_from=origin.package_from, package_page=packages.page_base(req.base_url, req.project))
-    small = None if origin.external else packages.small_source(origin.package_from)
     if small is not None:  # the worker's job for it waits until then
         fields["inline_until"] = now_ms() + int((packages.INLINE_SECONDS + INLINE_MARGIN_SECONDS) * 1000)
     if not origin.run_in_project:
         fields["run_linked"] = False  # a run mlreg does not hold: no link item in a partition of nothing
-    mv = _allocate(req.project, model_id, name, fields, wanted)
+    mv = _allocate(req.project, model_id, name, fields, wanted, meta)
     if small is not None:
         mv = _copy_in_request(req.project, model_id, mv, small)
     if mv.get("model_id"):
