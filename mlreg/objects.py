@@ -112,8 +112,8 @@ class ObjectFiles:
                 for part, name in zip(parts, names):
                     if not (path.parent / name).exists():
                         os.link(part, path.parent / name)
-                fsync_dir(path.parent)
-                atomic_write(path, json.dumps({**_header(bucket, key, obj), "parts": names}).encode() + b"\n")
+                atomic_write(path, json.dumps({**_header(bucket, key, obj), "parts": names}).encode() + b"\n",
+                             entries_first=True)  # the links are durable before the header names them
                 self._drop_part_files(path, keep=set(names))
                 complete = True
         if not complete:
@@ -130,9 +130,11 @@ class ObjectFiles:
     def _save_upload(self, bucket: str, upload_id: str) -> None:
         upload = self._backend().get_bucket(bucket).multiparts[upload_id]
         folder = self.uploads / upload_id
-        ensure_dir(folder)
+        ensure_dir(self.uploads)
+        folder.mkdir(exist_ok=True)  # its entry is made durable last, with upload.json's (fewer disk commits)
         atomic_write(folder / "upload.json", json.dumps({"bucket": bucket, "key": upload.key_name,
                                                          "metadata": dict(upload.metadata)}).encode())
+        fsync_dir(self.uploads)
 
     def _save_part(self, bucket: str, upload_id: str, number: int) -> None:
         with self._lock(upload_id, str(number)):
