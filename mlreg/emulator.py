@@ -214,7 +214,8 @@ def save_s3_writes(files: ObjectFiles):
     def saved_key_response(self, request, full_url, headers):
         response = key_response(self, request, full_url, headers)
         if request.method in ("PUT", "POST", "DELETE") and response[0] < 300:
-            files.key_request(request.method, self.bucket_name, self.parse_key_name(), self.querystring, response[2])
+            files.key_request(request.method, self.bucket_name, self.parse_key_name(), self.querystring, response[2],
+                              self.raw_body if request.method == "POST" else b"")
         return response
 
     def saved_bucket_response(self, request, full_url, headers):

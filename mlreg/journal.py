@@ -72,14 +72,18 @@ def ensure_dir(path: Path) -> None:
         fsync_dir(directory.parent)
 
 
-def atomic_write(path: Path, chunks: Iterator[bytes] | bytes) -> None:
-    """Write-to-temp, fsync, rename, fsync the directory: the file is the old one or the new one."""
+def atomic_write(path: Path, chunks: Iterator[bytes] | bytes, entries_first: bool = False) -> None:
+    """Write-to-temp, fsync, rename, fsync the directory: the file is the old one or the new one.
+    `entries_first`: the directory's entries made just before (files the new one names) are made
+    durable before it appears (one more directory fsync; on ext4 it rides on the file's own commit)."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         for chunk in [chunks] if isinstance(chunks, bytes) else chunks:
             f.write(chunk)
         f.flush()
         os.fsync(f.fileno())
+    if entries_first:
+        fsync_dir(path.parent)
     os.replace(tmp, path)
     fsync_dir(path.parent)
 

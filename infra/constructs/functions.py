@@ -61,7 +61,7 @@ ACCESS: Mapping[str, Access] = {
                          description="API Gateway REQUEST authorizer: project tokens"),
     # Lists logged-model artifacts; reads and writes no object.
     "tracking": Access(list_objects=(RUN_ARTIFACTS,), description="MLflow tracking routes"),
-    # Deletes packages with their versions (the worker copies them).
+    # Copies small packages in the request (the worker copies the rest); deletes packages with their versions.
     "registry": Access(read_objects=(RUN_ARTIFACTS, PACKAGES), write_objects=(PACKAGES,),
                        description="MLflow model registry routes"),
     # Reads artifacts and packages; writes run artifacts only (packages are read-only to clients).

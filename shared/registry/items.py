@@ -250,8 +250,9 @@ def update_version(project: str, model_id: str, name: str, version: int, express
     pk, sk = keys.registered_model(project, model_id), keys.version_sk(version)
     own, own_values = _reordered(_counted(expression), {**values, ":_one": 1}, project, model_id, version, updated)
     try:
-        return strip(db.update(pk, sk, own, names, own_values, return_new=True,
-                               condition="attribute_exists(pk) AND attribute_not_exists(aliases)"))
+        changed = db.update(pk, sk, own, names, own_values, return_new=return_new,
+                            condition="attribute_exists(pk) AND attribute_not_exists(aliases)")
+        return strip(changed) if return_new else None
     except ClientError as err:
         if not db.is_condition_failure(err):
             raise

@@ -7,7 +7,8 @@ still calls for (pending versions, deleted models not purged): a copy cut off by
 
 `MLREG_WORKER_SECONDS` stands in for the Lambda timeout (a job longer than that continues in a new
 message). `MLREG_SLOW_COPY_SECONDS` (fault injection for tests; never set in a deployment) pauses
-each file copy that long, to show a copy longer than the API's 29 s still ends READY."""
+each of the worker's file copies that long, to show a copy longer than the API's 29 s still ends
+READY; it also leaves every copy to the worker (no source counts as small, packages.small_source)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ class LocalWorker(LocalConsumer):
         self.queue = self._queue(JOBS_QUEUE, {"RedrivePolicy": redrive, "VisibilityTimeout": str(seconds + 30)})
         os.environ["MLREG_WORKER_QUEUE_URL"] = self.queue
         packages.COPY_PAUSE_SECONDS = float(os.environ.get("MLREG_SLOW_COPY_SECONDS") or 0)
+        if packages.COPY_PAUSE_SECONDS:
+            packages.INLINE_MAX_FILES = -1
         self._pool, self._slots = ThreadPoolExecutor(JOB_THREADS, "mlreg-worker"), Semaphore(JOB_THREADS)
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from shared import db, keys, pagination
 from shared.clock import now_ms
-from shared.errors import MlflowError, already_exists, invalid
+from shared.errors import already_exists, invalid
 from shared.filters import parse_model_filter, parse_model_order_by
 from shared.http import Request
 from shared.registry import identity, items, messages
@@ -23,39 +23,50 @@ from shared.tracking import experiments
 from shared.validation import STAGES
 
 
-def _default_experiment(project: str, name: str) -> str:
-    """The model's experiment (same name): reused if it exists, created otherwise."""
-    guard = db.get(keys.experiment_name_guard(project, name), keys.GUARD_SK)
-    if guard:
-        return guard["experiment_id"]
-    try:
-        return experiments.insert(project, name, {"mlreg.registered_model": name})
-    except MlflowError as err:
-        if err.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-        return db.get(keys.experiment_name_guard(project, name), keys.GUARD_SK)["experiment_id"]
-
-
 LIVE = "attribute_exists(pk) AND attribute_not_exists(deleted_at)"  # a model's meta item, not deleted
 
 
 # ---- create / get / update / rename / delete ----------------------------------------------------------
 
 def create_registered_model(req: Request, msg: messages.CreateRegisteredModel) -> dict:
+    """One read and one transaction: the name's guard, the model and its tags, and the model's
+    default experiment (same name) if no experiment has that name yet (an existing one is reused)."""
     name, tags = msg.name, {t.key: t.value for t in msg.tags}
-    experiment_id = _default_experiment(req.project, name)
     ts, model_id = now_ms(), uuid.uuid4().hex
     model = {"model_id": model_id, "name": name, "description": msg.description, "creation_timestamp": ts,
-             "last_updated_timestamp": ts, "last_version": 0, "experiment_id": experiment_id,
-             "actor": req.token_id}  # events: who made the change (shared/events/)
-    tx = db.Tx()
-    tx.put(identity.guard_item(req.project, name, model_id), condition="attribute_not_exists(pk)")
-    tx.put(items.meta_item(req.project, model), condition="attribute_not_exists(pk)")
-    for k, v in tags.items():
-        tx.put(items.tag_item(req.project, model_id, k, v))
-    tx.commit(on_conflict=already_exists(f"Registered Model (name={name}) already exists."))
+             "last_updated_timestamp": ts, "last_version": 0, "actor": req.token_id}  # events: who made the change
+
+    def attempt() -> None:
+        tx = db.Tx()
+        model["experiment_id"] = _default_experiment(tx, req.project, name)
+        guard_at = len(tx.items)
+        tx.put(identity.guard_item(req.project, name, model_id), condition="attribute_not_exists(pk)")
+        tx.put(items.meta_item(req.project, model), condition="attribute_not_exists(pk)")
+        for k, v in tags.items():
+            tx.put(items.tag_item(req.project, model_id, k, v))
+        try:
+            tx.commit()
+        except ClientError as err:
+            if db.cancellation_reasons(err)[guard_at:guard_at + 1] == ["ConditionalCheckFailed"]:
+                raise already_exists(f"Registered Model (name={name}) already exists.") from None
+            raise  # the experiment's name or id was taken meanwhile: read again
+
+    db.retry_on_conflict(attempt, f"Too many concurrent creations of model {name}; retry")
     identity.CACHE.put(req.project, name, model_id)
     return {"registered_model": model_json({**model, "tags": tags, "aliases": {}})}
+
+
+def _default_experiment(tx: db.Tx, project: str, name: str) -> str:
+    """The model's experiment (same name): the existing one's id, or a new one's, written in `tx`
+    (its name guard, meta, tag, and the project's id counter; the guard and the counter are read
+    together)."""
+    guard_key, counter_key = (keys.experiment_name_guard(project, name), keys.GUARD_SK), experiments.counter_key(project)
+    found = {(i["pk"], i["sk"]): i for i in db.batch_get([guard_key, counter_key], consistent=True)}
+    if guard := found.get(guard_key):
+        return guard["experiment_id"]
+    experiment_id = experiments.take_next_id(tx, project, found.get(counter_key))
+    experiments.add_new(tx, project, name, {"mlreg.registered_model": name}, experiment_id)
+    return experiment_id
 
 
 def _full(project: str, name: str) -> dict:

@@ -5,8 +5,10 @@ A version records its package's path when it is created (`package`, below `proje
 `packages/<model_id>/<semver>` since models have ids; versions made before keep the path they had
 (`packages/<model name>/<semver>`), so a rename, and the migration to ids, move no object.
 
-The copy runs in the registry worker (shared/registry/worker.py), never in a request: files up to
-5 GB (S3's single-copy limit) in one CopyObject each, for which S3 computes the file's full SHA-256;
+A small source (at most INLINE_MAX_FILES files and INLINE_MAX_BYTES in all) is copied by the request
+that creates the version (shared/registry/versions.py), which then answers READY; any other is copied
+by the registry worker (shared/registry/worker.py), and so is a small one whose copy in the request
+did not finish. Files up to 5 GB (S3's single-copy limit) are one CopyObject each, for which S3 computes the file's full SHA-256;
 bigger ones as multipart copies in parallel parts, each part with S3's SHA-256 (the object then keeps
 a checksum of the part checksums). A finished package has a manifest beside it (`<package>.files.json`:
 every file's path, size, SHA-256 or part checksums) that the package page shows."""
@@ -33,7 +35,13 @@ COPY_THREADS = 16
 WHOLE_COPY_MAX_BYTES = 5 * 1024**3  # S3's CopyObject limit; bigger files go in parts
 PART_BYTES = 512 * 1024**2  # a part copy takes seconds, so a worker stops between them when its time is up
 MAX_PARTS = 10_000
-COPY_PAUSE_SECONDS = 0.0  # fault injection for tests only (shared/registry/local.py): a slow copy
+COPY_PAUSE_SECONDS = 0.0  # fault injection for tests only (shared/registry/local.py): a slow worker copy
+# A source this small is copied in the request: server-side copies, 16 at once, so a request spends
+# about one CopyObject's time (tens of ms on S3 for a few MB) instead of the client's 3 s polls for a
+# worker that is reached through the stream and a queue (seconds deployed).
+INLINE_MAX_FILES = 16
+INLINE_MAX_BYTES = 16 * 1024**2
+INLINE_SECONDS = 10.0  # no copy in the request starts later than this (API Gateway allows 29 s)
 
 
 @cache
@@ -189,12 +197,26 @@ class OutOfTime(Exception):
     """The worker's time is nearly up: what is copied stays, the next run carries on from there."""
 
 
-def copy_tree(source_prefix: str, target_prefix: str, time_left: Callable[[], float], reserve: float) -> list[File]:
+def small_source(source_prefix: str) -> list[tuple[str, int]] | None:
+    """The source's objects if it is small enough to copy in the request (one ListObjectsV2 of at most
+    INLINE_MAX_FILES + 1 keys), else None."""
+    if INLINE_MAX_FILES < 0:  # copies in requests turned off (fault injection, shared/registry/local.py)
+        return None
+    page = client().list_objects_v2(Bucket=bucket(), Prefix=source_prefix, MaxKeys=INLINE_MAX_FILES + 1)
+    found = [(o["Key"], o["Size"]) for o in page.get("Contents", [])]
+    too_big = page.get("IsTruncated") or len(found) > INLINE_MAX_FILES or sum(size for _, size in found) > INLINE_MAX_BYTES
+    return None if too_big else found
+
+
+def copy_tree(source_prefix: str, target_prefix: str, time_left: Callable[[], float], reserve: float,
+              listed: list[tuple[str, int]] | None = None, pause: float = 0.0) -> list[File]:
     """Server-side copy of every object below `source_prefix` that is not below `target_prefix` yet
     (a previous run's copies are kept), each with S3's SHA-256. No copy starts with less than
-    `reserve` seconds of `time_left()`: then OutOfTime. Returns every file of the package."""
-    done = {key[len(target_prefix):]: size for key, size in objects(target_prefix)}
-    pending = [(key, size) for key, size in objects(source_prefix)]
+    `reserve` seconds of `time_left()`: then OutOfTime. Returns every file of the package.
+    `listed`: the source's objects, listed already for a package nothing was copied to yet (the
+    request's copy: no listing of either). `pause`: fault injection (COPY_PAUSE_SECONDS)."""
+    done = {} if listed is not None else {key[len(target_prefix):]: size for key, size in objects(target_prefix)}
+    pending = listed if listed is not None else objects(source_prefix)
 
     def copy(entry: tuple[str, int]) -> File:
         key, size = entry
@@ -203,14 +225,16 @@ def copy_tree(source_prefix: str, target_prefix: str, time_left: Callable[[], fl
             return _described(target_prefix + path, path, size)
         if time_left() < reserve:
             raise OutOfTime
-        if COPY_PAUSE_SECONDS:
-            time.sleep(COPY_PAUSE_SECONDS)
+        if pause:
+            time.sleep(pause)
         if size <= WHOLE_COPY_MAX_BYTES:
             result = client().copy_object(Bucket=bucket(), Key=target_prefix + path, ChecksumAlgorithm="SHA256",
                                           CopySource={"Bucket": bucket(), "Key": key})["CopyObjectResult"]
             return File(path, size, _sha256(result.get("ChecksumSHA256")))
         return _copy_in_parts(key, target_prefix + path, path, size, time_left, reserve)
 
+    if len(pending) <= 1:  # a one-file model: no pool to start
+        return [copy(entry) for entry in pending]
     with ThreadPoolExecutor(COPY_THREADS) as pool:
         return list(pool.map(copy, pending))
 

@@ -4,11 +4,15 @@ get-download-uri, tags. Search: search.py.
 Version numbers come from the model meta item's `last_version`, advanced in the same transaction
 that puts the version, its semver guard, its stage mark and its run link, on condition the counter
 still holds the value read: concurrent creators retry and get distinct, consecutive numbers. A
-version with a package is written PENDING_REGISTRATION; the registry worker copies the package and
-turns it READY (or FAILED_REGISTRATION) afterwards (worker.py): no copy runs inside a request."""
+version with a package is written PENDING_REGISTRATION; a small source (packages.small_source) is
+then copied by the request itself, which answers READY; any other is copied by the registry worker
+(worker.py), which turns it READY (or FAILED_REGISTRATION) afterwards. The worker's job for a version
+the request copies waits until the request surely stopped (`inline_until`), then finds it READY, or
+finishes a copy the request left undone."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import semver as semver_lib
@@ -18,7 +22,7 @@ from shared import db, keys
 from shared.clock import now_ms
 from shared.errors import already_exists, invalid
 from shared.http import Request
-from shared.registry import identity, items, messages, packages, sources
+from shared.registry import identity, items, messages, packages, sources, worker
 from shared.registry.items import PACKAGE_URL_TAG, load_version, version_json
 from shared.registry.models import LIVE
 from shared.tracking import experiments, logged_models, runs
@@ -28,6 +32,7 @@ SEMVER_TAG = "mlreg.version"  # ours: set on every version
 GITLAB_SEMVER_TAG = "gitlab.version"  # GitLab's name for the same thing, accepted on create
 FIRST_SEMVER = "1.0.0"
 CREATE_ATTEMPTS = 64
+INLINE_MARGIN_SECONDS = 5  # past the request's last copy start: that copy and the READY write end meanwhile
 
 
 # ---- semantic versions -----------------------------------------------------------------------------
@@ -77,12 +82,14 @@ def _candidate_run(project: str, meta: dict) -> str:
 
 # ---- create -------------------------------------------------------------------------------------------
 
-def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str | None) -> dict:
-    """Put the version with the next number and its semver, retrying while others win the race."""
+def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str | None, meta_read: dict | None) -> dict:
+    """Put the version with the next number and its semver, retrying while others win the race.
+    `meta_read`: the model's meta item as just read, for the first attempt."""
     pk = keys.registered_model(project, model_id)
+    first = [meta_read]
 
     def attempt() -> dict:
-        meta = items.load_meta(project, model_id)
+        meta = first.pop() if first else items.load_meta(project, model_id)
         if meta is None or "deleted_at" in meta:
             raise identity.model_not_found(name)
         number, last = meta["last_version"] + 1, meta.get("latest_semver")
@@ -112,9 +119,26 @@ def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str 
     return db.retry_on_conflict(attempt, f"Too many concurrent versions of model {name}; retry", CREATE_ATTEMPTS)
 
 
+def _copy_in_request(project: str, model_id: str, mv: dict, listed: list[tuple[str, int]]) -> dict:
+    """The package of a small source, copied now: the version as it ends (READY, or FAILED_REGISTRATION
+    when S3 refuses the copy, as the worker would). A copy that does not finish (time, network) leaves
+    it PENDING for the worker's job."""
+    deadline = time.monotonic() + packages.INLINE_SECONDS
+    target = packages.prefix(project, mv["package"])
+    try:
+        done = worker.register(project, model_id, mv, lambda: packages.copy_tree(
+            mv["package_from"], target, lambda: deadline - time.monotonic(), 0.0, listed=listed))
+    except Exception:
+        worker.logger.exception("the request's package copy did not finish; the worker's job will",
+                                extra={"model_id": model_id, "version": mv["version"]})
+        return mv
+    return {**mv, **done} if done else mv
+
+
 def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict:
-    """The version is written in one transaction, PENDING_REGISTRATION when it gets a package (the
-    worker copies it, then marks it READY) and READY at once when its source is external."""
+    """The version is written in one transaction: READY at once when its source is external, else
+    PENDING_REGISTRATION; a small source's package is then copied here and the answer is READY, a big
+    one's by the worker (the client waits for READY)."""
     name, tags = msg.name, {t.key: t.value for t in msg.tags}
     for own in (packages.PACKAGE_TAG, PACKAGE_URL_TAG):  # the server's to set (a copied version brings them)
         tags.pop(own, None)
@@ -124,10 +148,12 @@ def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict
     if wanted and origin.copy_of == (model_id, wanted):  # copy_model_version within a model brings the
         wanted = None                                    # source's tags, semver included: the copy gets the next one
         tags = {k: v for k, v in tags.items() if k not in (SEMVER_TAG, GITLAB_SEMVER_TAG)}
-    run_id = origin.run_id
-    if not run_id:
-        meta = items.load_meta(req.project, model_id) or {}
-        run_id = _candidate_run(req.project, {**meta, "name": name})
+    # the model's meta item and, for a source to copy, its listing (small or not), side by side
+    listing = (lambda: None) if origin.external else (lambda: packages.small_source(origin.package_from))
+    small, meta = db.parallel(lambda read: read(), [listing, lambda: items.load_meta(req.project, model_id)])
+    if meta is None or "deleted_at" in meta:  # deleted since its name was resolved
+        raise identity.model_not_found(name)
+    run_id = origin.run_id or _candidate_run(req.project, {**meta, "name": name})
     fields = {"source": origin.source, "run_id": run_id, "model_id": origin.model_id,
               "run_link": msg.run_link or None, "description": msg.description,
               "user_id": "", "current_stage": "None", "status": items.READY if origin.external else items.PENDING,
@@ -137,9 +163,13 @@ def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict
         fields["storage_location"] = origin.download_uri
     else:
         fields.update(package_from=origin.package_from, package_page=packages.page_base(req.base_url, req.project))
+    if small is not None:  # the worker's job for it waits until then
+        fields["inline_until"] = now_ms() + int((packages.INLINE_SECONDS + INLINE_MARGIN_SECONDS) * 1000)
     if not origin.run_in_project:
         fields["run_linked"] = False  # a run mlreg does not hold: no link item in a partition of nothing
-    mv = _allocate(req.project, model_id, name, fields, wanted)
+    mv = _allocate(req.project, model_id, name, fields, wanted, meta)
+    if small is not None:
+        mv = _copy_in_request(req.project, model_id, mv, small)
     if mv.get("model_id"):
         logged_models.add_model_version(req.project, mv["model_id"], name, mv["version"])
     return {"model_version": version_json(mv, name)}

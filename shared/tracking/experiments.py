@@ -82,17 +82,37 @@ def insert(project: str, name: str, tags: dict[str, str], experiment_id: str | N
         counter = db.update(keys.project(project), keys.counter_sk("experiment"), "ADD n :one",
                             values={":one": 1}, return_new=True)
         experiment_id = str(counter["n"])
+    tx = db.Tx()
+    add_new(tx, project, name, tags, experiment_id)
+    tx.commit(on_conflict=already_exists(f"Experiment(name={name}) already exists."))
+    return experiment_id
+
+
+def add_new(tx: db.Tx, project: str, name: str, tags: dict[str, str], experiment_id: str) -> None:
+    """The writes of a new experiment: its name guard (on condition the name is free), meta and tags."""
     ts = now_ms()
     exp = {"experiment_id": experiment_id, "name": name, "artifact_location": artifact_location(experiment_id),
            "lifecycle_stage": ACTIVE, "creation_time": ts, "last_update_time": ts}
-    tx = db.Tx()
     tx.put({"pk": keys.experiment_name_guard(project, name), "sk": keys.GUARD_SK, "experiment_id": experiment_id},
            condition="attribute_not_exists(pk)")
     tx.put(_meta_item(project, exp), condition="attribute_not_exists(pk)")
     for k, v in tags.items():
         tx.put(_tag_item(project, experiment_id, k, v))
-    tx.commit(on_conflict=already_exists(f"Experiment(name={name}) already exists."))
-    return experiment_id
+
+
+def counter_key(project: str) -> tuple[str, str]:
+    """The project's experiment id counter (its `n` is the last id handed out)."""
+    return keys.project(project), keys.counter_sk("experiment")
+
+
+def take_next_id(tx: db.Tx, project: str, counter: dict | None) -> str:
+    """The id after `counter` (the counter item as read), taken in `tx` on condition nobody took it
+    first (a concurrent create-experiment makes the transaction fail: read again and retry)."""
+    last = int(counter["n"]) if counter else 0
+    condition = "n = :old" if counter else "attribute_not_exists(n)"
+    tx.update(*counter_key(project), "SET n = :n", values={":n": last + 1, **({":old": last} if counter else {})},
+              condition=condition)
+    return str(last + 1)
 
 
 def _touch(tx: db.Tx, project: str, experiment_id: str, extra: str = "", values: dict | None = None,

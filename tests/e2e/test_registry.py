@@ -67,6 +67,18 @@ def package_path(client, name: str, version: str) -> str:
     return client.get_model_version_download_uri(name, version).removeprefix("mlflow-artifacts:/")
 
 
+def manifest(service, package: str) -> dict:
+    """A package's manifest (`<package>.files.json`), read from the emulator's bucket as the local tools sign."""
+    import boto3
+
+    from mlreg.signatures import credentials
+
+    info = json.loads((service.data_dir / "endpoint.json").read_text())
+    s3 = boto3.client("s3", endpoint_url=info["dynamodb_endpoint"], region_name=info["region"],
+                      **credentials(service.data_dir))
+    return json.loads(s3.get_object(Bucket="mlreg-local", Key=f"projects/default/{package}.files.json")["Body"].read())
+
+
 def eventually(check, seconds: float = 120):
     """What the registry worker does in the background: poll until `check()` is truthy."""
     deadline = time.time() + seconds
@@ -208,8 +220,15 @@ def test_registered_model_create_get_update_tags_and_errors(tracking):
     with pytest.raises(MlflowException) as tag_missing_model:
         tracking.set_registered_model_tag(unique("nope"), "k", "v")
     assert code(tag_missing_model) == "RESOURCE_DOES_NOT_EXIST"
-    # Each model has a default experiment of the same name.
-    assert tracking.get_experiment_by_name(name) is not None
+    # Each model has a default experiment of the same name: made with the model, or the one that exists
+    made = tracking.get_experiment_by_name(name)
+    assert made.tags.get("mlreg.registered_model") == name
+    existing = tracking.create_experiment(unique("exp-first"))
+    first_name = tracking.get_experiment(existing).name
+    tracking.create_registered_model(first_name)
+    assert tracking.get_experiment_by_name(first_name).experiment_id == existing
+    after = tracking.create_experiment(unique("exp-after"))  # the id counter moved past the model's experiment
+    assert int(after) > int(made.experiment_id)
 
 
 def test_search_registered_models_filters_orders_and_pages(tracking, source_run):
@@ -298,8 +317,11 @@ def test_model_version_get_update_tags_delete(tracking, service, source_run):
     name = unique("mv")
     tracking.create_registered_model(name)
     v1 = new_version(tracking, name, source_run, description="first", tags={"a": "1"})
-    assert (v1.version, v1.description, v1.status, v1.current_stage) == ("1", "first", "PENDING_REGISTRATION", "None")
-    assert tracking.get_model_version(name, "1").status == "READY"  # the client waited for the worker's copy
+    # one small file: the request copied the package and answered READY (the client did not wait)
+    assert (v1.version, v1.description, v1.status, v1.current_stage) == ("1", "first", "READY", "None")
+    package = package_path(tracking, name, "1")
+    assert [f["path"] for f in artifacts(service, "GET", params={"path": package}).json()["files"]] == ["weights.txt"]
+    assert [(f["path"], f["size"]) for f in manifest(service, package)["files"]] == [("weights.txt", 7)]
     assert v1.source == f"{source_run.info.artifact_uri}/model" and v1.run_id == source_run.info.run_id
     assert tracking.update_model_version(name, "1", description="changed").description == "changed"
     tracking.set_model_version_tag(name, "1", "b", "2")

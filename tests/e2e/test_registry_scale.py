@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from shared import db, keys
 from shared.registry import items
 from tests.conftest import start_service, stop_service
-from tests.e2e.test_registry import MLFLOW3, api, eventually, log_pyfunc, package_path, predict, unique
+from tests.e2e.test_registry import MLFLOW3, api, eventually, log_pyfunc, manifest, package_path, predict, unique
 
 REPO = Path(__file__).resolve().parents[2]
 BEFORE_MODEL_IDS = "94053fe"
@@ -248,7 +248,8 @@ def test_ten_thousand_versions_search_rename_and_delete(own_service, monkeypatch
 
 @pytest.fixture(scope="module")
 def slow_copies(tmp_path_factory):
-    """A service whose package copies take longer than API Gateway's 29 s (every file copy pauses)."""
+    """A service whose package copies take longer than API Gateway's 29 s (every file copy of the worker
+    pauses; no copy runs in the request, whatever the source's size)."""
     os.environ["MLREG_SLOW_COPY_SECONDS"] = "31"
     try:
         svc = start_service(tmp_path_factory.mktemp("slow") / "data")
@@ -281,6 +282,30 @@ def test_a_copy_slower_than_the_api_finishes_ready_and_loads(slow_copies, monkey
     assert client.get_model_version(name, mv.version).status == "READY"
     assert predict(f"models:/{name}/1") == [4, 5]
     assert predict(f"models:/{name}@1.1.0") == [4, 5]
+
+
+def test_a_big_source_is_pending_until_the_worker_copies_it(tracking, service, tmp_path):
+    """More files than a request copies: the create answer is PENDING_REGISTRATION, the worker copies the
+    package and the version turns READY (the client's own wait ends there), with every file in its manifest."""
+    from shared.registry.packages import INLINE_MAX_FILES
+
+    name = unique("big")
+    tracking.create_registered_model(name)
+    run = tracking.create_run(tracking.create_experiment(unique("big-src")))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for i in range(INLINE_MAX_FILES + 1):
+        (folder / f"part-{i:02d}.txt").write_text(f"{i}\n")
+    tracking.log_artifacts(run.info.run_id, str(folder), "model")
+    created = api(service, "POST", "model-versions/create", json={
+        "name": name, "source": f"runs:/{run.info.run_id}/model", "run_id": run.info.run_id})
+    assert created.status_code == 200 and created.json()["model_version"]["status"] == "PENDING_REGISTRATION"
+    tracking.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id)  # waits for READY
+    assert tracking.get_model_version(name, "2").status == "READY"
+    eventually(lambda: tracking.get_model_version(name, "1").status == "READY")
+    for version in ("1", "2"):
+        files = manifest(service, package_path(tracking, name, version))["files"]
+        assert sorted(f["path"] for f in files) == sorted(p.name for p in folder.iterdir())
 
 
 def test_a_failing_copy_ends_failed_registration_with_its_message(tracking, service):

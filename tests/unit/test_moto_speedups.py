@@ -4,6 +4,7 @@ give the same answers, items and stream records with and without them."""
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 import boto3
 import pytest
@@ -118,7 +119,21 @@ def _exercise() -> list:
     look()
     ddb.transact_write_items(TransactItems=failing[:3])
     look()
+    seen.append(_stream_records(ddb))
     return seen
+
+
+def _stream_records(ddb) -> list[dict]:
+    """The stream's records as GetRecords answers them (their random ids aside; the creation time, and the
+    size moto estimates from a dump that includes it, checked for their types only)."""
+    streams = boto3.client("dynamodbstreams")
+    arn = ddb.describe_table(TableName=os.environ["MLREG_TABLE"])["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    records = streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"]
+    assert records and all(isinstance(r["dynamodb"].pop("ApproximateCreationDateTime"), datetime) and
+                           isinstance(r["dynamodb"].pop("SizeBytes"), int) for r in records)
+    return [{k: v for k, v in r.items() if k != "eventID"} for r in records]
 
 
 def test_patched_moto_answers_exactly_as_moto():

@@ -73,6 +73,35 @@ def test_a_multipart_upload_in_flight_survives_and_completes(s3):
     assert (got["ETag"], got["ContentType"]) == (etag, "application/x-weights")
 
 
+def test_a_completed_upload_is_its_part_files_not_a_second_copy(s3):
+    """Completing links the parts' files under the object (their bytes are written once, when each part
+    is answered); the object loads back from them; a later write of the key, or a crash before the
+    object's header, leaves no part file behind."""
+    client, files = s3
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="w.bin")
+    first, second, unused = os.urandom(5 * MiB), os.urandom(1000), os.urandom(10)
+    etags = {n: client.upload_part(Bucket=BUCKET, Key="w.bin", UploadId=upload["UploadId"], PartNumber=n,
+                                   Body=body)["ETag"] for n, body in ((1, first), (3, second), (2, unused))}
+    client.complete_multipart_upload(Bucket=BUCKET, Key="w.bin", UploadId=upload["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in (1, 3)]})  # S3 completes with any parts, in order
+    path = files._object_path(BUCKET, "w.bin")
+    header = json.loads(path.read_bytes())  # the header line alone
+    assert header["parts"] == [f"{path.name}.{upload['UploadId']}.{n}" for n in (1, 3)]
+    assert (path.parent / header["parts"][0]).stat().st_nlink == 1  # the upload's own names are gone
+    restart(files)
+    assert client.get_object(Bucket=BUCKET, Key="w.bin")["Body"].read() == first + second
+    orphan = path.with_name(f"{path.name}.cut.1")
+    orphan.write_bytes(b"from a completion a crash cut short")
+    client.put_object(Bucket=BUCKET, Key="w.bin", Body=b"small")
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    lost = files._object_path(BUCKET, "never")
+    lost.parent.mkdir(parents=True, exist_ok=True)
+    lost.with_name(f"{lost.name}.cut.1").write_bytes(b"x")  # linked, then a crash before the header
+    restart(files)
+    assert client.get_object(Bucket=BUCKET, Key="w.bin")["Body"].read() == b"small"
+    assert not lost.with_name(f"{lost.name}.cut.1").exists()
+
+
 def test_aborted_uploads_and_deleted_objects_stay_gone(s3):
     client, files = s3
     upload = client.create_multipart_upload(Bucket=BUCKET, Key="x.bin")

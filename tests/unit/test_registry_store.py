@@ -149,13 +149,10 @@ def test_version_copies_package_and_delete_leaves_nothing(run_with_files):
     source = {"name": "tidy", "source": f"{run_with_files['artifact_uri']}/model", "run_id": run_with_files["run_id"]}
     call(versions.create_model_version, source)
     mv = call(versions.create_model_version, source)["model_version"]
-    assert (mv["version"], mv["status"], mv["aliases"]) == ("2", "PENDING_REGISTRATION", [])
+    # two small files: the request copies them and answers READY (no worker involved)
+    assert (mv["version"], mv["status"], mv["aliases"]) == ("2", "READY", [])
     assert {"key": "mlreg.version", "value": "1.1.0"} in mv["tags"]
     model_id = _id("tidy")
-    assert _objects(f"projects/{P}/packages/") == []  # the request copies nothing: the worker does
-    _copy_packages()
-    ready = call(versions.get_model_version, method="GET", name="tidy", version="2")["model_version"]
-    assert ready["status"] == "READY"
     package = f"projects/{P}/packages/{model_id}/1.1.0"
     assert sorted(_objects(f"{package}/")) == [f"{package}/MLmodel", f"{package}/data/model.pkl"]
     manifest = json.loads(boto3.client("s3").get_object(Bucket=os.environ["MLREG_BUCKET"],
@@ -188,6 +185,63 @@ def test_version_copies_package_and_delete_leaves_nothing(run_with_files):
     assert tombstone["purged_at"] and tombstone["expires_at"] and "g1pk" not in tombstone
     assert _objects(f"projects/{P}/packages/") == []
     call(runs.delete_run, {"run_id": run_with_files["run_id"]})  # no link holds it any more
+
+
+def _version_item(model_id: str, number: int) -> dict:
+    return db.get(keys.registered_model(P, model_id), keys.version_sk(number))
+
+
+def _job_of(model_id: str, number: int) -> dict | None:
+    from shared.registry import worker
+
+    item = db.to_item(_version_item(model_id, number))
+    return worker.job_of({"dynamodb": {"Keys": {"pk": item["pk"], "sk": item["sk"]}, "NewImage": item}})
+
+
+def test_small_source_is_copied_by_the_request_and_the_workers_job_waits_then_finds_it_ready(run_with_files):
+    from shared.clock import now_ms
+    from shared.registry import items, models, packages, versions, worker
+
+    call(models.create_registered_model, {"name": "inline"})
+    mv = call(versions.create_model_version, {"name": "inline", "source": f"{run_with_files['artifact_uri']}/model",
+                                              "run_id": run_with_files["run_id"]})["model_version"]
+    assert mv["status"] == "READY"
+    model_id = _id("inline")
+    item = _version_item(model_id, 1)
+    assert (item["package_files"], item["package_bytes"]) == (2, 2) and "package_from" not in item
+    # the stream saw the version inserted PENDING: its job is held back until the request surely stopped
+    record = {"dynamodb": {"Keys": {"pk": {"S": item["pk"]}, "sk": {"S": item["sk"]}},
+                           "NewImage": db.to_item({**item, "status": items.PENDING,
+                                                   "inline_until": now_ms() + 15_000})}}
+    job = worker.job_of(record)
+    assert 0 < worker._delay(job) <= packages.INLINE_SECONDS + versions.INLINE_MARGIN_SECONDS
+    worker.package(job, lambda: 900.0)  # delivered: READY already, nothing to do
+    assert _version_item(model_id, 1)["package_files"] == 2
+    assert _objects(f"projects/{P}/packages/{model_id}/1.0.0/") == [
+        f"projects/{P}/packages/{model_id}/1.0.0/MLmodel", f"projects/{P}/packages/{model_id}/1.0.0/data/model.pkl"]
+
+
+def test_big_source_and_unfinished_request_copy_are_left_to_the_worker(run_with_files, monkeypatch):
+    from shared.registry import models, packages, versions, worker
+
+    call(models.create_registered_model, {"name": "big"})
+    source = {"name": "big", "source": f"{run_with_files['artifact_uri']}/model", "run_id": run_with_files["run_id"]}
+    monkeypatch.setattr(packages, "INLINE_MAX_FILES", 1)  # the source's 2 files are more than the bound
+    assert call(versions.create_model_version, source)["model_version"]["status"] == "PENDING_REGISTRATION"
+    monkeypatch.setattr(packages, "INLINE_MAX_FILES", 16)
+    monkeypatch.setattr(packages, "INLINE_SECONDS", -1.0)  # no copy may start: the request's copy stops at once
+    assert call(versions.create_model_version, source)["model_version"]["status"] == "PENDING_REGISTRATION"
+    model_id = _id("big")
+    assert _objects(f"projects/{P}/packages/{model_id}/") == []
+    big, unfinished = _job_of(model_id, 1), _job_of(model_id, 2)
+    assert "not_before" not in big and worker._delay(big) == 0
+    assert unfinished["not_before"] and worker._delay(unfinished) > 0
+    _copy_packages()
+    for number, semver in ((1, "1.0.0"), (2, "1.1.0")):
+        assert call(versions.get_model_version, method="GET", name="big", version=str(number))["model_version"][
+            "status"] == "READY"
+        assert len(_objects(f"projects/{P}/packages/{model_id}/{semver}/")) == 2
+        assert "inline_until" not in _version_item(model_id, number)
 
 
 def test_rename_swaps_name_guards_and_touches_nothing_else(run_with_files):
