@@ -15,3 +15,16 @@ def quick_version_wait():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(abstract_store, "AWAIT_MODEL_VERSION_CREATE_SLEEP_INTERVAL_SECONDS", 0.2)
         yield
+
+
+def pytest_collection_modifyitems(items):
+    """The end-to-end suite runs once per MLflow client line; a test that uses no MLflow client would
+    only repeat itself on the second line (2.x), so it runs with 3.x alone."""
+    from importlib.metadata import version
+
+    if int(version("mlflow").split(".")[0]) >= 3:
+        return
+    once = pytest.mark.skip(reason="no MLflow client in it: it runs in the 3.x suite (client_free)")
+    for item in items:
+        if item.get_closest_marker("client_free"):
+            item.add_marker(once)
