@@ -25,6 +25,8 @@ A, B = "auth-a", "auth-b"
 UNAUTHENTICATED = (401, "UNAUTHENTICATED")
 DENIED = (403, "PERMISSION_DENIED")
 
+pytestmark = pytest.mark.xdist_group("auth_matrix")  # one worker makes the projects and tokens (the CLI, 9 times)
+
 
 def mlreg(service, *args: str) -> str:
     """Run the real CLI against the service's data directory; returns its stdout."""
