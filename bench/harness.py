@@ -400,6 +400,19 @@ def bulk_write(build) -> int:
     return len(wire)
 
 
+def put_in_data_dir(data_dir, items: list[dict], per_record: int = 1000) -> None:
+    """Puts `items` (DynamoDB wire format) into the table of a stopped `mlreg serve`'s data directory,
+    as write-ahead log records of `per_record` items: its next start reads them as committed writes.
+    No request per item, and no stream record (a restart replays none)."""
+    from mlreg.journal import Journal
+
+    journal = Journal(data_dir, ("pk", "sk"))
+    journal.load()  # opens the next log: what is appended is read after everything before
+    for start in range(0, len(items), per_record):
+        journal.append([({"pk": i["pk"], "sk": i["sk"]}, i) for i in items[start:start + per_record]])
+    journal.close()
+
+
 def new_run(experiment_id: str, start_time: int, name: str | None = None) -> dict:
     from shared.tracking import experiments, runs
 

@@ -82,7 +82,8 @@ def prepare(checkout: Path, data_dir: Path, items: list[dict], log_items: int, l
     proc, _ = launch(checkout, data_dir)
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
-    from mlreg.journal import Journal, atomic_write, dumps, loads
+    from bench.harness import put_in_data_dir
+    from mlreg.journal import atomic_write, dumps, loads
 
     saved = loads((data_dir / "table.json").read_bytes())
     own = saved if isinstance(saved, list) else saved["items"]
@@ -92,11 +93,7 @@ def prepare(checkout: Path, data_dir: Path, items: list[dict], log_items: int, l
         return
     atomic_write(data_dir / "table.json", dumps({"generation": saved["generation"],
                                                  "items": own + in_snapshot}).encode())
-    journal = Journal(data_dir, ("pk", "sk"))
-    journal.load()  # opens the next log: what is appended is read after the snapshot
-    for item in in_log:
-        journal.append([({"pk": item["pk"], "sk": item["sk"]}, item)])
-    journal.close()
+    put_in_data_dir(data_dir, in_log, per_record=1)  # one record per write, as the service logs them
 
 
 def measure(checkout: Path, data_dir: Path, repeat: int) -> float:

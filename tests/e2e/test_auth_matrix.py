@@ -25,6 +25,8 @@ A, B = "auth-a", "auth-b"
 UNAUTHENTICATED = (401, "UNAUTHENTICATED")
 DENIED = (403, "PERMISSION_DENIED")
 
+pytestmark = pytest.mark.xdist_group("auth_matrix")  # one worker makes the projects and tokens (the CLI, 9 times)
+
 
 def mlreg(service, *args: str) -> str:
     """Run the real CLI against the service's data directory; returns its stdout."""
@@ -82,6 +84,7 @@ def call(http, service, route, project: str, token: str | None) -> tuple[int, st
 ROUTES = api_routes()  # the token's routes; the web UI's take its session (tests/ui)
 
 
+@pytest.mark.client_free  # raw HTTP and the mlreg CLI: runs once; test_mlflow_client_sees_roles runs on both lines
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
 def test_route_matrix(service, tokens, http, route):
     cells = {
@@ -104,6 +107,7 @@ def test_route_matrix(service, tokens, http, route):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.client_free
 def test_the_matrix_covers_every_route_and_role():
     """Every role is required by some route, and the matrix is parametrised by the live table."""
     assert {r.role for r in ROUTES} == set(Role)
@@ -139,6 +143,7 @@ def secret(service, tokens, http):
     return {"marker": marker, "experiment_id": experiment_id, "run_id": run_id}
 
 
+@pytest.mark.client_free
 def test_project_a_data_is_invisible_from_b(service, tokens, http, secret):
     b_admin = tokens[(B, Role.ADMIN)]
     reads = [
@@ -160,6 +165,7 @@ def test_project_a_data_is_invisible_from_b(service, tokens, http, secret):
     assert api(http, service, B, b_admin, "GET", "experiments/get-by-name", {"experiment_name": secret["marker"]})[0] == 404
 
 
+@pytest.mark.client_free
 def test_writes_from_b_cannot_touch_a(service, tokens, http, secret):
     b_admin = tokens[(B, Role.ADMIN)]
     writes = [
@@ -181,6 +187,7 @@ def test_writes_from_b_cannot_touch_a(service, tokens, http, secret):
     assert not run["data"].get("metrics")
 
 
+@pytest.mark.client_free
 def test_a_foreign_token_learns_nothing_about_what_exists(service, tokens, http, secret):
     """A's token on B's path: the same answer whether or not the entity exists anywhere."""
     a_admin = tokens[(A, Role.ADMIN)]
@@ -209,6 +216,7 @@ def test_mlflow_client_sees_roles(service, tokens, monkeypatch):
     assert unauthenticated.value.error_code == "UNAUTHENTICATED"
 
 
+@pytest.mark.client_free
 def test_cli_lists_tokens_without_secrets(service, tokens):
     listed = mlreg(service, "token", "list", "--project", A)
     assert "ADMIN" in listed and "LAST USED" in listed
@@ -220,6 +228,7 @@ def test_cli_lists_tokens_without_secrets(service, tokens):
     assert A in mlreg(service, "project", "list")
 
 
+@pytest.mark.client_free
 def test_cli_with_an_explicit_table_and_endpoint(service, tokens):
     """The deployed-environment path (`--table`, here with the service's own endpoint as DynamoDB)."""
     from mlreg.signatures import KEY_FILE, KEY_ID

@@ -16,9 +16,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import pytest
 import requests
 
 from tests.conftest import Service, start_service, stop_service
+
+pytestmark = pytest.mark.client_free  # kill -9 and raw HTTP, no MLflow client: once is enough
 
 ROUNDS = 3
 PART_BYTES = [5 * 1024 * 1024, 64 * 1024]  # S3's smallest first part, and a short last one

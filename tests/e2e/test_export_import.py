@@ -28,8 +28,9 @@ from mlflow.entities import ViewType
 
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.skipif(mlflow.__version__ != "3.17.2",
-                                reason="the reference server is mlflow server 3.17.2 (the 3.x venv)")
+pytestmark = [pytest.mark.skipif(mlflow.__version__ != "3.17.2",
+                                 reason="the reference server is mlflow server 3.17.2 (the 3.x venv)"),
+              pytest.mark.xdist_group("export_import")]  # one worker starts the reference server
 pytest.importorskip("mlflow_export_import", reason="databricks-mlflow-export-import is not installed")
 
 BIN = Path(sys.executable).parent

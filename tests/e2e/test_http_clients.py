@@ -12,6 +12,8 @@ import requests
 
 from tests.conftest import start_service, stop_service
 
+pytestmark = pytest.mark.client_free  # raw sockets and requests, no MLflow client: once is enough
+
 CREATE = "/projects/default/api/2.0/mlflow/experiments/create"
 SEARCH = "/projects/default/api/2.0/mlflow/experiments/search?max_results=1"
 

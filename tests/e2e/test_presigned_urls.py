@@ -14,6 +14,8 @@ import pytest
 import requests
 from botocore.config import Config
 
+pytestmark = pytest.mark.client_free  # raw HTTP to the URLs (the client only makes their run): once is enough
+
 
 @pytest.fixture
 def api(service):

@@ -44,8 +44,11 @@ class AddN(mlflow.pyfunc.PythonModel):
 
 
 def log_pyfunc(n: int, registered_model_name: str | None = None):
+    """Logs AddN(n). Its requirements are given: the client would otherwise infer them by loading the
+    model in a fresh interpreter (3 s a model, all on this machine, no request to the server)."""
     where = {"name": "model"} if MLFLOW3 else {"artifact_path": "model"}
-    return mlflow.pyfunc.log_model(python_model=AddN(n), registered_model_name=registered_model_name, **where)
+    return mlflow.pyfunc.log_model(python_model=AddN(n), registered_model_name=registered_model_name,
+                                   pip_requirements=[f"mlflow=={mlflow.__version__}"], **where)
 
 
 def predict(uri: str) -> list:

@@ -160,11 +160,9 @@ def test_rename_of_a_model_with_many_versions_loses_no_concurrent_write(tracking
 
 # ---- 10,000 versions ----------------------------------------------------------------------------------
 
-def _bulk_versions(service, name: str, count: int) -> str:
-    """`count` external versions written straight into the table, as the registry writes them (the API
-    would take minutes). Every 10th is in Production, every 7th in Staging."""
-    model = model_id(service, name)
-    client, table_name = table(service)
+def _versions(model: str, count: int) -> list[dict]:
+    """`count` external versions as the registry writes them. Every 10th is in Production, every 7th
+    in Staging."""
     puts = []
     for n in range(1, count + 1):
         stage = "Production" if n % 10 == 0 else "Staging" if n % 7 == 0 else "None"
@@ -175,37 +173,40 @@ def _bulk_versions(service, name: str, count: int) -> str:
               "tags": {"mlreg.version": semver, "mlreg.package": "external"}}
         puts += [items.version_item("default", model, mv), items.semver_item("default", model, semver, n),
                  items.stage_item("default", model, stage, n)]
-    chunks = [puts[i:i + 25] for i in range(0, len(puts), 25)]
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda chunk: _write(client, table_name, chunk), chunks))
-    client.update_item(TableName=table_name, Key=db.key(keys.registered_model("default", model), keys.MODEL_SK),
-                       UpdateExpression="SET last_version = :n, latest_semver = :s",
-                       ExpressionAttributeValues={":n": {"N": str(count)}, ":s": {"S": f"1.{count - 1}.0"}})
-    return model
+    return puts
 
 
-def _write(client, table_name: str, chunk: list[dict]) -> None:
-    requests_ = {table_name: [{"PutRequest": {"Item": db.to_item(i)}} for i in chunk]}
-    while requests_:
-        requests_ = client.batch_write_item(RequestItems=requests_).get("UnprocessedItems")
+@pytest.fixture
+def huge_model(tmp_path):
+    """A service of its own with a model of 10,000 external versions (the model made through the
+    API; its versions written into the stopped service's data directory: through the API they take
+    minutes, as requests to the emulator still a minute). Killed after the test, data and all: the
+    background purge of 10,000 versions (minutes on the emulator) must not load the machine on."""
+    from bench.harness import put_in_data_dir
 
-
-@pytest.fixture(scope="module")
-def own_service(tmp_path_factory):
-    """A service of its own: the background purge of 10,000 versions (minutes on the emulator, whose
-    every write is made durable) must not slow the other tests' service; it stops with this one."""
-    svc = start_service(tmp_path_factory.mktemp("huge") / "data")
-    yield svc
-    stop_service(svc)
+    data, name = tmp_path / "data", unique("huge")
+    svc = start_service(data)
+    try:
+        assert api(svc, "POST", "registered-models/create", json={"name": name}).status_code == 200
+        model = model_id(svc, name)
+        client, table_name = table(svc)
+        meta = db.from_item(client.get_item(TableName=table_name, Key=db.key(keys.registered_model("default", model),
+                                                                              keys.MODEL_SK))["Item"])
+    finally:
+        stop_service(svc)
+    meta.update(last_version=10_000, latest_semver="1.9999.0")
+    put_in_data_dir(data, [db.to_item(i) for i in [*_versions(model, 10_000), meta]])
+    svc = start_service(data)
+    yield svc, name, model
+    svc.process.kill()
+    svc.process.wait()
 
 
 @pytest.mark.skipif(not MLFLOW3, reason="built in the table, then the same client calls on both lines: once is enough "
                                          "(the 120-version rename through the API runs on both)")
-def test_ten_thousand_versions_search_rename_and_delete(own_service, monkeypatch):
-    service, tracking = own_service, _client_of(own_service, monkeypatch)
-    name, new = unique("huge"), unique("huge-renamed")
-    tracking.create_registered_model(name)
-    model = _bulk_versions(service, name, 10_000)
+def test_ten_thousand_versions_search_rename_and_delete(huge_model, monkeypatch):
+    service, name, model = huge_model
+    tracking, new = _client_of(service, monkeypatch), unique("huge-renamed")
     tracking.set_registered_model_alias(name, "champion", "9999")
     tracking.set_registered_model_alias(name, "old-faithful", "3")
 
@@ -231,6 +232,7 @@ def test_ten_thousand_versions_search_rename_and_delete(own_service, monkeypatch
     assert tracking.get_model_version_by_alias(new, "champion").version == "9999"
     assert tracking.get_latest_versions(new, ["Staging"])[0].version == "9996"
 
+    size = partition_size(service, model)  # counted before the purge starts: it competes with no writer
     tracking.delete_registered_model(new)  # answers at once: the name is free, the model gone for readers
     with pytest.raises(MlflowException) as gone:
         tracking.get_model_version(new, "1")
@@ -240,7 +242,6 @@ def test_ten_thousand_versions_search_rename_and_delete(own_service, monkeypatch
     assert tracking.search_model_versions(f"name = '{new}'") == []
     # the worker purges in the background, a page at a time (the whole purge, continuations included, is
     # followed to its end on 2,000 versions in tests/unit/test_registry_store.py and on 120 versions above)
-    size = partition_size(service, model)
     eventually(lambda: partition_size(service, model) < size)
 
 

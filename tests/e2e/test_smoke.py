@@ -18,6 +18,8 @@ import pytest
 from mlreg import signatures
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.client_free  # `mlreg smoke` uses no MLflow client: once is enough
+
 CHECKS = ["server-info", "experiment and run", "params and metrics", "small file, presigned",
           "multipart file, presigned parts", "register a version", "load by number", "load by alias",
           "load by semver", "stage transition", "event arrives", "UI sign-in page", "UI session",

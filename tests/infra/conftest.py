@@ -63,6 +63,15 @@ class Synthesis:
     outdir: Path
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group into each test's id
+def pytest_collection_modifyitems(items):
+    """Every test of the synthesis on one xdist worker (`./dev test` runs `--dist loadgroup`): it is
+    made once per worker, and takes 15-30 s."""
+    for item in items:
+        if "synthesis" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("synthesis"))
+
+
 @pytest.fixture(scope="session")
 def synthesis(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     from aws_cdk import App

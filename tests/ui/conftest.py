@@ -26,6 +26,7 @@ SCREENSHOTS = ROOT / "build" / "ui-screenshots"
 TIMEOUT_MS = 30_000  # generous: two cores shared with the rest of the suite
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group into each test's id
 def pytest_collection_modifyitems(items):
     for item in items:
         if Path(str(item.fspath)).parent == Path(__file__).parent:

@@ -9,6 +9,8 @@ import pytest
 from bench import request_budget
 from bench.request_budget import BUDGETS, KNOWN_MISSES, TARGETS
 
+pytestmark = pytest.mark.xdist_group("request_budget")  # one worker measures: the bench runs once per worker
+
 
 @pytest.fixture(scope="module")
 def rows():
