@@ -187,6 +187,8 @@ def write(project: str, meta: dict, change: Change, always: list[dict] = ()) -> 
             if not db.is_conflict(err):
                 raise
             meta = summary.lost_to(err, meta)
+            if not summary.complete(meta):  # the winner overflowed the summary: its items are the run now
+                return _write_in_steps(project, meta, change, always)
         summary.backoff(attempt)
     raise summary.busy()
 

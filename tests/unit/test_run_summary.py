@@ -121,3 +121,21 @@ def test_a_batch_beyond_one_transaction_writes_its_items_then_the_summary(api):
     assert len([sk for sk in _index_entries(rid) if sk.startswith("M#")]) == 150
     found = api.call("POST", f"{A}/runs/search", {"experiment_ids": [exp], "filter": "metrics.k149 > 148"})["runs"]
     assert [r["info"]["run_id"] for r in found] == [rid]
+
+
+def test_a_write_that_lost_to_an_overflowing_writer_goes_on_in_steps(api):
+    from shared.tracking import runs
+    from shared.tracking.summary import Change
+
+    api, _ = api
+    exp, rid = _run(api)
+    stale = runs.load_meta("bench", rid)
+    for batch in range(2):  # 480 KB of params: the summary overflows
+        api.call("POST", f"{A}/runs/log-batch", {"run_id": rid, "params": [
+            {"key": f"p{batch}-{i}", "value": "v" * 6000} for i in range(40)]})
+    runs.write("bench", stale, Change(tags={"team": "x"}))
+    assert runs.load_meta("bench", rid)["overflow"]
+    run = api.call("GET", f"{A}/runs/get", query={"run_id": rid})["run"]
+    assert {t["key"]: t["value"] for t in run["data"]["tags"]}["team"] == "x" and len(run["data"]["params"]) == 80
+    found = api.call("POST", f"{A}/runs/search", {"experiment_ids": [exp], "filter": "tags.team = 'x'"})["runs"]
+    assert [r["info"]["run_id"] for r in found] == [rid]
