@@ -124,7 +124,7 @@ def start_service(args):
         from shared.registry.local import LocalWorker
 
         emulator.worker = LocalWorker(args.table, emulator.stream)
-        emulator.worker.start()
+        emulator.worker.start(emulator.model_items())
     else:
         _ensure_aws_resources(args)
     token = _bootstrap(args.data_dir)

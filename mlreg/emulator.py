@@ -146,6 +146,15 @@ class StreamReader:
         return max(done, 0)
 
 
+def _attribute(value) -> dict:
+    """A moto attribute value as botocore returns one (binaries as bytes)."""
+    if value.type == "M":
+        return {"M": {k: _attribute(v) for k, v in value.value.items()}}
+    if value.type == "L":
+        return {"L": [_attribute(v) for v in value.value]}
+    return {value.type: value.value}
+
+
 def _named_items(action: str, request: dict):
     """(table, attributes naming the item) of every item a write request may change."""
     if action == "PutItem":
@@ -284,6 +293,20 @@ class Emulator:
         patch_moto_s3()
         self._folder = threading.Thread(target=self._fold_loop, name="fold-logs", daemon=True)
         self._folder.start()
+
+    def model_items(self) -> list[dict]:
+        """Every item of the registered models' partitions, read from moto's table in-process (at
+        start, for the jobs a stopped `mlreg serve` left undone: shared/registry/local.py)."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+
+        from shared import db, keys
+
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].tables[self.table]
+        with self.durable_reads:
+            return [db.from_item({name: _attribute(value) for name, value in item.attrs.items()})
+                    for pk, partition in table.items.items() if keys.MODEL_PARTITION.match(pk.value)
+                    for item in partition.values()]
 
     def stop(self) -> None:
         """Stop serving, and fold the logs so the next start reads the snapshot alone."""

@@ -17,7 +17,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from threading import Semaphore
 
-from shared import db
 from shared.events.local import LocalConsumer, log
 from shared.registry import packages, worker
 
@@ -40,9 +39,11 @@ class LocalWorker(LocalConsumer):
             packages.INLINE_MAX_FILES = -1
         self._pool, self._slots = ThreadPoolExecutor(JOB_THREADS, "mlreg-worker"), Semaphore(JOB_THREADS)
 
-    def start(self) -> None:
+    def start(self, model_items: list[dict]) -> None:
+        """`model_items`: every item of the models' partitions as the service starts (the emulator's
+        `model_items`): the jobs a stopped `mlreg serve` left undone are queued again from them."""
         super().start()
-        worker.enqueue(worker.pending_jobs(_registry_items()))
+        worker.enqueue(worker.pending_jobs(model_items))
 
     def _queue_loop(self) -> None:
         while not self._stop.wait(0.1):
@@ -66,17 +67,3 @@ class LocalWorker(LocalConsumer):
         finally:
             self._slots.release()
 
-
-def _registry_items() -> list[dict]:
-    """Meta and version items of every model, for the jobs a stopped `mlreg serve` left undone.
-    A Scan, and allowed here only: it runs once as the local service starts, on the emulator, never
-    on a request path or against a deployed table (there the stream feeds the jobs queue)."""
-    found, start = [], None
-    while True:
-        page = db.client().scan(TableName=db.table_name(), FilterExpression="contains(pk, :m)",
-                                ExpressionAttributeValues={":m": {"S": "#M#"}},
-                                **({"ExclusiveStartKey": start} if start else {}))
-        found += [db.from_item(i) for i in page.get("Items", [])]
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return found

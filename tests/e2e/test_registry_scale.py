@@ -369,3 +369,32 @@ def test_data_written_before_model_ids_loads_and_serves(tmp_path, monkeypatch):
         assert package_path(client, f"{name}-new", "1") == f"packages/{name}/1.0.0"
     finally:
         stop_service(after)
+
+
+def test_a_copy_cut_off_by_a_stop_finishes_after_the_restart(tmp_path, monkeypatch):
+    """The local jobs queue does not outlive `mlreg serve`: at start the worker queues again what the
+    table still calls for, so a version left PENDING by a stop ends READY after the restart."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("MLREG_SLOW_COPY_SECONDS", "600")  # the first service never finishes its copy
+    svc = start_service(data)
+    monkeypatch.delenv("MLREG_SLOW_COPY_SECONDS")
+    try:
+        client = _client_of(svc, monkeypatch)
+        name = unique("cut-off")
+        mlflow.set_experiment(unique("cut-off-training"))
+        with mlflow.start_run() as run:
+            logged = log_pyfunc(3)
+        client.create_registered_model(name)
+        created = api(svc, "POST", "model-versions/create", json={
+            "name": name, "source": logged.model_uri, "run_id": run.info.run_id})
+        assert created.json()["model_version"]["status"] == "PENDING_REGISTRATION"
+    finally:
+        svc.process.kill()  # as a crash or Ctrl-C in the middle of the copy
+        svc.process.wait()
+    svc = start_service(data)
+    try:
+        client = _client_of(svc, monkeypatch)
+        eventually(lambda: client.get_model_version(name, "1").status == "READY")
+        assert manifest(svc, package_path(client, name, "1"))["files"]
+    finally:
+        stop_service(svc)
