@@ -170,12 +170,13 @@ def write(project: str, meta: dict, change: Change, always: list[dict] = ()) -> 
     summary that won, and the write is worked out again against it. Runs without a complete
     summary, and writes beyond one transaction, go in steps."""
     always = list({(i["pk"], i["sk"]): i for i in always}.values())  # a transaction names an item once
-    complete = summary.complete(meta)
-    if complete and not _fits(project, meta, change, always) and _fits(project, meta, change, []):
+    if not summary.complete(meta):
+        return _write_in_steps(project, meta, change, always)
+    if not _fits(project, meta, change, always):
+        if not _fits(project, meta, change, []):
+            return _write_in_steps(project, meta, change, always)
         db.batch_put(always)  # idempotent (history chunks): first, and the rest in one transaction
         always = []
-    if not complete or not _fits(project, meta, change, always):
-        return _write_in_steps(project, meta, change, always)
     for attempt in range(summary.ATTEMPTS):
         _check_params(meta, change.params)
         update = summary.update_of(meta, change)
