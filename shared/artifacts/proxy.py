@@ -13,6 +13,7 @@ from shared.errors import invalid
 from shared.http import Request, Response
 
 CREATE_RESPONSE_BUDGET = 5 * 1024 * 1024  # the part URLs must fit in one Lambda response
+RANGED_DOWNLOAD_MIN_BYTES = 100 * 1024 * 1024  # the MLflow client's default download range
 
 
 def list_artifacts(req: Request, msg: messages.ListArtifacts) -> dict:
@@ -70,7 +71,12 @@ def abort_multipart_upload(req: Request, msg: messages.AbortMultipartUpload) -> 
 
 
 def presigned_download_url(req: Request, msg: messages.ArtifactRef) -> dict:
-    """GET mlflow-artifacts/presigned/<path>: what the 3.x client uses for (ranged, parallel) downloads."""
+    """GET mlflow-artifacts/presigned/<path>: what the 3.x client asks before a download. With the
+    size it downloads in ranges of MLFLOW_MULTIPART_DOWNLOAD_CHUNK_SIZE, in parallel, each read whole
+    into memory before it is written; without it, it streams the plain GET (a 307 to S3 for big files).
+    Ranges pay only for files bigger than one (default) range; below, the size is left out (a 20 MB
+    download locally: 59 ms streamed, 171-220 ms in one range)."""
     key = object_key(req.project, msg.artifact_path)
     size = store.size_of(key)
-    return {"url": store.presigned_get(key), "headers": {}, "file_size": size}
+    return {"url": store.presigned_get(key), "headers": {},
+            **({"file_size": size} if size > RANGED_DOWNLOAD_MIN_BYTES else {})}

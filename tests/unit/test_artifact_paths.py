@@ -151,3 +151,17 @@ def test_empty_objects_and_inline_reads(gateway):
     status, response = gateway("GET", "alpha", "artifacts?path=e", "alpha")
     assert json.loads(response["body"]) == {"files": [{"path": "data.bin", "is_dir": False, "file_size": 5},
                                                       {"path": "empty", "is_dir": False}]}
+
+
+def test_a_presigned_download_names_the_size_only_above_one_default_range(gateway, monkeypatch):
+    """The 3.x client downloads in ranges when the answer has the size, each range read whole into
+    memory first: for a file within one range the size is left out, and the client streams the GET."""
+    from shared.artifacts import proxy, store
+
+    assert gateway("PUT", "alpha", "artifacts/p/model.bin", "alpha", b"weights")[0] == 200
+    status, response = gateway("GET", "alpha", "presigned/p/model.bin", "alpha")
+    answer = json.loads(response["body"])
+    assert status == 200 and "file_size" not in answer and "/p/model.bin?" in answer["url"]
+    monkeypatch.setattr(store, "size_of", lambda key: proxy.RANGED_DOWNLOAD_MIN_BYTES + 1)
+    answer = json.loads(gateway("GET", "alpha", "presigned/p/model.bin", "alpha")[1]["body"])
+    assert answer["file_size"] == proxy.RANGED_DOWNLOAD_MIN_BYTES + 1
