@@ -18,12 +18,14 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 
 from mlreg import migrations, moto_speedups, signatures
 from mlreg.journal import Journal
 from mlreg.objects import ObjectFiles, patch_moto_s3
+from shared import keys
 from shared import table as table_def
 
 S3_MEMORY_BYTES = 16 * 1024 * 1024
@@ -187,9 +189,16 @@ def _changes(handler, action: str, journal: Journal, table_name: str) -> list[tu
     return changes
 
 
-def guard_dynamodb(journal: Journal, table_name: str):
+def _is_credential(key: dict) -> bool:
+    """A token, a session or a project: what the authorizer's answers rest on."""
+    sort_key = next(iter(key[table_def.SORT_KEY].values()))
+    return sort_key.startswith((keys.token_sk(""), keys.session_sk(""), keys.PROJECT_SK))
+
+
+def guard_dynamodb(journal: Journal, table_name: str, credentials_written=lambda: None):
     """Every DynamoDB request under DYNAMODB_LOCK (reads shared, anything else exclusive); every
-    committed write journaled, and answered only once on disk. Returns the undo (tests)."""
+    committed write journaled, and answered only once on disk; `credentials_written` called after a
+    write of a token or a session. Returns the undo (tests)."""
     from moto.dynamodb.responses import DynamoHandler
 
     original = DynamoHandler.call_action
@@ -205,11 +214,23 @@ def guard_dynamodb(journal: Journal, table_name: str):
                 response = original(self, *args, **kwargs)
                 changes = _changes(self, action, journal, table_name) if action in WRITES and response[0] == 200 else []
                 seen = journal.append(changes) if changes else journal.appended
+                if any(_is_credential(key) for key, _ in changes):
+                    credentials_written()
         journal.wait(seen)  # outside the lock: concurrent requests share one fsync
         return response
 
     DynamoHandler.call_action = call_action
     return lambda: setattr(DynamoHandler, "call_action", original)
+
+
+def _part_put(request, full_url: str) -> tuple[str, int] | None:
+    """(upload id, part number) of a part's PUT whose body is at hand as bytes (a presigned part)."""
+    if request.method != "PUT" or "partNumber=" not in full_url:
+        return None
+    query = parse_qs(urlsplit(full_url).query)
+    if "uploadId" not in query or not query["partNumber"][0].isdigit() or type(request.data) is not bytes:
+        return None
+    return query["uploadId"][0], int(query["partNumber"][0])
 
 
 def save_s3_writes(files: ObjectFiles):
@@ -221,6 +242,10 @@ def save_s3_writes(files: ObjectFiles):
     key_response, bucket_response = S3Response.key_response, S3Response.bucket_response
 
     def saved_key_response(self, request, full_url, headers):
+        part = _part_put(request, full_url)
+        if part:
+            return files.put_part(lambda: key_response(self, request, full_url, headers), lambda: self.bucket_name,
+                                  *part, request.data)
         response = key_response(self, request, full_url, headers)
         if request.method in ("PUT", "POST", "DELETE") and response[0] < 300:
             files.key_request(request.method, self.bucket_name, self.parse_key_name(), self.querystring, response[2],
@@ -249,6 +274,7 @@ class Emulator:
         self.stream = StreamReader(self.durable_reads, table, region)
         self._stop = threading.Event()
         self.endpoint = ""
+        self.credential_writes = 0  # writes of tokens and sessions (the gateway's authorizer cache)
 
     # -- lifecycle --
     def start(self) -> None:
@@ -287,12 +313,15 @@ class Emulator:
         moto_speedups.restore_items(table, items)
         if upgrades:
             self.journal.wait(self.journal.append(upgrades))
-        self.files.load()
-        guard_dynamodb(self.journal, self.table)
-        save_s3_writes(self.files)
         patch_moto_s3()
+        self.files.load()
+        guard_dynamodb(self.journal, self.table, self._credentials_written)
+        save_s3_writes(self.files)
         self._folder = threading.Thread(target=self._fold_loop, name="fold-logs", daemon=True)
         self._folder.start()
+
+    def _credentials_written(self) -> None:
+        self.credential_writes += 1
 
     def model_items(self) -> list[dict]:
         """Every item of the registered models' partitions, read from moto's table in-process (at
@@ -300,7 +329,7 @@ class Emulator:
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.dynamodb.models import dynamodb_backends
 
-        from shared import db, keys
+        from shared import db
 
         table = dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].tables[self.table]
         with self.durable_reads:

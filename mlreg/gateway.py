@@ -10,6 +10,7 @@ import importlib
 import json
 import socket
 import sys
+import threading
 import time
 import uuid
 from http import HTTPStatus
@@ -23,6 +24,7 @@ from shared.errors import MlflowError
 from shared.http import error_response
 
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024  # API Gateway refuses bodies above 10 MB
+CACHE_ENTRIES = 10_000  # authorizer answers kept at most (each a small dict)
 IDLE_TIMEOUT_SECONDS = 60  # a keep-alive connection with no request for this long is closed
 LAMBDA_MAX_PAYLOAD = 6 * 1024 * 1024  # Lambda refuses invocation events and responses above 6 MB
 STAGE = "local"
@@ -47,8 +49,10 @@ def _handler(function: str):
 
 
 def build_event(method: str, path: str, query: str, headers: dict[str, str], body: bytes,
-                route: routes.Route, params: dict[str, str], source_ip: str) -> dict:
-    """The REST API (v1) proxy event. With binary media type */* API Gateway base64-encodes bodies.
+                route: routes.Route, params: dict[str, str], source_ip: str, in_process: bool = False) -> dict:
+    """The REST API (v1) proxy event. With binary media type */* API Gateway base64-encodes bodies;
+    `in_process`: the body is handed over as the bytes that base64 stands for (the handler runs in
+    this process: encoding and decoding every byte is all the base64 would add; shared/http.py).
     `path` and `pathParameters` stay percent-encoded as the client sent them (API Gateway decodes
     only the query string); shared/http.py decodes path parameters once. The UI's calls below
     `/ajax-api/` reach the greedy resource that carries them (routes.py)."""
@@ -75,7 +79,7 @@ def build_event(method: str, path: str, query: str, headers: dict[str, str], bod
             "requestId": request_id, "accountId": ACCOUNT, "apiId": API_ID, "protocol": "HTTP/1.1",
             "requestTimeEpoch": int(time.time() * 1000), "identity": {"sourceIp": source_ip},
         },
-        "body": base64.b64encode(body).decode() if body else None,
+        "body": (body if in_process else base64.b64encode(body).decode()) if body else None,
         "isBase64Encoded": bool(body),
     }
 
@@ -92,7 +96,8 @@ def payload_size(message: dict) -> int:
     body = message.get("body")
     if not body or not message.get("isBase64Encoded"):
         return len(json.dumps(message))
-    return len(json.dumps({**message, "body": ""})) + len(body)
+    encoded = 4 * -(-len(body) // 3) if isinstance(body, bytes) else len(body)
+    return len(json.dumps({**message, "body": ""})) + encoded
 
 
 def authorizer_event(event: dict) -> dict:
@@ -106,7 +111,37 @@ def authorizer_event(event: dict) -> dict:
     }
 
 
-def authorize(event: dict, identity_headers: tuple[str, ...] = ("authorization",)) -> dict:
+class AuthorizerCache:
+    """API Gateway's cache of the authorizer's answers (ResultsCacheTtl: infra/config.py's
+    authorizer_cache_seconds), keyed by the identity source's value. An authorizer with two identity
+    sources has no cache, as deployed (infra/openapi.py). Refusals are not kept: a new token works at
+    once. `credential_writes`, when given, counts writes to tokens and sessions (the emulator's):
+    an answer is kept only while it stands still, so locally a revoked token or an ended session is
+    refused at once; against real endpoints it lasts the TTL, as deployed."""
+
+    def __init__(self, seconds: float, credential_writes=None):
+        self.seconds, self._writes = seconds, credential_writes or (lambda: 0)
+        self._answers: dict[str, tuple[float, int, dict]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, identity: str) -> dict | None:
+        with self._lock:
+            until, writes, result = self._answers.get(identity, (0.0, 0, None))
+        return result if time.monotonic() < until and writes == self._writes() else None
+
+    def put(self, identity: str, writes: int, result: dict) -> None:
+        with self._lock:
+            if len(self._answers) > CACHE_ENTRIES:  # as API Gateway's, bounded; expired ones go first
+                now = time.monotonic()
+                self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+            self._answers[identity] = (time.monotonic() + self.seconds, writes, result)
+
+    def writes(self) -> int:
+        return self._writes()
+
+
+def authorize(event: dict, identity_headers: tuple[str, ...] = ("authorization",),
+              cache: AuthorizerCache | None = None) -> dict:
     """Run the authorizer as API Gateway does: a missing identity source (the token's Authorization
     header, or the UI session's Cookie; either for the authorizer that has none) or an exception
     means 401, a policy that does not allow this method ARN means 403; otherwise its context becomes
@@ -116,10 +151,21 @@ def authorize(event: dict, identity_headers: tuple[str, ...] = ("authorization",
     if not given:
         raise refusal
     auth_event = authorizer_event(event)
-    try:
-        result = _handler("authorizer")(auth_event, None)
-    except Exception:
-        raise refusal from None
+    identity = None
+    if cache and cache.seconds and len(identity_headers) == 1:
+        # Keyed by the path's project too (docs/auth.md): a Deny cached for another project's path
+        # must not answer the token's own project.
+        value = next(v for k, v in event["headers"].items() if k.lower() == given[0])
+        identity = f"{given[0]} {(event['pathParameters'] or {}).get('project')} {value}"
+    result = cache.get(identity) if identity else None
+    if result is None:
+        writes = cache.writes() if identity else 0
+        try:
+            result = _handler("authorizer")(auth_event, None)
+        except Exception:
+            raise refusal from None
+        if identity:
+            cache.put(identity, writes, result)
     statements = result.get("policyDocument", {}).get("Statement", [])
     arn = auth_event["methodArn"]
     allowed = [s for s in statements if fnmatch.fnmatchcase(arn, s["Resource"]) and s["Effect"] == "Allow"]
@@ -129,7 +175,8 @@ def authorize(event: dict, identity_headers: tuple[str, ...] = ("authorization",
     return {**result.get("context", {}), "principalId": result.get("principalId")}
 
 
-def handle(method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1") -> dict:
+def handle(method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str = "127.0.0.1",
+           cache: AuthorizerCache | None = None) -> dict:
     """One request through authorizer and handler; returns a proxy response dict."""
     split = urlsplit(raw_path)
     path = split.path
@@ -139,12 +186,12 @@ def handle(method: str, raw_path: str, headers: dict[str, str], body: bytes, sou
         route, params = routes.match(method, path.rstrip("/") or path)  # API Gateway ignores a trailing slash
         if route is None:
             raise MlflowError(f"No API route for {method} {path}", "ENDPOINT_NOT_FOUND")
-        event = build_event(method, path, split.query, headers, body, route, params, source_ip)
+        event = build_event(method, path, split.query, headers, body, route, params, source_ip, in_process=True)
         if payload_size(event) > LAMBDA_MAX_PAYLOAD:
             raise MlflowError(f"Request is larger than Lambda's 6 MB payload limit. {MULTIPART_HINT}",
                               "PAYLOAD_TOO_LARGE")
         if route.auth != routes.PUBLIC:
-            event["requestContext"]["authorizer"] = authorize(event, IDENTITY_SOURCES[route.auth])
+            event["requestContext"]["authorizer"] = authorize(event, IDENTITY_SOURCES[route.auth], cache)
         elif route.function == "ui":
             ui_static.bundle()  # the UI's page reads the bundle's index.html
         response = _handler(route.function)(event, None)
@@ -182,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_raw(*static)
             return
         try:
-            response = handle(self.command, self.path, headers, body, self.client_address[0])
+            response = handle(self.command, self.path, headers, body, self.client_address[0], self.server.authorizer_cache)
         except Exception as exc:  # a bug in a handler: answer as Lambda + API Gateway would
             print(f"mlreg: unhandled error on {self.command} {self.path}: {exc!r}", file=sys.stderr)
             import traceback
@@ -262,6 +309,8 @@ class Gateway(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # many clients connect at once (parallel uploads, concurrent writers)
 
-    def __init__(self, host: str, port: int, verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT_SECONDS):
+    def __init__(self, host: str, port: int, verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+                 authorizer_cache: AuthorizerCache | None = None):
         handler = type("Handler", (_Handler,), {"verbose": verbose, "timeout": idle_timeout})
+        self.authorizer_cache = authorizer_cache
         super().__init__((host, port), handler)

@@ -1,7 +1,8 @@
 """Durability of the emulated bucket: every object and every part of a multipart upload is a file in
 the data directory, fsync'ed before S3's answer goes out, whichever way the request came (the
-handlers' in-process calls, or a client's presigned URL on the moto server). moto keeps serving
-them from memory; on start they are loaded back.
+handlers' in-process calls, or a client's presigned URL on the moto server). moto serves a plain
+object from memory, loaded back at start, and a multipart object from its part files (JoinedParts),
+as S3 keeps the parts a completion names.
 
 In the data directory:
   s3/objects/<h[:2]>/<h>   one object (h: sha256 of bucket and key): a JSON line (bucket, key, etag,
@@ -12,7 +13,9 @@ In the data directory:
                            each part was answered. Completing an upload writes no byte again (S3's
                            completion does not copy the bytes either); a crash between the links and
                            the JSON line leaves unnamed part files, removed at the next start.
-  s3/uploads/<upload id>/  a multipart upload in progress: upload.json, and part-<n> per part
+  s3/uploads/<upload id>/  a multipart upload in progress: upload.json, and part-<n> per part (a
+                           part's PUT writes part-<n>.<random>.tmp while moto takes the part, and
+                           renames it once both are done: ObjectFiles.put_part)
 
 An older mlreg mirrored objects every few seconds into objects/<key> with an objects.json manifest:
 that layout is read once and rewritten in this one."""
@@ -20,12 +23,16 @@ that layout is read once and rewritten in this one."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import mimetypes
 import os
 import shutil
+import tempfile
 import threading
+import uuid
 import xml.etree.ElementTree as ElementTree
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +42,67 @@ from mlreg.journal import atomic_write, ensure_dir, fsync_dir
 COPY_CHUNK = 1024 * 1024
 GONE = ".gone"
 LOCK_STRIPES = 64
+PART_WRITERS = 8  # parts written while moto takes them (ObjectFiles.put_part)
+
+
+class JoinedParts:
+    """A completed multipart object's bytes where they already are, as S3 keeps them (a completion
+    copies no byte): its parts' buffers, then, once saved, its part files. It is the file-like moto's
+    FakeKey keeps its value in (seek, read, close); moto itself joined every byte into one new buffer,
+    spilled to a temporary file past 16 MB."""
+
+    def __init__(self, name: str, sources: list, sizes: list[int]):
+        self.name, self._sources, self._sizes = name, sources, sizes  # a source: a buffer or a Path
+        self.size, self._at, self._lock = sum(sizes), 0, threading.Lock()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._at = offset + {os.SEEK_SET: 0, os.SEEK_CUR: self._at, os.SEEK_END: self.size}[whence]
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self._at + size)
+        pieces, offset = [], 0
+        with self._lock:
+            if self._sources is None:  # the key was deleted or overwritten (moto disposed of it)
+                self._gone()
+            for source, length in zip(self._sources, self._sizes):
+                start, stop = max(self._at, offset), min(end, offset + length)
+                if start < stop:
+                    pieces.append(self._read(source, start - offset, stop - start))
+                offset += length
+        self._at = max(self._at, end)
+        return b"".join(pieces)
+
+    def _read(self, source, offset: int, length: int) -> bytes:
+        if not isinstance(source, Path):
+            source.seek(offset)
+            return source.read(length)
+        try:
+            with open(source, "rb") as f:
+                f.seek(offset)
+                return f.read(length)
+        except FileNotFoundError:  # overwritten or deleted since this read began
+            self._gone()
+
+    def _gone(self):
+        """S3's answer to a read of a key that is no longer there."""
+        from moto.s3.exceptions import MissingKey
+
+        raise MissingKey(key=self.name) from None
+
+    def use_files(self, paths: list[Path] | None) -> None:
+        """The part files now hold the bytes durably: read from them, and free the parts' memory."""
+        with self._lock:
+            buffers, self._sources = self._sources or [], paths and list(paths)
+        for buffer in buffers:
+            if not isinstance(buffer, Path):
+                buffer.close()
+
+    def close(self) -> None:
+        self.use_files(None)
 
 
 class ObjectFiles:
@@ -44,6 +112,8 @@ class ObjectFiles:
         # One write of a key (or a part) at a time: each saves what moto holds *after* its request,
         # so whichever saves last saves the latest state.
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._writer = ThreadPoolExecutor(max_workers=PART_WRITERS, thread_name_prefix="part-writes")
+        self._make_folders()
 
     def _backend(self):
         from moto.core import DEFAULT_ACCOUNT_ID
@@ -91,8 +161,7 @@ class ObjectFiles:
                     fsync_dir(path.parent)
                 self._drop_part_files(path)
                 return
-            ensure_dir(path.parent)
-            atomic_write(path, _with_header(_header(bucket, key, obj), obj))
+            atomic_write(path, _with_header(_header(bucket, key, obj), obj))  # its folder: _make_folders
             self._drop_part_files(path)
 
     def _save_completed(self, bucket: str, key: str, upload_id: str, numbers: list[int]) -> None:
@@ -107,7 +176,6 @@ class ObjectFiles:
                     sum(p.stat().st_size for p in parts) != obj.size:
                 complete = False
             else:
-                ensure_dir(path.parent)
                 names = [f"{path.name}.{upload_id}.{n}" for n in numbers]
                 for part, name in zip(parts, names):
                     if not (path.parent / name).exists():
@@ -115,6 +183,8 @@ class ObjectFiles:
                 atomic_write(path, json.dumps({**_header(bucket, key, obj), "parts": names}).encode() + b"\n",
                              entries_first=True)  # the links are durable before the header names them
                 self._drop_part_files(path, keep=set(names))
+                if isinstance(obj._value_buffer, JoinedParts) and getattr(obj.multipart, "id", None) == upload_id:
+                    obj._value_buffer.use_files([path.parent / name for name in names])
                 complete = True
         if not complete:
             self.save_object(bucket, key)
@@ -136,6 +206,37 @@ class ObjectFiles:
                                                          "metadata": dict(upload.metadata)}).encode())
         fsync_dir(self.uploads)
 
+    def put_part(self, answer, bucket_of, upload_id: str, number: int, body: bytes):
+        """A part's PUT as moto answers it (`answer()`), with the part's bytes written and fsync'ed
+        meanwhile (moto's MD5 of the part is most of its time; both let go of the GIL). The file takes
+        the part's name only if moto holds these very bytes by then; if another PUT of the same part
+        won, what moto holds is written instead. `bucket_of()`: the request's bucket, once answered."""
+        folder = self.uploads / upload_id
+        if not folder.exists():  # not an upload this process saved (moto answers NoSuchUpload)
+            return answer()
+        written = folder / f"part-{number}.{uuid.uuid4().hex}.tmp"
+        writing = self._writer.submit(_write_synced, written, body)
+        try:
+            response = answer()
+        except BaseException:  # moto's refusal (NoSuchUpload, ...): nothing to keep
+            writing.exception()
+            written.unlink(missing_ok=True)
+            raise
+        failed = writing.exception()
+        if response[0] >= 300:
+            written.unlink(missing_ok=True)
+            return response
+        with self._lock(upload_id, str(number)):
+            upload = self._backend().get_bucket(bucket_of()).multiparts.get(upload_id)
+            part = upload.parts.get(number) if upload else None
+            if part is not None and failed is None and _holds(part, body):
+                os.replace(written, folder / f"part-{number}")
+                fsync_dir(folder)
+                return response
+        written.unlink(missing_ok=True)
+        self._save_part(bucket_of(), upload_id, number)
+        return response
+
     def _save_part(self, bucket: str, upload_id: str, number: int) -> None:
         with self._lock(upload_id, str(number)):
             upload = self._backend().get_bucket(bucket).multiparts.get(upload_id)
@@ -153,7 +254,8 @@ class ObjectFiles:
 
     # -- start --
     def load(self) -> None:
-        """Every saved object and upload back into moto, as it was answered."""
+        """Every saved object and upload back into moto, as it was answered (with patch_moto_s3 in
+        place: a multipart object's value is its part files)."""
         backend = self._backend()
         for path in sorted(self.objects.glob("*/*")) if self.objects.exists() else []:
             if path.name.endswith(".tmp"):
@@ -163,7 +265,8 @@ class ObjectFiles:
                 continue
             with open(path, "rb") as f:
                 header = json.loads(f.readline())
-                body = b"".join(_read(path.parent / name) for name in header["parts"]) if "parts" in header else f.read()
+                body = _joined_files(header["key"], [path.parent / n for n in header["parts"]]) \
+                    if "parts" in header else f.read()
             obj = backend.put_object(header["bucket"], header["key"], body, etag=header["etag"])
             obj.set_metadata(header["metadata"])
             obj.last_modified = datetime.fromisoformat(header["last_modified"])
@@ -174,6 +277,17 @@ class ObjectFiles:
         for folder in sorted(self.uploads.iterdir()) if self.uploads.exists() else []:
             self._load_upload(backend, folder)
         self._upgrade_mirror(backend)
+
+    def _make_folders(self) -> None:
+        """All 256 object folders and the uploads folder, made durable once, at start, rather than by
+        the first write into each (a directory fsync on that write's path)."""
+        ensure_dir(self.uploads)
+        missing = [self.objects / f"{n:02x}" for n in range(256) if not (self.objects / f"{n:02x}").exists()]
+        ensure_dir(self.objects)
+        for folder in missing:
+            folder.mkdir()
+        if missing:
+            fsync_dir(self.objects)
 
     def _load_upload(self, backend, folder: Path) -> None:
         if folder.name.endswith(GONE) or not (folder / "upload.json").exists():  # completed, aborted, never answered
@@ -187,7 +301,9 @@ class ObjectFiles:
         upload.id = folder.name  # the id the client holds
         bucket.multiparts[upload.id] = upload
         for part in folder.glob("part-*"):
-            if not part.name.endswith(".tmp"):
+            if part.name.endswith(".tmp"):  # written while a part was answered, which never was
+                part.unlink()
+            else:
                 upload.set_part(int(part.name.removeprefix("part-")), part.read_bytes())
 
     def _upgrade_mirror(self, backend) -> None:
@@ -211,10 +327,13 @@ def patch_moto_s3():
     - A part or a completion for an unknown upload id is NoSuchUpload (404), not a KeyError (500):
       a client retrying a completion whose answer was lost relies on it.
     - A completed multipart upload gets no full-object checksum unless the upload asked for one
-      (moto computes a CRC64 in Python over a copy of every byte), and its parts' bytes are copied
-      once into the object, not five times.
+      (moto computes a CRC64 in Python over a copy of every byte), and its parts' bytes are not
+      copied at all (moto copied them five times): the object reads them where they are (JoinedParts).
     - moto reloads its S3 URL module (importlib.reload) on every in-process S3 request, to read
-      MOTO_S3_CUSTOM_ENDPOINTS again; `mlreg serve` sets that once, before this: loaded once here."""
+      MOTO_S3_CUSTOM_ENDPOINTS again; `mlreg serve` sets that once, before this: loaded once here.
+    - moto's server lists its own package folder (a stat per service) for every request it serves,
+      under a lock all requests share (a presigned part's PUT waited on the others'): listed once."""
+    from moto import backends
     from moto.s3 import models
     from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML, NoSuchUpload
 
@@ -228,9 +347,8 @@ def patch_moto_s3():
     moto_complete = models.FakeMultipart.complete
 
     def complete(self, body):
-        """S3's rules for a completion, as moto checks them, with each part's bytes read once and
-        joined once (moto copies every byte five times); an upload that asked for a checksum goes to
-        moto's own."""
+        """S3's rules for a completion, as moto checks them, with no byte copied; an upload that asked
+        for a checksum goes to moto's own."""
         if self.metadata.get("x-amz-checksum-algorithm"):
             return moto_complete(self, body)
         parts = []
@@ -245,13 +363,34 @@ def patch_moto_s3():
             raise MalformedXML()
         digests = b"".join(bytes.fromhex(p.etag.strip('"')) for p in parts)
         etag = f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"
-        return b"".join(p.value for p in parts), etag, None
+        buffers = []
+        for part in parts:  # moto disposes of the upload's parts next: their buffers go to the object
+            with part.lock:
+                buffers.append(part._value_buffer)
+                part._value_buffer = tempfile.SpooledTemporaryFile()
+        return JoinedParts(self.key_name, buffers, [p.contentsize for p in parts]), etag, None
+
+    moto_value = models.FakeKey.value
+
+    def set_value(self, value):
+        """A completion's parts as they are; bytes that fit in memory in a BytesIO that shares them
+        (moto's SpooledTemporaryFile copies them, and copies them again for the ETag and each read)."""
+        if isinstance(value, JoinedParts) or (type(value) is bytes and len(value) <= self._max_buffer_size):
+            self._value_buffer.close()
+            self._value_buffer = value if isinstance(value, JoinedParts) else io.BytesIO(value)
+            self.contentsize = value.size if isinstance(value, JoinedParts) else len(value)
+        else:
+            moto_value.fset(self, value)
+
 
     patched = {(models.S3Backend, name): known_upload(getattr(models.S3Backend, name))
                for name in ("complete_multipart_upload", "upload_part", "upload_part_copy")}
     patched[(models.FakeMultipart, "complete")] = complete
+    patched[(models.FakeKey, "value")] = moto_value.setter(set_value)
     urls = models.S3Backend._url_module.fget(None)  # reloaded now, with the endpoints as set
     patched[(models.S3Backend, "_url_module")] = property(lambda self: urls)
+    services = tuple(backends.list_of_moto_modules())
+    patched[(backends, "list_of_moto_modules")] = lambda: services
     originals = {(owner, name): getattr(owner, name) for owner, name in patched}
     for (owner, name), value in patched.items():
         setattr(owner, name, value)
@@ -259,9 +398,13 @@ def patch_moto_s3():
 
 
 def _chunks(fake_key) -> Iterator[bytes]:
-    """A moto object's bytes, read from its buffer piece by piece (no copy of the whole)."""
+    """A moto object's bytes: in memory, as they are; otherwise read piece by piece (no copy of the
+    whole)."""
     with fake_key.lock:
         buffer = fake_key._value_buffer
+        if isinstance(buffer, io.BytesIO):
+            yield buffer.getvalue()  # the bytes it shares, not a copy
+            return
         buffer.seek(0)
         while chunk := buffer.read(COPY_CHUNK):
             yield chunk
@@ -273,12 +416,30 @@ def _header(bucket: str, key: str, fake_key) -> dict:
 
 
 def _part_files(path: Path) -> list[Path]:
-    return [p for p in path.parent.glob(f"{path.name}.*") if not p.name.endswith(".tmp")] if path.parent.exists() else []
+    """The part files named after an object's file (a plain listing: a glob compiles a pattern per name)."""
+    if not path.parent.exists():
+        return []
+    prefix = path.name + "."
+    return [path.parent / name for name in os.listdir(path.parent)
+            if name.startswith(prefix) and not name.endswith(".tmp")]
 
 
-def _read(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+def _write_synced(path: Path, body: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _holds(fake_key, body: bytes) -> bool:
+    """moto's part holds these very bytes (its value shares them: patch_moto_s3)."""
+    buffer = fake_key._value_buffer
+    return isinstance(buffer, io.BytesIO) and buffer.getvalue() is body
+
+
+def _joined_files(key: str, paths: list[Path]) -> JoinedParts:
+    """A saved multipart object, read from its part files when asked (not read at start)."""
+    return JoinedParts(key, paths, [p.stat().st_size for p in paths])
 
 
 def _part_numbers_in(request_body) -> list[int]:

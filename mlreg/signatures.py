@@ -168,12 +168,17 @@ def checked(app, key_id: str, secret: str):
 
 
 def _read_payload(environ: dict, signature: Signature) -> None:
-    """The body's sha256, where the signature covers it: S3 requests that declare it (S3 checks it),
-    and every request to another service (signed over its body). The body stays readable."""
-    if signature.service == "s3" and len(signature.payload) != 64:  # UNSIGNED-PAYLOAD, a streaming form
+    """The body, read here in one piece and handed on whole (werkzeug reads it in 64 KB pieces and
+    copies it twice more; a BytesIO made from bytes shares them); and its sha256, where the signature
+    covers it: S3 requests that declare it (S3 checks it), and every request to another service
+    (signed over its body)."""
+    unsigned = signature.service == "s3" and len(signature.payload) != 64  # UNSIGNED-PAYLOAD, a streaming form
+    if unsigned and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
         return
     body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-    environ["wsgi.input"] = io.BytesIO(body)
+    environ["wsgi.input"], environ["wsgi.input_terminated"] = io.BytesIO(body), True
+    if unsigned:
+        return
     digest = hashlib.sha256(body).hexdigest()
     if signature.service != "s3":
         signature.payload = digest

@@ -211,7 +211,10 @@ def to_request(event: dict, iam_caller: bool = False) -> Request:
         auth = {"role": "write", "token_id": identity.get("userArn") or identity.get("caller") or "iam"}
     params = path_parameters(event)
     body = event.get("body") or ""
-    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    if isinstance(body, bytes):  # the local gateway's in-process hand-over (mlreg/gateway.py build_event)
+        raw = body
+    else:
+        raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     ctx = event.get("requestContext") or {}
     host = headers.get("host", "localhost")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib
 import json
 
 import pytest
@@ -242,6 +243,49 @@ def test_gateway_maps_authorizer_answers_to_mlflow_errors(two_projects):
     status, body = call("alpha", two_projects[Role.WRITE], "POST", "/api/2.0/mlflow/experiments/create", {"name": "x"})
     assert status == 200 and body["experiment_id"]
     assert call("alpha", two_projects[Role.READ])[0] == 200
+
+
+def test_gateway_keeps_authorizer_answers_as_api_gateway_caches_them(two_projects, monkeypatch):
+    """One authorizer run per token and project while the answer is kept; a refusal is not kept; a
+    write of a token or session (the emulator counts them) or the TTL ends every kept answer."""
+    from mlreg import gateway
+
+    runs, writes, now = [], [0], [1000.0]
+    real = gateway._handler("authorizer")
+    monkeypatch.setattr(gateway, "_handler", lambda name: (lambda e, c: runs.append(e["path"]) or real(e, c))
+                        if name == "authorizer" else importlib.import_module(f"functions.{name}").handler)
+    monkeypatch.setattr(gateway.time, "monotonic", lambda: now[0])
+    cache = gateway.AuthorizerCache(60, lambda: writes[0])
+    token, other = two_projects[Role.READ], two_projects[Role.ADMIN]
+
+    def status(project: str, token: str) -> int:
+        headers = {"Host": "localhost", "Authorization": f"Bearer {token}"}
+        return gateway.handle("GET", f"/projects/{project}/api/2.0/mlflow/experiments/search", headers, b"",
+                              cache=cache)["statusCode"]
+
+    assert [status("alpha", token) for _ in range(3)] == [200, 200, 200] and len(runs) == 1
+    assert [status("beta", token) for _ in range(2)] == [403, 403] and len(runs) == 2  # a Deny, kept for beta
+    assert status("alpha", token) == 200 and len(runs) == 2  # ... and not answering alpha
+    assert [status("alpha", "mlreg_alpha_unknown") for _ in range(2)] == [401, 401] and len(runs) == 4
+    projects.revoke_token("alpha", projects.token_id_of(token))
+    assert status("alpha", token) == 200  # kept: nothing told the cache
+    writes[0] += 1  # what the emulator counts when the revocation is written
+    assert status("alpha", token) == 401
+    assert status("alpha", other) == 200 and len(runs) == 6
+    now[0] += 61
+    assert status("alpha", other) == 200 and len(runs) == 7  # the TTL ran out
+    assert gateway.AuthorizerCache(0).seconds == 0 and len({status("alpha", other) for _ in range(2)}) == 1
+
+
+def test_the_emulator_counts_writes_of_tokens_sessions_and_projects():
+    from mlreg.emulator import _is_credential
+    from shared import keys
+
+    def key(sort_key: str) -> dict:
+        return {"pk": {"S": "P#alpha"}, "sk": {"S": sort_key}}
+
+    assert all(_is_credential(key(k)) for k in (keys.token_sk("ab"), keys.session_sk("cd"), keys.PROJECT_SK))
+    assert not any(_is_credential(key(k)) for k in ("R#1", "#COUNTER#runs", "M#churn"))
 
 
 # ---- docs/auth.md lists the role of every route --------------------------------------------------

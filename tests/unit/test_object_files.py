@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mlreg.emulator import save_s3_writes
-from mlreg.objects import ObjectFiles, patch_moto_s3
+from mlreg.objects import JoinedParts, ObjectFiles, patch_moto_s3
 
 BUCKET = os.environ["MLREG_BUCKET"]
 MiB = 1024 * 1024
@@ -100,6 +100,40 @@ def test_a_completed_upload_is_its_part_files_not_a_second_copy(s3):
     restart(files)
     assert client.get_object(Bucket=BUCKET, Key="w.bin")["Body"].read() == b"small"
     assert not lost.with_name(f"{lost.name}.cut.1").exists()
+
+
+def test_a_completed_object_reads_its_part_files_and_keeps_no_copy(s3):
+    """As S3, completing copies no byte: the object moto holds reads its parts where they are (their
+    buffers, then the part files once saved), also after a restart; ranges cross parts."""
+    client, files = s3
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="j.bin")
+    first, second = os.urandom(5 * MiB), os.urandom(1000)
+    etags = [client.upload_part(Bucket=BUCKET, Key="j.bin", UploadId=upload["UploadId"], PartNumber=n,
+                                Body=body)["ETag"] for n, body in ((1, first), (2, second))]
+    client.complete_multipart_upload(Bucket=BUCKET, Key="j.bin", UploadId=upload["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, 1)]})
+    for _ in range(2):
+        value = files._backend().get_object(BUCKET, "j.bin")._value_buffer
+        assert isinstance(value, JoinedParts) and [p.stat().st_size for p in value._sources] == [5 * MiB, 1000]
+        across = client.get_object(Bucket=BUCKET, Key="j.bin", Range=f"bytes={5 * MiB - 10}-{5 * MiB + 9}")
+        assert across["Body"].read() == (first + second)[5 * MiB - 10:5 * MiB + 10]
+        assert client.get_object(Bucket=BUCKET, Key="j.bin")["Body"].read() == first + second
+        restart(files)
+
+
+def test_a_read_of_a_completed_object_deleted_meanwhile_is_no_such_key(s3):
+    client, files = s3
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="d.bin")
+    etag = client.upload_part(Bucket=BUCKET, Key="d.bin", UploadId=upload["UploadId"], PartNumber=1,
+                              Body=b"bytes")["ETag"]
+    client.complete_multipart_upload(Bucket=BUCKET, Key="d.bin", UploadId=upload["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": etag}]})
+    value = files._backend().get_object(BUCKET, "d.bin")._value_buffer
+    client.delete_object(Bucket=BUCKET, Key="d.bin")  # its part files go; a read that began before fails as S3's
+    from moto.s3.exceptions import MissingKey
+
+    with pytest.raises(MissingKey):
+        value.read()
 
 
 def test_aborted_uploads_and_deleted_objects_stay_gone(s3):
