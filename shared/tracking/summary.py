@@ -33,6 +33,7 @@ from shared.errors import MlflowError, not_found
 FIELDS = ("params", "tags", "metrics", "datasets", "model_inputs", "outputs")
 SAFE_BYTES = 300_000
 PATH_UPDATES_MAX = 50  # more changed keys of one map: the whole map is set (expressions hold 4 KB)
+WHOLE_MAP_BYTES = 2048  # a map this small is set whole: one path, not one per key (see _path_entries)
 ATTEMPTS = 16  # with backoff(): ~4 s of waits at most before the client is told to retry (8 writers on one run)
 
 
@@ -198,8 +199,13 @@ def _dataset_key(entry: dict) -> tuple[str, str]:
 
 def _path_entries(meta: dict, name: str, value) -> list[tuple[str, str, object]] | None:
     """A map's changed keys as (map, key, value) path updates; None: set the whole attribute (a list,
-    a new map, or too many keys for one expression). Removed keys are REMOVE paths of their own."""
-    if not isinstance(value, dict) or name not in meta:
+    a new map, a small map, or too many keys for one expression). Removed keys are REMOVE paths of
+    their own. A small map goes whole: about as many bytes, and an expression of one path (DynamoDB
+    bills an update by the item's size either way; the emulator evaluates each path in Python: a
+    fresh run's log-batch of 10 params and 10 metrics took 30.5 ms with paths, 24.1 whole). The
+    write's condition on the summary's rev makes either form apply to the summary it was worked out
+    against."""
+    if not isinstance(value, dict) or name not in meta or size(value) <= WHOLE_MAP_BYTES:
         return None
     changed = [(name, k, v) for k, v in value.items() if meta[name].get(k, _ABSENT) != v]
     return changed if len(changed) <= PATH_UPDATES_MAX else None
