@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "connection is closed")
     serve.add_argument("--authorizer-cache-seconds", type=float, default=60,
                        help="how long an authorizer answer is kept, as API Gateway's cache (0: none); on the "
-                       "emulator a token or session change ends every kept answer at once")
+                       "emulator a token, session or project change ends every kept answer at once")
     serve.add_argument("--webhook-retry-delays", help="events: seconds before each webhook retry, e.g. 1,5,30 "
                        "(default 10,60,300,1800,7200)")
     serve.add_argument("--webhook-allow-private-ips", action="store_true",

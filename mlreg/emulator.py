@@ -198,7 +198,7 @@ def _is_credential(key: dict) -> bool:
 def guard_dynamodb(journal: Journal, table_name: str, credentials_written=lambda: None):
     """Every DynamoDB request under DYNAMODB_LOCK (reads shared, anything else exclusive); every
     committed write journaled, and answered only once on disk; `credentials_written` called after a
-    write of a token or a session. Returns the undo (tests)."""
+    write of a token, a session or a project. Returns the undo (tests)."""
     from moto.dynamodb.responses import DynamoHandler
 
     original = DynamoHandler.call_action
@@ -274,7 +274,7 @@ class Emulator:
         self.stream = StreamReader(self.durable_reads, table, region)
         self._stop = threading.Event()
         self.endpoint = ""
-        self.credential_writes = 0  # writes of tokens and sessions (the gateway's authorizer cache)
+        self.credential_writes = 0  # writes of tokens, sessions, projects (the gateway's authorizer cache)
 
     # -- lifecycle --
     def start(self) -> None:

@@ -115,9 +115,10 @@ class AuthorizerCache:
     """API Gateway's cache of the authorizer's answers (ResultsCacheTtl: infra/config.py's
     authorizer_cache_seconds), keyed by the identity source's value. An authorizer with two identity
     sources has no cache, as deployed (infra/openapi.py). Refusals are not kept: a new token works at
-    once. `credential_writes`, when given, counts writes to tokens and sessions (the emulator's):
-    an answer is kept only while it stands still, so locally a revoked token or an ended session is
-    refused at once; against real endpoints it lasts the TTL, as deployed."""
+    once. `credential_writes`, when given, counts writes of tokens, sessions and projects (the
+    emulator's): an answer is kept only while it stands still, so locally a revoked token or an ended
+    session is refused at once; against real endpoints it lasts the TTL, as deployed, and so does a
+    token's expiry everywhere."""
 
     def __init__(self, seconds: float, credential_writes=None):
         self.seconds, self._writes = seconds, credential_writes or (lambda: 0)

@@ -42,7 +42,8 @@ from mlreg.journal import atomic_write, ensure_dir, fsync_dir
 COPY_CHUNK = 1024 * 1024
 GONE = ".gone"
 LOCK_STRIPES = 64
-PART_WRITERS = 8  # parts written while moto takes them (ObjectFiles.put_part)
+PART_WRITES = 8  # parts written at once while moto takes them (ObjectFiles.put_part)
+_PART_WRITES = ThreadPoolExecutor(max_workers=PART_WRITES, thread_name_prefix="part-writes")
 
 
 class JoinedParts:
@@ -112,7 +113,6 @@ class ObjectFiles:
         # One write of a key (or a part) at a time: each saves what moto holds *after* its request,
         # so whichever saves last saves the latest state.
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
-        self._writer = ThreadPoolExecutor(max_workers=PART_WRITERS, thread_name_prefix="part-writes")
         self._make_folders()
 
     def _backend(self):
@@ -215,7 +215,7 @@ class ObjectFiles:
         if not folder.exists():  # not an upload this process saved (moto answers NoSuchUpload)
             return answer()
         written = folder / f"part-{number}.{uuid.uuid4().hex}.tmp"
-        writing = self._writer.submit(_write_synced, written, body)
+        writing = _PART_WRITES.submit(_write_synced, written, body)
         try:
             response = answer()
         except BaseException:  # moto's refusal (NoSuchUpload, ...): nothing to keep
@@ -335,7 +335,7 @@ def patch_moto_s3():
       under a lock all requests share (a presigned part's PUT waited on the others'): listed once."""
     from moto import backends
     from moto.s3 import models
-    from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML, NoSuchUpload
+    from moto.s3.exceptions import EntityTooSmall, InvalidPart, InvalidPartOrder, MalformedXML, NoSuchUpload
 
     def known_upload(method):
         def call(self, bucket_name, multipart_id, *args, **kwargs):
@@ -351,11 +351,14 @@ def patch_moto_s3():
         for a checksum goes to moto's own."""
         if self.metadata.get("x-amz-checksum-algorithm"):
             return moto_complete(self, body)
-        parts = []
+        parts, numbers = [], []
         for number, etag in body:
             part = self.parts.get(number)
             if part is None or part.etag.strip('"') != etag.strip('"'):
                 raise InvalidPart()
+            if numbers and number <= numbers[-1]:  # as S3 (each part's buffer goes to the object once)
+                raise InvalidPartOrder()
+            numbers.append(number)
             if parts and parts[-1].contentsize < models.S3_UPLOAD_PART_MIN_SIZE:
                 raise EntityTooSmall()
             parts.append(part)

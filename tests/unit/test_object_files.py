@@ -121,6 +121,40 @@ def test_a_completed_object_reads_its_part_files_and_keeps_no_copy(s3):
         restart(files)
 
 
+def test_a_part_written_while_moto_takes_it_ends_as_what_moto_holds(s3):
+    """put_part writes the request's bytes beside moto's own work; the file is named the part only if
+    moto holds those very bytes after: when a concurrent PUT of the part won, its bytes are saved."""
+    client, files = s3
+    upload_id = client.create_multipart_upload(Bucket=BUCKET, Key="p.bin")["UploadId"]
+    backend, folder = files._backend(), files.uploads / upload_id
+    ours, theirs = os.urandom(MiB), os.urandom(MiB)
+
+    def answer(*winners: bytes):
+        for body in winners:
+            backend.upload_part(BUCKET, upload_id, 1, body)
+        return 200, {}, ""
+
+    rewrites, rewrite = [], files._save_part
+    files._save_part = lambda *args: (rewrites.append(args[2]), rewrite(*args))
+    for winners, saved, rewritten in (((ours,), ours, []), ((ours, theirs), theirs, [1])):
+        assert files.put_part(lambda: answer(*winners), lambda: BUCKET, upload_id, 1, ours)[0] == 200
+        assert (folder / "part-1").read_bytes() == saved and rewrites == rewritten
+        assert sorted(p.name for p in folder.iterdir()) == ["part-1", "upload.json"]  # no .tmp left
+
+
+def test_a_completion_naming_parts_out_of_order_is_refused_as_by_s3(s3):
+    client, _ = s3
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="o.bin")
+    etags = {n: client.upload_part(Bucket=BUCKET, Key="o.bin", UploadId=upload["UploadId"], PartNumber=n,
+                                   Body=os.urandom(5 * MiB))["ETag"] for n in (1, 2)}
+    for order in ((2, 1), (1, 1)):
+        with pytest.raises(ClientError) as err:
+            client.complete_multipart_upload(Bucket=BUCKET, Key="o.bin", UploadId=upload["UploadId"],
+                                             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]}
+                                                                        for n in order]})
+        assert err.value.response["Error"]["Code"] == "InvalidPartOrder"
+
+
 def test_a_read_of_a_completed_object_deleted_meanwhile_is_no_such_key(s3):
     client, files = s3
     upload = client.create_multipart_upload(Bucket=BUCKET, Key="d.bin")
