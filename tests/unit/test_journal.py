@@ -145,3 +145,20 @@ def test_concurrent_writers_all_land(tmp_path):
         thread.join()
     assert len(reopened(tmp_path)) == 400
     assert journal.appended == 400
+
+
+def test_a_snapshot_loads_item_by_item_with_awkward_text(tmp_path):
+    """The snapshot is parsed one item at a time (a fold must not hold the GIL for seconds): items
+    whose text holds brackets, commas, quotes and the snapshot's own head load as written."""
+    journal = Journal(tmp_path, KEY)
+    journal.load()
+    tricky = ['],[', '{"generation":1,"items":[', '"\\,', "ünï ]}"]
+    written = [item("p", str(n), v=text) for n, text in enumerate(tricky)] + \
+              [{**item("p", "b"), "blob": {"B": b"\x00]"}}, {**item("p", "n"), "m": {"M": {"a": {"L": []}}}}]
+    write(journal, *[(key_of(i), i) for i in written])
+    journal.fold(journal.rotate())
+    journal.close()
+    assert (tmp_path / "table.json").read_bytes().startswith(b'{"generation":')
+    loaded = reopened(tmp_path)
+    assert loaded == {Journal(tmp_path, KEY).key(i): {**i, **({"blob": {"B": "AF0="}} if "blob" in i else {})}
+                      for i in written}
