@@ -118,9 +118,7 @@ class Journal:
         if not self.snapshot_path.exists():
             return 0, []
         data = self.snapshot_path.read_bytes()
-        parsed = _items_one_by_one(data.decode()) if data.startswith(_SNAPSHOT_HEAD) and b'"__b64__"' not in data \
-            else None
-        if parsed:
+        if b'"__b64__"' not in data and (parsed := _items_one_by_one(data.decode())):
             return parsed
         saved = loads(data)
         return (0, saved) if isinstance(saved, list) else (saved["generation"], saved["items"])
@@ -205,7 +203,6 @@ class Journal:
         fsync_dir(self.log_dir)
 
 
-_SNAPSHOT_HEAD = b'{"generation":'
 _SNAPSHOT_ITEMS = re.compile(r'\{"generation":(\d+),"items":\[')
 
 
@@ -225,7 +222,7 @@ def _items_one_by_one(text: str) -> tuple[int, list[dict]] | None:
 
 
 def _snapshot_chunks(generation: int, items) -> Iterator[bytes]:
-    yield _SNAPSHOT_HEAD + b'%d,"items":[' % generation
+    yield b'{"generation":%d,"items":[' % generation
     for i, item in enumerate(items):
         yield (b"," if i else b"") + dumps(item).encode()
     yield b"]}"

@@ -56,6 +56,11 @@ class JoinedParts:
         self.name, self._sources, self._sizes = name, sources, sizes  # a source: a buffer or a Path
         self.size, self._at, self._lock = sum(sizes), 0, threading.Lock()
 
+    @classmethod
+    def of_files(cls, name: str, paths: list[Path]) -> "JoinedParts":
+        """A saved multipart object, read from its part files when asked (not read at start)."""
+        return cls(name, paths, [p.stat().st_size for p in paths])
+
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         self._at = offset + {os.SEEK_SET: 0, os.SEEK_CUR: self._at, os.SEEK_END: self.size}[whence]
         return self._at
@@ -265,7 +270,7 @@ class ObjectFiles:
                 continue
             with open(path, "rb") as f:
                 header = json.loads(f.readline())
-                body = _joined_files(header["key"], [path.parent / n for n in header["parts"]]) \
+                body = JoinedParts.of_files(header["key"], [path.parent / n for n in header["parts"]]) \
                     if "parts" in header else f.read()
             obj = backend.put_object(header["bucket"], header["key"], body, etag=header["etag"])
             obj.set_metadata(header["metadata"])
@@ -378,13 +383,14 @@ def patch_moto_s3():
     def set_value(self, value):
         """A completion's parts as they are; bytes that fit in memory in a BytesIO that shares them
         (moto's SpooledTemporaryFile copies them, and copies them again for the ETag and each read)."""
-        if isinstance(value, JoinedParts) or (type(value) is bytes and len(value) <= self._max_buffer_size):
-            self._value_buffer.close()
-            self._value_buffer = value if isinstance(value, JoinedParts) else io.BytesIO(value)
-            self.contentsize = value.size if isinstance(value, JoinedParts) else len(value)
+        if isinstance(value, JoinedParts):
+            buffer, size = value, value.size
+        elif type(value) is bytes and len(value) <= self._max_buffer_size:
+            buffer, size = io.BytesIO(value), len(value)
         else:
-            moto_value.fset(self, value)
-
+            return moto_value.fset(self, value)
+        self._value_buffer.close()
+        self._value_buffer, self.contentsize = buffer, size
 
     patched = {(models.S3Backend, name): known_upload(getattr(models.S3Backend, name))
                for name in ("complete_multipart_upload", "upload_part", "upload_part_copy")}
@@ -438,11 +444,6 @@ def _holds(fake_key, body: bytes) -> bool:
     """moto's part holds these very bytes (its value shares them: patch_moto_s3)."""
     buffer = fake_key._value_buffer
     return isinstance(buffer, io.BytesIO) and buffer.getvalue() is body
-
-
-def _joined_files(key: str, paths: list[Path]) -> JoinedParts:
-    """A saved multipart object, read from its part files when asked (not read at start)."""
-    return JoinedParts(key, paths, [p.stat().st_size for p in paths])
 
 
 def _part_numbers_in(request_body) -> list[int]:
