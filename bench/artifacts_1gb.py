@@ -20,14 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.ports import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 CHUNK = 64 * 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_service(work: Path) -> tuple[subprocess.Popen, str, str]:

@@ -25,16 +25,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from bench.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_PER_BATCH = 500
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch(checkout: Path, data_dir: Path) -> tuple[subprocess.Popen, float]:

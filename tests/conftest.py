@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.ports import free_port
+
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -38,12 +40,6 @@ def aws():
         boto3.client("s3").create_bucket(Bucket=os.environ["MLREG_BUCKET"])
         yield
         db.client.cache_clear()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
