@@ -153,3 +153,62 @@ def test_a_failed_transaction_leaves_no_item_and_no_stream_record():
     assert after_failure == before_failure
     assert ("INSERT", "S#new") in streams[-1] and ("REMOVE", "S#3") in streams[-1]
 
+
+
+def _list_everything(s3) -> list:
+    """Listings of a bucket whose keys change between them: prefixes that match nothing, one key, a
+    folder and its look-alike (`a/b` beside `a/b-c`, `a/b/`), with and without a delimiter, paged."""
+    bucket, seen = "speedups-listing", []
+
+    def look(**kwargs):
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, PaginationConfig={"PageSize": 2}, **kwargs)
+        seen.append([(p.get("KeyCount"), [o["Key"] for o in p.get("Contents", [])],
+                      [c["Prefix"] for c in p.get("CommonPrefixes", [])]) for p in pages])
+
+    s3.create_bucket(Bucket=bucket)
+    for key in ["a/b/1", "a/b/2", "a/b/c/3", "a/b-c/4", "a/b", "a/bz", "z", "a/b/\u00e9\U0001F600"]:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    for prefix in ["a/b/", "a/b", "a/", "a/b/c", "zz", "", "a/b/\u00e9"]:
+        look(Prefix=prefix)
+        look(Prefix=prefix, Delimiter="/")
+    s3.delete_object(Bucket=bucket, Key="a/b/1")
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "a/b/c/3"}, {"Key": "a/bz"}]})
+    s3.put_object(Bucket=bucket, Key="a/b/0", Body=b"new")
+    s3.put_object(Bucket=bucket, Key="a/b/2", Body=b"again")  # a key written twice is listed once
+    s3.copy_object(Bucket=bucket, Key="a/b/9", CopySource={"Bucket": bucket, "Key": "z"})
+    for prefix in ["a/b/", "a/b", "a/"]:
+        look(Prefix=prefix)
+        look(Prefix=prefix, Delimiter="/", StartAfter="a/b/0")
+    return seen
+
+
+def test_patched_s3_listings_answer_as_moto():
+    with mock_aws():
+        plain = _list_everything(boto3.client("s3", region_name="us-east-1"))
+    with mock_aws(), moto_speedups.installed():
+        patched = _list_everything(boto3.client("s3", region_name="us-east-1"))
+    assert patched == plain
+    assert plain[0][0][1] == ["a/b/1", "a/b/2"]  # the listings are real: paged, keys below the prefix
+
+
+def _queue_traffic(sqs) -> list:
+    url, seen = sqs.create_queue(QueueName="speedups-queue")["QueueUrl"], []
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "1", "MessageBody": "later", "DelaySeconds": 60},
+                                                  {"Id": "2", "MessageBody": "now"}])
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    seen.append({k: attributes[k] for k in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed")})
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+    seen.append([m["Body"] for m in received])
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)["Messages"]
+    seen.append([m["Body"] for m in again])  # visible again at once (timeout 0), then hidden for 30 s
+    seen.append(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []))
+    return seen
+
+
+def test_patched_sqs_clock_keeps_delays_and_visibility():
+    with mock_aws():
+        plain = _queue_traffic(boto3.client("sqs", region_name="us-east-1"))
+    with mock_aws(), moto_speedups.installed():
+        patched = _queue_traffic(boto3.client("sqs", region_name="us-east-1"))
+    assert patched == plain == [{"ApproximateNumberOfMessages": "1", "ApproximateNumberOfMessagesDelayed": "1"},
+                                ["now"], ["now"], []]
