@@ -254,7 +254,8 @@ def register_version(s: Smoke) -> str:
     s.state["version"] = version["version"]
     uri = s.api.call("GET", f"{API}/model-versions/get-download-uri",
                      query={"name": s.name, "version": version["version"]})["artifact_uri"]
-    s.state["package_path"], s.state["semver"] = _artifact_path(uri), uri.rstrip("/").rsplit("/", 1)[-1]
+    semver = next(t["value"] for t in version.get("tags", []) if t["key"] == "mlreg.version")
+    s.state["package_path"], s.state["semver"] = _artifact_path(uri), semver
     return f"version {version['version']} ({s.state['semver']}), package {uri}"
 
 

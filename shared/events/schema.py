@@ -40,7 +40,7 @@ class EventDetail(BaseModel):
     run_id: str | None = None
     source: str | None = Field(None, description="The version's source URI as registered")
     package_uri: str | None = Field(None, description="Where the version's immutable package is read: "
-                                                      "mlflow-artifacts:/packages/<model id>/<semver>")
+                                                      "mlflow-artifacts:/packages/<model id>/<semver>~<attempt>")
     status: str | None = Field(None, description="READY or FAILED_REGISTRATION for version events")
     status_message: str | None = None
     stage: str | None = Field(None, description="The version's stage after the change")

@@ -2,13 +2,16 @@
 read through the artifact routes as `mlflow-artifacts:/<package>` (read-only there).
 
 A version records its package's path when it is created (`package`, below `projects/<project>/`):
-`packages/<model_id>/<semver>` since models have ids; versions made before keep the path they had
-(`packages/<model name>/<semver>`), so a rename, and the migration to ids, move no object.
+`packages/<model_id>/<semver>~<attempt>` since 2026-12 (a request copies a small source before the
+transaction that decides the version's number and semver, and a concurrent creator may win that
+semver: each attempt copies below its own path); `packages/<model_id>/<semver>` since models have
+ids; versions made before keep the path they had (`packages/<model name>/<semver>`), so a rename,
+and the migration to ids, move no object.
 
 A small source (at most INLINE_MAX_FILES files and INLINE_MAX_BYTES in all) is copied by the request
-that creates the version (shared/registry/versions.py), which then answers READY; any other is copied
-by the registry worker (shared/registry/worker.py), and so is a small one whose copy in the request
-did not finish. Files up to 5 GB (S3's single-copy limit) are one CopyObject each, for which S3 computes the file's full SHA-256;
+that creates the version (shared/registry/versions.py) before the version is written, READY; any
+other is copied by the registry worker (shared/registry/worker.py), and so is a small one whose copy
+in the request did not finish. Files up to 5 GB (S3's single-copy limit) are one CopyObject each, for which S3 computes the file's full SHA-256;
 bigger ones as multipart copies in parallel parts, each part with S3's SHA-256 (the object then keeps
 a checksum of the part checksums). A finished package has a manifest beside it (`<package>.files.json`:
 every file's path, size, SHA-256 or part checksums) that the package page shows."""
@@ -59,9 +62,10 @@ def bucket() -> str:
 
 # ---- layout ---------------------------------------------------------------------------------------
 
-def package_path(model_id: str, semver: str) -> str:
-    """A new version's package, below the project's root."""
-    return f"{PACKAGES}/{model_id}/{semver}"
+def package_path(model_id: str, semver: str, attempt: str) -> str:
+    """A new version's package, below the project's root: its semver, then `~` and 8 hex digits of
+    the create attempt (`~` is in no semver), so that no two attempts write to one path."""
+    return f"{PACKAGES}/{model_id}/{semver}~{attempt[:8]}"
 
 
 def model_packages_prefix(project: str, model_id: str) -> str:

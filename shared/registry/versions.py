@@ -4,11 +4,11 @@ get-download-uri, tags. Search: search.py.
 Version numbers come from the model meta item's `last_version`, advanced in the same transaction
 that puts the version, its semver guard, its stage mark and its run link, on condition the counter
 still holds the value read: concurrent creators retry and get distinct, consecutive numbers. A
-version with a package is written PENDING_REGISTRATION; a small source (packages.small_source) is
-then copied by the request itself, which answers READY; any other is copied by the registry worker
-(worker.py), which turns it READY (or FAILED_REGISTRATION) afterwards. The worker's job for a version
-the request copies waits until the request surely stopped (`inline_until`), then finds it READY, or
-finishes a copy the request left undone."""
+small source (packages.small_source) is copied by the request before that transaction, which then
+writes the version READY; any other is written PENDING_REGISTRATION and copied by the registry
+worker (worker.py), which turns it READY (or FAILED_REGISTRATION) afterwards, as it finishes a copy
+the request could not. Each attempt copies below a package path of its own (packages.package_path):
+an attempt that loses the race never touches the winner's package, and removes its own copy."""
 
 from __future__ import annotations
 
@@ -32,7 +32,6 @@ SEMVER_TAG = "mlreg.version"  # ours: set on every version
 GITLAB_SEMVER_TAG = "gitlab.version"  # GitLab's name for the same thing, accepted on create
 FIRST_SEMVER = "1.0.0"
 CREATE_ATTEMPTS = 64
-INLINE_MARGIN_SECONDS = 5  # past the request's last copy start: that copy and the READY write end meanwhile
 
 
 # ---- semantic versions -----------------------------------------------------------------------------
@@ -82,9 +81,11 @@ def _candidate_run(project: str, meta: dict) -> str:
 
 # ---- create -------------------------------------------------------------------------------------------
 
-def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str | None, meta_read: dict | None) -> dict:
+def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str | None, meta_read: dict | None,
+              listed: list[tuple[str, int]] | None) -> dict:
     """Put the version with the next number and its semver, retrying while others win the race.
-    `meta_read`: the model's meta item as just read, for the first attempt."""
+    `meta_read`: the model's meta item as just read, for the first attempt; `listed`: a small
+    source's objects, copied by each attempt before its transaction."""
     pk = keys.registered_model(project, model_id)
     first = [meta_read]
 
@@ -94,11 +95,13 @@ def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str 
             raise identity.model_not_found(name)
         number, last = meta["last_version"] + 1, meta.get("latest_semver")
         semver = wanted or next_semver(last)
-        ts = now_ms()
+        ts, token = now_ms(), uuid.uuid4().hex
         mv = {**fields, "version": number, "semver": semver, "creation_timestamp": ts, "last_updated_timestamp": ts,
               "rev": 0, "tags": {**fields["tags"], SEMVER_TAG: semver}}
         if mv["status"] == items.PENDING:  # its package: where it goes, recorded once
-            mv["package"] = packages.package_path(model_id, semver)
+            mv["package"] = packages.package_path(model_id, semver, token)
+            if listed is not None:
+                mv = _copied_first(project, mv, listed)
         tx = db.Tx()
         tx.update(pk, keys.MODEL_SK, "SET last_version = :n, latest_semver = :s, last_updated_timestamp = :t",
                   values={":n": number, ":s": highest(last, semver), ":t": ts, ":old": meta["last_version"]},
@@ -109,8 +112,10 @@ def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str 
         if items.linked_run(mv):
             tx.put(items.link_item(project, mv["run_id"], model_id, number))
         try:
-            tx.commit()
+            tx.commit(token)  # a retried request of a transaction that did commit answers success
         except ClientError as err:
+            if listed is not None and db.cancellation_reasons(err):  # nothing was written: nobody's package
+                packages.delete_package(project, mv["package"])
             if wanted and db.cancellation_reasons(err)[1:2] == ["ConditionalCheckFailed"]:  # the semver guard
                 raise already_exists(f"Model {name} already has a version with semantic version {semver}") from None
             raise
@@ -119,26 +124,26 @@ def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str 
     return db.retry_on_conflict(attempt, f"Too many concurrent versions of model {name}; retry", CREATE_ATTEMPTS)
 
 
-def _copy_in_request(project: str, model_id: str, mv: dict, listed: list[tuple[str, int]]) -> dict:
-    """The package of a small source, copied now: the version as it ends (READY, or FAILED_REGISTRATION
-    when S3 refuses the copy, as the worker would). A copy that does not finish (time, network) leaves
-    it PENDING for the worker's job."""
+def _copied_first(project: str, mv: dict, listed: list[tuple[str, int]]) -> dict:
+    """A small source's package, copied before its version is written: the version as it is then
+    written (READY, or FAILED_REGISTRATION when S3 refuses the copy, as the worker would end it). A
+    copy that does not finish (time, network) leaves it PENDING: the worker's job copies the rest."""
     deadline = time.monotonic() + packages.INLINE_SECONDS
     target = packages.prefix(project, mv["package"])
     try:
-        done = worker.register(project, model_id, mv, lambda: packages.copy_tree(
+        done = worker.package_fields(project, mv, lambda: packages.copy_tree(
             mv["package_from"], target, lambda: deadline - time.monotonic(), 0.0, listed=listed))
     except Exception:
         worker.logger.exception("the request's package copy did not finish; the worker's job will",
-                                extra={"model_id": model_id, "version": mv["version"]})
+                                extra={"package": mv["package"]})
         return mv
-    return {**mv, **done} if done else mv
+    return {key: value for key, value in {**mv, **done}.items() if key != "package_from"}
 
 
 def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict:
-    """The version is written in one transaction: READY at once when its source is external, else
-    PENDING_REGISTRATION; a small source's package is then copied here and the answer is READY, a big
-    one's by the worker (the client waits for READY)."""
+    """The version is written in one transaction: READY at once when its source is external or small
+    (its package copied here first), else PENDING_REGISTRATION for the worker to copy (the client
+    waits for READY)."""
     name, tags = msg.name, {t.key: t.value for t in msg.tags}
     for own in (packages.PACKAGE_TAG, PACKAGE_URL_TAG):  # the server's to set (a copied version brings them)
         tags.pop(own, None)
@@ -163,13 +168,9 @@ def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict
         fields["storage_location"] = origin.download_uri
     else:
         fields.update(package_from=origin.package_from, package_page=packages.page_base(req.base_url, req.project))
-    if small is not None:  # the worker's job for it waits until then
-        fields["inline_until"] = now_ms() + int((packages.INLINE_SECONDS + INLINE_MARGIN_SECONDS) * 1000)
     if not origin.run_in_project:
         fields["run_linked"] = False  # a run mlreg does not hold: no link item in a partition of nothing
-    mv = _allocate(req.project, model_id, name, fields, wanted, meta)
-    if small is not None:
-        mv = _copy_in_request(req.project, model_id, mv, small)
+    mv = _allocate(req.project, model_id, name, fields, wanted, meta, small)
     if mv.get("model_id"):
         logged_models.add_model_version(req.project, mv["model_id"], name, mv["version"])
     return {"model_version": version_json(mv, name)}

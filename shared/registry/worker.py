@@ -42,7 +42,6 @@ PURGE_PAGE = 500  # items per Query while purging
 LOCAL_SECONDS = 900.0  # `mlreg serve`: a job's time, as a Lambda's timeout (MLREG_WORKER_SECONDS)
 MAX_RECEIVES = 5  # deliveries of a failing job before the queue moves it to the dead-letter queue
 RETRY_SECONDS = 10  # a failed job shows again after this times its receive count
-MAX_DELAY_SECONDS = 900  # SQS's limit on a message's DelaySeconds
 
 
 @cache
@@ -87,10 +86,7 @@ def _job(match: re.Match, sk: str, old: dict | None, new: dict | None) -> dict |
     """A pending version was inserted: package it; a model was marked deleted: purge it."""
     where = {"project": match["project"], "model_id": match["model_id"]}
     if sk.startswith(keys.VERSION_PREFIX) and new and not old and new.get("status") == items.PENDING:
-        job = {"job": "package", **where, "version": new["version"], "package": new.get("package")}
-        if new.get("inline_until"):  # the request is copying it: the job waits until it surely stopped
-            job["not_before"] = new["inline_until"]
-        return job
+        return {"job": "package", **where, "version": new["version"], "package": new.get("package")}
     if sk == keys.MODEL_SK and new and new.get("deleted_at") and not (old or {}).get("deleted_at"):
         return {"job": "purge", **where}
     return None
@@ -98,18 +94,10 @@ def _job(match: re.Match, sk: str, old: dict | None, new: dict | None) -> dict |
 
 def enqueue(jobs: list[dict]) -> None:
     for i in range(0, len(jobs), 10):
-        entries = [{"Id": str(n), "MessageBody": json.dumps(job), "DelaySeconds": _delay(job)}
-                   for n, job in enumerate(jobs[i:i + 10])]
+        entries = [{"Id": str(n), "MessageBody": json.dumps(job)} for n, job in enumerate(jobs[i:i + 10])]
         failed = _sqs().send_message_batch(QueueUrl=queue_url(), Entries=entries).get("Failed")
         if failed:
             raise RuntimeError(f"jobs queue refused {len(failed)} messages: {failed[0].get('Message')}")
-
-
-def _delay(job: dict) -> int:
-    """Seconds until a job may run: a package the request copies waits until the request's copy
-    surely stopped (then it finds the version READY and does nothing, or copies what is missing)."""
-    wait_ms = job.get("not_before", 0) - now_ms()
-    return min(MAX_DELAY_SECONDS, max(0, -(-wait_ms // 1000))) if wait_ms > 0 else 0
 
 
 # ---- the jobs -----------------------------------------------------------------------------------------
@@ -149,18 +137,17 @@ def package(job: dict, time_left: Callable[[], float]) -> None:
             packages.delete_package(project, job["package"])
         return
     if mv["status"] != items.PENDING:
-        return  # done by an earlier delivery of this job, or by the request's own copy
+        return  # done by an earlier delivery of this job
     target = packages.prefix(project, mv["package"])
     register(project, model_id, mv, lambda: packages.copy_tree(mv["package_from"], target, time_left, RESERVE_SECONDS,
                                                                pause=packages.COPY_PAUSE_SECONDS))
 
 
-def register(project: str, model_id: str, mv: dict, copy: Callable[[], list[packages.File]]) -> dict | None:
-    """Copy a pending version's package (`copy`), write its manifest and turn the version READY (its
-    files' count and bytes on it), or FAILED_REGISTRATION when S3 refuses the copy. Shared by the
-    worker and the request's own copy of a small source (versions.py). Returns the fields it set;
-    None if the version was deleted during the copy (what the copy wrote is removed then). OutOfTime
-    and other errors pass through, leaving the version PENDING."""
+def package_fields(project: str, mv: dict, copy: Callable[[], list[packages.File]]) -> dict:
+    """Copy a version's package (`copy`) and write its manifest. Returns the fields the version ends
+    with: READY (its files' count and bytes), or FAILED_REGISTRATION when S3 refuses the copy. Shared
+    by the worker and the request's own copy of a small source (versions.py); OutOfTime and other
+    errors pass through."""
     try:
         files = copy()
         # an empty source registers as with MLflow (which never reads it); the message says so
@@ -169,14 +156,22 @@ def register(project: str, model_id: str, mv: dict, copy: Callable[[], list[pack
         files, status, message = [], items.FAILED, f"Copying the package from {mv['source']} failed: {err}"
     if files:
         packages.write_manifest(project, mv["package"], files)
-    done = {"status": status, "status_message": message, "package_files": len(files),
+    return {"status": status, "status_message": message, "package_files": len(files),
             "package_bytes": sum(f.size for f in files)}
+
+
+def register(project: str, model_id: str, mv: dict, copy: Callable[[], list[packages.File]]) -> dict | None:
+    """A pending version's package copied (`package_fields`), then the version turned READY or
+    FAILED_REGISTRATION. Returns the fields it set; None if the version was deleted during the copy
+    (what the copy wrote is removed then). OutOfTime and other errors pass through, leaving the
+    version PENDING."""
+    done = package_fields(project, mv, copy)
     try:
         items.update_version(project, model_id, model_id, mv["version"],
                              "SET #s = :s, status_message = :m, package_files = :n, package_bytes = :b "
                              "REMOVE package_from, inline_until",
-                             {":s": status, ":m": message, ":n": done["package_files"], ":b": done["package_bytes"]},
-                             {"#s": "status"}, return_new=False)
+                             {":s": done["status"], ":m": done["status_message"], ":n": done["package_files"],
+                              ":b": done["package_bytes"]}, {"#s": "status"}, return_new=False)
     except MlflowError:  # the version was deleted during the copy
         packages.delete_package(project, mv["package"])
         return None
@@ -199,7 +194,8 @@ def purge(job: dict, time_left: Callable[[], float]) -> None:
             break
         versions = [i for i in doomed if i["sk"].startswith(keys.VERSION_PREFIX)]
         for mv in versions:  # a package of the layout before ids sits elsewhere
-            if mv.get("package") and not mv["package"].startswith(packages.package_path(model_id, "")):
+            below = mv.get("package") and packages.prefix(project, mv["package"])
+            if below and not below.startswith(packages.model_packages_prefix(project, model_id)):
                 packages.delete_package(project, mv["package"])
         links = [(keys.run(project, mv["run_id"]), keys.model_link_sk(model_id, mv["version"]))
                  for mv in versions if items.linked_run(mv)]

@@ -153,7 +153,8 @@ def test_version_copies_package_and_delete_leaves_nothing(run_with_files):
     assert (mv["version"], mv["status"], mv["aliases"]) == ("2", "READY", [])
     assert {"key": "mlreg.version", "value": "1.1.0"} in mv["tags"]
     model_id = _id("tidy")
-    package = f"projects/{P}/packages/{model_id}/1.1.0"
+    package = f"projects/{P}/{_version_item(model_id, 2)['package']}"
+    assert package.startswith(f"projects/{P}/packages/{model_id}/1.1.0~")
     assert sorted(_objects(f"{package}/")) == [f"{package}/MLmodel", f"{package}/data/model.pkl"]
     manifest = json.loads(boto3.client("s3").get_object(Bucket=os.environ["MLREG_BUCKET"],
                                                         Key=f"{package}.files.json")["Body"].read())
@@ -198,9 +199,8 @@ def _job_of(model_id: str, number: int) -> dict | None:
     return worker.job_of({"dynamodb": {"Keys": {"pk": item["pk"], "sk": item["sk"]}, "NewImage": item}})
 
 
-def test_small_source_is_copied_by_the_request_and_the_workers_job_waits_then_finds_it_ready(run_with_files):
-    from shared.clock import now_ms
-    from shared.registry import items, models, packages, versions, worker
+def test_small_source_is_copied_before_the_version_is_written_ready_and_no_job_follows(run_with_files):
+    from shared.registry import models, versions
 
     call(models.create_registered_model, {"name": "inline"})
     mv = call(versions.create_model_version, {"name": "inline", "source": f"{run_with_files['artifact_uri']}/model",
@@ -208,21 +208,44 @@ def test_small_source_is_copied_by_the_request_and_the_workers_job_waits_then_fi
     assert mv["status"] == "READY"
     model_id = _id("inline")
     item = _version_item(model_id, 1)
-    assert (item["package_files"], item["package_bytes"]) == (2, 2) and "package_from" not in item
-    # the stream saw the version inserted PENDING: its job is held back until the request surely stopped
-    record = {"dynamodb": {"Keys": {"pk": {"S": item["pk"]}, "sk": {"S": item["sk"]}},
-                           "NewImage": db.to_item({**item, "status": items.PENDING,
-                                                   "inline_until": now_ms() + 15_000})}}
-    job = worker.job_of(record)
-    assert 0 < worker._delay(job) <= packages.INLINE_SECONDS + versions.INLINE_MARGIN_SECONDS
-    worker.package(job, lambda: 900.0)  # delivered: READY already, nothing to do
-    assert _version_item(model_id, 1)["package_files"] == 2
-    assert _objects(f"projects/{P}/packages/{model_id}/1.0.0/") == [
-        f"projects/{P}/packages/{model_id}/1.0.0/MLmodel", f"projects/{P}/packages/{model_id}/1.0.0/data/model.pkl"]
+    assert (item["status"], item["package_files"], item["package_bytes"]) == ("READY", 2, 2)
+    assert "package_from" not in item and "inline_until" not in item
+    assert _job_of(model_id, 1) is None  # inserted READY: the stream asks the worker for nothing
+    package = f"projects/{P}/{item['package']}"
+    assert _objects(f"{package}/") == [f"{package}/MLmodel", f"{package}/data/model.pkl"]
+
+
+def test_an_attempt_that_loses_its_transaction_removes_its_own_copy_and_leaves_the_winners(run_with_files,
+                                                                                            monkeypatch):
+    """Two creators read the same counter: the first attempt of the second copies, loses the
+    transaction to the first, removes what it copied, and wins the next number on its retry."""
+    from shared.registry import items, models, versions
+
+    call(models.create_registered_model, {"name": "race"})
+    source = {"name": "race", "source": f"{run_with_files['artifact_uri']}/model", "run_id": run_with_files["run_id"]}
+    load_meta, raced = items.load_meta, []
+
+    def meta_then_a_rival(project, model_id):  # the rival commits version 1 right after this read
+        meta = load_meta(project, model_id)
+        if not raced:  # once: the rival's own reads pass straight through
+            raced.append(None)
+            raced[0] = call(versions.create_model_version, source)["model_version"]
+        return meta
+
+    monkeypatch.setattr(items, "load_meta", meta_then_a_rival)
+    mv = call(versions.create_model_version, source)["model_version"]
+    assert (raced[0]["version"], mv["version"], mv["status"]) == ("1", "2", "READY")
+    model_id = _id("race")
+    paths = [_version_item(model_id, n)["package"] for n in (1, 2)]
+    assert paths[0].split("/")[-1].startswith("1.0.0~") and paths[1].split("/")[-1].startswith("1.1.0~")
+    # the losing attempt's copy (1.0.0 below a path of its own) is gone; both packages are whole
+    assert sorted({key.split("/")[4] for key in _objects(f"projects/{P}/packages/{model_id}/")}) == sorted(
+        [paths[0].split("/")[-1], paths[0].split("/")[-1] + ".files.json",
+         paths[1].split("/")[-1], paths[1].split("/")[-1] + ".files.json"])
 
 
 def test_big_source_and_unfinished_request_copy_are_left_to_the_worker(run_with_files, monkeypatch):
-    from shared.registry import models, packages, versions, worker
+    from shared.registry import models, packages, versions
 
     call(models.create_registered_model, {"name": "big"})
     source = {"name": "big", "source": f"{run_with_files['artifact_uri']}/model", "run_id": run_with_files["run_id"]}
@@ -233,15 +256,13 @@ def test_big_source_and_unfinished_request_copy_are_left_to_the_worker(run_with_
     assert call(versions.create_model_version, source)["model_version"]["status"] == "PENDING_REGISTRATION"
     model_id = _id("big")
     assert _objects(f"projects/{P}/packages/{model_id}/") == []
-    big, unfinished = _job_of(model_id, 1), _job_of(model_id, 2)
-    assert "not_before" not in big and worker._delay(big) == 0
-    assert unfinished["not_before"] and worker._delay(unfinished) > 0
+    assert _job_of(model_id, 1)["job"] == _job_of(model_id, 2)["job"] == "package"
     _copy_packages()
-    for number, semver in ((1, "1.0.0"), (2, "1.1.0")):
+    for number in (1, 2):
         assert call(versions.get_model_version, method="GET", name="big", version=str(number))["model_version"][
             "status"] == "READY"
-        assert len(_objects(f"projects/{P}/packages/{model_id}/{semver}/")) == 2
-        assert "inline_until" not in _version_item(model_id, number)
+        item = _version_item(model_id, number)
+        assert len(_objects(f"projects/{P}/{item['package']}/")) == 2 and "package_from" not in item
 
 
 def test_rename_swaps_name_guards_and_touches_nothing_else(run_with_files):

@@ -47,7 +47,7 @@ def test_a_package_job_for_a_deleted_or_finished_version_does_nothing(run_with_f
     source = {"name": "quick", "source": f"{run_with_files['artifact_uri']}/model", "run_id": run_with_files["run_id"]}
     call(versions.create_model_version, source)
     model_id = _id("quick")
-    job = {"project": P, "model_id": model_id, "version": 1, "package": f"packages/{model_id}/1.0.0"}
+    job = {"project": P, "model_id": model_id, "version": 1, "package": items.get_version(P, model_id, 1)["package"]}
     worker.package(job, lambda: 900.0)
     ready = items.get_version(P, model_id, 1)
     assert (ready["status"], ready["package_files"], ready["package_bytes"]) == ("READY", 2, 2)
