@@ -148,16 +148,17 @@ def create_model_version(req: Request, msg: messages.CreateModelVersion) -> dict
     for own in (packages.PACKAGE_TAG, PACKAGE_URL_TAG):  # the server's to set (a copied version brings them)
         tags.pop(own, None)
     wanted = requested_semver(tags)
-    model_id = identity.resolve(req.project, name)
-    origin = sources.resolve(req.project, msg.source, msg.run_id or None, msg.model_id or None)
+    # the model (its id and meta item: one BatchGetItem once the name's id is cached) beside the source
+    (model_id, found), origin = db.parallel(lambda read: read(), [
+        lambda: identity.read(req.project, name, [keys.MODEL_SK]),
+        lambda: sources.resolve(req.project, msg.source, msg.run_id or None, msg.model_id or None)])
+    meta = found[keys.MODEL_SK]
+    if meta is None or "deleted_at" in meta:  # deleted since its name was resolved
+        raise identity.model_not_found(name)
     if wanted and origin.copy_of == (model_id, wanted):  # copy_model_version within a model brings the
         wanted = None                                    # source's tags, semver included: the copy gets the next one
         tags = {k: v for k, v in tags.items() if k not in (SEMVER_TAG, GITLAB_SEMVER_TAG)}
-    # the model's meta item and, for a source to copy, its listing (small or not), side by side
-    listing = (lambda: None) if origin.external else (lambda: packages.small_source(origin.package_from))
-    small, meta = db.parallel(lambda read: read(), [listing, lambda: items.load_meta(req.project, model_id)])
-    if meta is None or "deleted_at" in meta:  # deleted since its name was resolved
-        raise identity.model_not_found(name)
+    small = None if origin.external else packages.small_source(origin.package_from)  # small or not
     run_id = origin.run_id or _candidate_run(req.project, {**meta, "name": name})
     fields = {"source": origin.source, "run_id": run_id, "model_id": origin.model_id,
               "run_link": msg.run_link or None, "description": msg.description,

@@ -219,20 +219,19 @@ def test_an_attempt_that_loses_its_transaction_removes_its_own_copy_and_leaves_t
                                                                                             monkeypatch):
     """Two creators read the same counter: the first attempt of the second copies, loses the
     transaction to the first, removes what it copied, and wins the next number on its retry."""
-    from shared.registry import items, models, versions
+    from shared.registry import models, packages, versions
 
     call(models.create_registered_model, {"name": "race"})
     source = {"name": "race", "source": f"{run_with_files['artifact_uri']}/model", "run_id": run_with_files["run_id"]}
-    load_meta, raced = items.load_meta, []
+    small_source, raced = packages.small_source, []
 
-    def meta_then_a_rival(project, model_id):  # the rival commits version 1 right after this read
-        meta = load_meta(project, model_id)
-        if not raced:  # once: the rival's own reads pass straight through
+    def listing_then_a_rival(prefix):  # the model's meta is read: the rival commits version 1 now
+        if not raced:  # once: the rival's own listing passes straight through
             raced.append(None)
             raced[0] = call(versions.create_model_version, source)["model_version"]
-        return meta
+        return small_source(prefix)
 
-    monkeypatch.setattr(items, "load_meta", meta_then_a_rival)
+    monkeypatch.setattr(packages, "small_source", listing_then_a_rival)
     mv = call(versions.create_model_version, source)["model_version"]
     assert (raced[0]["version"], mv["version"], mv["status"]) == ("1", "2", "READY")
     model_id = _id("race")
