@@ -350,7 +350,7 @@ class Emulator:
     def fold(self) -> None:
         with DYNAMODB_LOCK.writing():
             generation = self.journal.rotate()
-        self.journal.fold(generation)
+        self.journal.fold_aside(generation)
 
     def _fold_loop(self) -> None:
         while not self._stop.wait(FOLD_CHECK_SECONDS):

@@ -162,3 +162,27 @@ def test_a_snapshot_loads_item_by_item_with_awkward_text(tmp_path):
     loaded = reopened(tmp_path)
     assert loaded == {Journal(tmp_path, KEY).key(i): {**i, **({"blob": {"B": "AF0="}} if "blob" in i else {})}
                       for i in written}
+
+
+def test_a_fold_aside_runs_in_a_child_that_lives_only_as_long_as_its_parent(tmp_path, monkeypatch):
+    """The fold's CPU goes to another process (Linux); a child whose parent is not the one that
+    started the fold (it died: a new service may own the files now) touches nothing."""
+    import os
+    import subprocess
+    import sys
+
+    journal = Journal(tmp_path, KEY)
+    journal.load()
+    for i in range(20):
+        write(journal, (key_of(item("p", f"{i:02d}")), item("p", f"{i:02d}", v=str(i))))
+    expected, generation = reopened(tmp_path), journal.rotate()
+    if sys.platform == "linux":
+        orphan = [sys.executable, "-m", "mlreg.journal", str(tmp_path), str(generation), str(os.getpid() + 1), *KEY]
+        assert subprocess.run(orphan, cwd=tmp_path).returncode == 1
+        assert not (tmp_path / "table.json").exists()
+        monkeypatch.setattr(Journal, "fold", lambda *_: (_ for _ in ()).throw(AssertionError("folded here")))
+    journal.fold_aside(generation)
+    assert json.loads((tmp_path / "table.json").read_text())["generation"] == generation
+    assert min(int(p.stem) for p in (tmp_path / "wal").iterdir()) == generation
+    monkeypatch.undo()
+    assert reopened(tmp_path) == expected
