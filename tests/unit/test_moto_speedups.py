@@ -106,6 +106,16 @@ def _exercise() -> list:
                         ExpressionAttributeValues={":o": {"S": partition}, ":k": {"B": sk.encode()}})
     with pytest.raises(ClientError):
         ddb.put_item(TableName=name, Item=_item("P#1", "S#3", "G#1"), ConditionExpression="attribute_not_exists(pk)")
+    # the same conditions again (parsed once when patched), now holding, then failing on another item
+    ddb.put_item(TableName=name, Item=_item("P#3", "S#9", "G#3"), ConditionExpression="attribute_not_exists(pk)")
+    for sk, holds in (("S#4", True), ("S#5", False)):
+        update = dict(TableName=name, Key={"pk": {"S": "P#2"}, "sk": {"S": sk}}, UpdateExpression="SET w = :w",
+                      ConditionExpression="v = :v", ExpressionAttributeValues={":v": {"S": "4"}, ":w": {"S": "x"}})
+        if holds:
+            ddb.update_item(**update)
+        else:
+            with pytest.raises(ClientError):
+                ddb.update_item(**update)
     look(("G#3",))
     failing = [{"Put": {"TableName": name, "Item": _item("P#1", "S#new", "G#1")}},
                {"Update": {"TableName": name, "Key": {"pk": {"S": "P#2"}, "sk": {"S": "S#2"}},
