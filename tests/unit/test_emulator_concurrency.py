@@ -216,3 +216,22 @@ def test_stream_reader_trims_what_every_follower_handled(guarded):
     newest, _ = reader.read(last, 10, everything)
     assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in newest] == ["P#p#M#m4"]
     assert int(newest[0]["dynamodb"]["SequenceNumber"]) == int(last) + 1
+
+
+def test_objects_that_survive_a_full_collection_are_frozen_until_the_emulator_stops():
+    """mlreg.emulator.keep_survivors_frozen: full collections walk only what is newer than the last
+    one (the table's millions of objects made each take seconds); stopping gives everything back."""
+    import gc
+
+    from mlreg.emulator import keep_survivors_frozen
+
+    keep_survivors_frozen(True)
+    try:
+        frozen = gc.get_freeze_count()
+        kept = [[i] for i in range(1000)]  # long-lived containers, like the table's items
+        gc.collect()
+        assert gc.get_freeze_count() >= frozen + len(kept)
+        assert not {id(k) for k in kept} & {id(o) for o in gc.get_objects(generation=2)}  # out of sight
+    finally:
+        keep_survivors_frozen(False)
+    assert gc.get_freeze_count() == 0
