@@ -171,18 +171,19 @@ def workload(server: Server, args, results: Results, work: Path) -> None:
     src.mkdir(exist_ok=True)
     (src / "MLmodel").write_text("flavors: {}\n")
     client.log_artifacts(run_id, str(src), "model")
-    for _ in range(args.repeat):  # each a new model (and its default experiment); the last gets the versions
+    latency = max(args.repeat, args.latency_runs)  # single requests of a few ms: as many samples as create_run
+    for _ in range(latency):  # each a new model (and its default experiment); the last gets the versions
         model = f"e2e-model-{time.time_ns()}"
         timed(results, "create_registered_model", name, lambda: client.create_registered_model(model))
-    for _ in range(args.repeat):
+    for _ in range(latency):
         mv = timed(results, "create_model_version", name,
                    lambda: client.create_model_version(model, f"runs:/{run_id}/model", run_id))
-    timed(results, "get_model_version", name, lambda: client.get_model_version(model, mv.version), repeat=args.repeat)
+    timed(results, "get_model_version", name, lambda: client.get_model_version(model, mv.version), repeat=latency)
     client.set_registered_model_alias(model, "champion", mv.version)
     timed(results, "get_model_version_by_alias", name, lambda: client.get_model_version_by_alias(model, "champion"),
-          repeat=args.repeat)
+          repeat=latency)
     timed(results, "search_model_versions name=", name, lambda: client.search_model_versions(f"name='{model}'"),
-          repeat=args.repeat)
+          repeat=latency)
 
     # 4. artifacts: upload and download one file
     if args.artifact_mb:
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
                         "(both servers build each experiment through the client: 500,5000 takes ~6 minutes)")
     parser.add_argument("--history", type=int, default=20000, help="metric history points")
     parser.add_argument("--artifact-mb", type=int, default=10, help="artifact size (0: skip)")
-    parser.add_argument("--latency-runs", type=int, default=10, help="runs created one at a time for latency")
+    parser.add_argument("--latency-runs", type=int, default=10, help="runs created one at a time for latency (and registry "
+                        "calls of each kind, at least --repeat)")
     parser.add_argument("--threads", type=int, default=8, help="client threads that build the search experiments")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=("mlreg", "reference"), help="run against one server only")
