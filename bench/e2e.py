@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> None:
                         "(both servers build each experiment through the client: 500,5000 takes ~6 minutes)")
     parser.add_argument("--history", type=int, default=20000, help="metric history points")
     parser.add_argument("--artifact-mb", type=int, default=10, help="artifact size (0: skip)")
-    parser.add_argument("--latency-runs", type=int, default=10, help="runs created one at a time for latency (and registry "
-                        "calls of each kind, at least --repeat)")
+    parser.add_argument("--latency-runs", type=int, default=10,
+                        help="runs created one at a time for latency (and registry calls of each kind, at least --repeat)")
     parser.add_argument("--threads", type=int, default=8, help="client threads that build the search experiments")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=("mlreg", "reference"), help="run against one server only")

@@ -11,10 +11,11 @@ and the migration to ids, move no object.
 A small source (at most INLINE_MAX_FILES files and INLINE_MAX_BYTES in all) is copied by the request
 that creates the version (shared/registry/versions.py) before the version is written, READY; any
 other is copied by the registry worker (shared/registry/worker.py), and so is a small one whose copy
-in the request did not finish. Files up to 5 GB (S3's single-copy limit) are one CopyObject each, for which S3 computes the file's full SHA-256;
-bigger ones as multipart copies in parallel parts, each part with S3's SHA-256 (the object then keeps
-a checksum of the part checksums). A finished package has a manifest beside it (`<package>.files.json`:
-every file's path, size, SHA-256 or part checksums) that the package page shows."""
+in the request did not finish. Files up to 5 GB (S3's single-copy limit) are one CopyObject each, for
+which S3 computes the file's full SHA-256; bigger ones as multipart copies in parallel parts, each
+part with S3's SHA-256 (the object then keeps a checksum of the part checksums). A finished package
+has a manifest beside it (`<package>.files.json`: every file's path, size, SHA-256 or part
+checksums) that the package page shows."""
 
 from __future__ import annotations
 

@@ -115,13 +115,22 @@ def _allocate(project: str, model_id: str, name: str, fields: dict, wanted: str 
             tx.commit(token)  # a retried request of a transaction that did commit answers success
         except ClientError as err:
             if listed is not None and db.cancellation_reasons(err):  # nothing was written: nobody's package
-                packages.delete_package(project, mv["package"])
+                _remove_copy(project, mv["package"])
             if wanted and db.cancellation_reasons(err)[1:2] == ["ConditionalCheckFailed"]:  # the semver guard
                 raise already_exists(f"Model {name} already has a version with semantic version {semver}") from None
             raise
         return mv
 
     return db.retry_on_conflict(attempt, f"Too many concurrent versions of model {name}; retry", CREATE_ATTEMPTS)
+
+
+def _remove_copy(project: str, package: str) -> None:
+    """An attempt's copy that no version names: removed, or left to the model's purge (which deletes
+    everything below the model's packages) if S3 refuses now; the attempt's own error stands."""
+    try:
+        packages.delete_package(project, package)
+    except Exception:
+        worker.logger.exception("an abandoned package copy stays until its model is purged", extra={"package": package})
 
 
 def _copied_first(project: str, mv: dict, listed: list[tuple[str, int]]) -> dict:

@@ -69,7 +69,8 @@ def test_the_package_marker_belongs_to_the_server(tracking, model, source_artifa
     # A version copied from another registry brings the tag: it is replaced by what this source is.
     mv = tracking.create_model_version(model, path, run.info.run_id, tags={"mlreg.package": "external"})
     assert "mlreg.package" not in mv.tags
-    assert re.fullmatch(r"mlflow-artifacts:/packages/[0-9a-f]{32}/1\.0\.0", tracking.get_model_version_download_uri(model, "1"))
+    assert re.fullmatch(r"mlflow-artifacts:/packages/[0-9a-f]{32}/1\.0\.0~[0-9a-f]{8}",
+                        tracking.get_model_version_download_uri(model, "1"))
     for change in (lambda: tracking.set_model_version_tag(model, "1", "mlreg.package", "x"),
                    lambda: tracking.delete_model_version_tag(model, "1", "mlreg.package")):
         with pytest.raises(MlflowException) as fixed:

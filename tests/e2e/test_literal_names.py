@@ -49,7 +49,8 @@ def test_models_named_with_percent_escapes_load_their_own_files(tracking):
         assert [m.name for m in tracking.search_registered_models(f"name = '{name}'")] == [name]
         assert tracking.get_model_version(name, "1").name == name
         uri = tracking.get_model_version_download_uri(name, "1")
-        assert re.fullmatch(r"mlflow-artifacts:/packages/[0-9a-f]{32}/1\.0\.0", uri)  # the model's id: no escapes
+        # the model's id (no escapes), the semver, the create attempt
+        assert re.fullmatch(r"mlflow-artifacts:/packages/[0-9a-f]{32}/1\.0\.0~[0-9a-f]{8}", uri)
         assert predict(f"models:/{name}/1") == [1 + n, 2 + n], name
 
 
