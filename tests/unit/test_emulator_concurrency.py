@@ -235,3 +235,27 @@ def test_objects_that_survive_a_full_collection_are_frozen_until_the_emulator_st
     finally:
         keep_survivors_frozen(False)
     assert gc.get_freeze_count() == 0
+
+
+def test_a_cycle_that_dies_while_frozen_is_freed_by_the_next_reclaim():
+    import gc
+    import weakref
+
+    from mlreg.emulator import keep_survivors_frozen, reclaim_frozen
+
+    class Node:
+        pass
+
+    keep_survivors_frozen(True)
+    try:
+        node = Node()
+        node.self = node  # a reference cycle: only a full collection frees it
+        gone = weakref.ref(node)
+        gc.collect()  # it survives, so it is frozen
+        del node
+        gc.collect()
+        assert gone() is not None  # out of the collector's sight while frozen
+        reclaim_frozen()
+        assert gone() is None
+    finally:
+        keep_survivors_frozen(False)
