@@ -33,7 +33,7 @@ from shared import table as table_def
 S3_MEMORY_BYTES = 16 * 1024 * 1024
 FOLD_CHECK_SECONDS = 5.0
 FOLD_MIN_LOG_BYTES = 16 * 1024 * 1024  # logs are folded into the snapshot once they outgrow it (and this)
-RECLAIM_SECONDS = 600.0  # frozen objects go through one full collection this often (keep_survivors_frozen)
+RECLAIM_SECONDS = 600.0  # frozen objects go through one full collection this often (freeze_survivors)
 READS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable", "ListTables",
          "DescribeTimeToLive", "DescribeContinuousBackups", "ListTagsOfResource"}
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
@@ -271,19 +271,22 @@ def _freeze_survivors(phase: str, info: dict) -> None:
         gc.freeze()
 
 
-def keep_survivors_frozen(on: bool) -> None:
+def freeze_survivors() -> None:
     """Python's full collections walk every object it tracks, and the emulated table is millions of
     them: at 5,000 runs each took 1.0-1.8 s, every 5-15 s while runs were written, and stalled every
-    request. From `on` the objects that survive a full collection (the table's items, mostly; at
-    start, the table as loaded) are frozen out of the collector's sight (`gc.freeze`), so each later
-    full collection walks only what is newer; `off` gives them back. A reference cycle among frozen
-    objects that dies later waits for `reclaim_frozen` (after a 5,000-run build: 16,819 objects,
-    docs/performance.md)."""
-    if on and _freeze_survivors not in gc.callbacks:
+    request. From now on the objects that survive a full collection (the table's items, mostly; now,
+    the table as loaded) are frozen out of the collector's sight (`gc.freeze`), so each later full
+    collection walks only what is newer. A reference cycle among frozen objects that dies later
+    waits for `reclaim_frozen` (after a 5,000-run build: 16,819 objects, docs/performance.md)."""
+    if _freeze_survivors not in gc.callbacks:
         gc.collect()
         gc.freeze()
         gc.callbacks.append(_freeze_survivors)
-    elif not on and _freeze_survivors in gc.callbacks:
+
+
+def thaw_survivors() -> None:
+    """The collector sees every object again (the emulator stops)."""
+    if _freeze_survivors in gc.callbacks:
         gc.callbacks.remove(_freeze_survivors)
         gc.unfreeze()
 
@@ -351,9 +354,9 @@ class Emulator:
         self.files.load()
         guard_dynamodb(self.journal, self.table, self._credentials_written)
         save_s3_writes(self.files)
-        keep_survivors_frozen(True)
-        self._folder = threading.Thread(target=self._fold_loop, name="fold-logs", daemon=True)
-        self._folder.start()
+        freeze_survivors()
+        self._upkeep = threading.Thread(target=self._upkeep_loop, name="emulator-upkeep", daemon=True)
+        self._upkeep.start()
 
     def _credentials_written(self) -> None:
         self.credential_writes += 1
@@ -375,12 +378,12 @@ class Emulator:
     def stop(self) -> None:
         """Stop serving, and fold the logs so the next start reads the snapshot alone."""
         self._stop.set()
-        self._folder.join()
+        self._upkeep.join()
         self._server.stop()
         self.journal.close()
         self.journal.fold(self.journal.generation + 1)
         self._mock.stop()
-        keep_survivors_frozen(False)
+        thaw_survivors()
 
     # -- compaction --
     def fold(self) -> None:
@@ -388,7 +391,9 @@ class Emulator:
             generation = self.journal.rotate()
         self.journal.fold_aside(generation)
 
-    def _fold_loop(self) -> None:
+    def _upkeep_loop(self) -> None:
+        """Every few seconds: fold the logs once they outgrow the snapshot, drop the stream records every
+        consumer has handled, and now and then reclaim what died frozen."""
         reclaimed = time.monotonic()
         while not self._stop.wait(FOLD_CHECK_SECONDS):
             try:
@@ -399,4 +404,4 @@ class Emulator:
                     reclaim_frozen()
                     reclaimed = time.monotonic()
             except Exception as exc:  # keep serving: the logs stay, and the next round tries again
-                logging.getLogger("mlreg").warning("folding the write-ahead log failed: %s", exc)
+                logging.getLogger("mlreg").warning("the emulator's upkeep (folding the logs) failed: %s", exc)

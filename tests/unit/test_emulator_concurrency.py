@@ -219,13 +219,13 @@ def test_stream_reader_trims_what_every_follower_handled(guarded):
 
 
 def test_objects_that_survive_a_full_collection_are_frozen_until_the_emulator_stops():
-    """mlreg.emulator.keep_survivors_frozen: full collections walk only what is newer than the last
+    """mlreg.emulator.freeze_survivors: full collections walk only what is newer than the last
     one (the table's millions of objects made each take seconds); stopping gives everything back."""
     import gc
 
-    from mlreg.emulator import keep_survivors_frozen
+    from mlreg.emulator import freeze_survivors, thaw_survivors
 
-    keep_survivors_frozen(True)
+    freeze_survivors()
     try:
         frozen = gc.get_freeze_count()
         kept = [[i] for i in range(1000)]  # long-lived containers, like the table's items
@@ -233,7 +233,7 @@ def test_objects_that_survive_a_full_collection_are_frozen_until_the_emulator_st
         assert gc.get_freeze_count() >= frozen + len(kept)
         assert not {id(k) for k in kept} & {id(o) for o in gc.get_objects(generation=2)}  # out of sight
     finally:
-        keep_survivors_frozen(False)
+        thaw_survivors()
     assert gc.get_freeze_count() == 0
 
 
@@ -241,12 +241,12 @@ def test_a_cycle_that_dies_while_frozen_is_freed_by_the_next_reclaim():
     import gc
     import weakref
 
-    from mlreg.emulator import keep_survivors_frozen, reclaim_frozen
+    from mlreg.emulator import freeze_survivors, reclaim_frozen, thaw_survivors
 
     class Node:
         pass
 
-    keep_survivors_frozen(True)
+    freeze_survivors()
     try:
         node = Node()
         node.self = node  # a reference cycle: only a full collection frees it
@@ -258,4 +258,4 @@ def test_a_cycle_that_dies_while_frozen_is_freed_by_the_next_reclaim():
         reclaim_frozen()
         assert gone() is None
     finally:
-        keep_survivors_frozen(False)
+        thaw_survivors()

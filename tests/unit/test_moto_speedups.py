@@ -146,11 +146,16 @@ def _stream_records(ddb) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "eventID"} for r in records]
 
 
-def test_patched_moto_answers_exactly_as_moto():
+def _plain_and_patched(exercise) -> tuple:
+    """What `exercise()` saw on moto as it is, then on moto patched as `mlreg serve` runs it."""
     with mock_aws():
-        plain = _exercise()
+        plain = exercise()
     with mock_aws(), moto_speedups.installed():
-        patched = _exercise()
+        return plain, exercise()
+
+
+def test_patched_moto_answers_exactly_as_moto():
+    plain, patched = _plain_and_patched(_exercise)
     assert patched == plain
     assert any(isinstance(pages, list) and len(pages) > 1 and isinstance(pages[0], list) for pages in plain)  # paged
 
@@ -193,10 +198,7 @@ def _list_everything(s3) -> list:
 
 
 def test_patched_s3_listings_answer_as_moto():
-    with mock_aws():
-        plain = _list_everything(boto3.client("s3", region_name="us-east-1"))
-    with mock_aws(), moto_speedups.installed():
-        patched = _list_everything(boto3.client("s3", region_name="us-east-1"))
+    plain, patched = _plain_and_patched(lambda: _list_everything(boto3.client("s3", region_name="us-east-1")))
     assert patched == plain
     assert plain[0][0][1] == ["a/b/1", "a/b/2"]  # the listings are real: paged, keys below the prefix
 
@@ -216,9 +218,6 @@ def _queue_traffic(sqs) -> list:
 
 
 def test_patched_sqs_clock_keeps_delays_and_visibility():
-    with mock_aws():
-        plain = _queue_traffic(boto3.client("sqs", region_name="us-east-1"))
-    with mock_aws(), moto_speedups.installed():
-        patched = _queue_traffic(boto3.client("sqs", region_name="us-east-1"))
+    plain, patched = _plain_and_patched(lambda: _queue_traffic(boto3.client("sqs", region_name="us-east-1")))
     assert patched == plain == [{"ApproximateNumberOfMessages": "1", "ApproximateNumberOfMessagesDelayed": "1"},
                                 ["now"], ["now"], []]
