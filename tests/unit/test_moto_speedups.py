@@ -106,16 +106,29 @@ def _exercise() -> list:
                         ExpressionAttributeValues={":o": {"S": partition}, ":k": {"B": sk.encode()}})
     with pytest.raises(ClientError):
         ddb.put_item(TableName=name, Item=_item("P#1", "S#3", "G#1"), ConditionExpression="attribute_not_exists(pk)")
-    # the same conditions again (parsed once when patched), now holding, then failing on another item
+    # the same conditions again (parsed once when patched), now holding, then failing on another item,
+    # then with other values, of another type too: each write is judged by its own values
     ddb.put_item(TableName=name, Item=_item("P#3", "S#9", "G#3"), ConditionExpression="attribute_not_exists(pk)")
-    for sk, holds in (("S#4", True), ("S#5", False)):
+    for sk, value, holds in (("S#4", {"S": "4"}, True), ("S#5", {"S": "4"}, False), ("S#5", {"S": "5"}, True),
+                             ("S#4", {"S": "5"}, False), ("S#4", {"N": "4"}, False)):
         update = dict(TableName=name, Key={"pk": {"S": "P#2"}, "sk": {"S": sk}}, UpdateExpression="SET w = :w",
-                      ConditionExpression="v = :v", ExpressionAttributeValues={":v": {"S": "4"}, ":w": {"S": "x"}})
+                      ConditionExpression="v = :v", ExpressionAttributeValues={":v": value, ":w": {"S": "x"}})
         if holds:
             ddb.update_item(**update)
         else:
             with pytest.raises(ClientError):
                 ddb.update_item(**update)
+    for condition, values in [("v IN (:a, :b) AND size(ss) = :n", [("3", "6", "2"), ("3", "6", "3"), ("5", "7", "2")]),
+                              ("n BETWEEN :a AND :b AND begins_with(sk, :n)", [("1", "2", "S#"), ("2", "3", "S#")])]:
+        for a, b, n in values:
+            kinds = ("S", "S", "N") if "size" in condition else ("N", "N", "S")
+            try:
+                ddb.update_item(TableName=name, Key={"pk": {"S": "P#0"}, "sk": {"S": "S#3"}}, UpdateExpression="SET w = :a",
+                                ConditionExpression=condition, ExpressionAttributeValues={
+                                    f":{k}": {kind: v} for k, kind, v in zip("abn", kinds, (a, b, n))})
+                seen.append((condition, a, b, n, "written"))
+            except ClientError as err:
+                seen.append((condition, a, b, n, err.response["Error"]["Code"]))
     look(("G#3",))
     failing = [{"Put": {"TableName": name, "Item": _item("P#1", "S#new", "G#1")}},
                {"Update": {"TableName": name, "Key": {"pk": {"S": "P#2"}, "sk": {"S": "S#2"}},
