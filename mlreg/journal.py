@@ -207,8 +207,8 @@ class Journal:
 
     def fold_aside(self, generation: int) -> None:
         """`fold(generation)` in a child process on Linux: its parse and dump of the whole table (1-5 s
-        of CPU at 5,000 runs) take the other core instead of this process's GIL, which the requests
-        need. The child dies with this process (the parent-death signal, set before it reads a file;
+        of CPU at 5,000 runs) take another core, at the lowest priority, instead of this process's
+        GIL, which the requests need. The child dies with this process (the parent-death signal, set before it reads a file;
         it follows the thread that started it, which waits for it here), so it cannot replace the
         snapshot under a service started after this one. Elsewhere, or if the child cannot run, the
         fold runs here."""
@@ -221,6 +221,7 @@ class Journal:
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+FOLD_NICENESS = 19  # the lowest CPU priority
 
 
 def _fold_as_child(data_dir: str, generation: str, parent: str, *key_names: str) -> int:
@@ -230,6 +231,7 @@ def _fold_as_child(data_dir: str, generation: str, parent: str, *key_names: str)
 
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != int(parent):
         return 1
+    os.nice(FOLD_NICENESS)  # upkeep: the CPU goes to the requests (and their clients) first
     Journal(Path(data_dir), key_names).fold(int(generation))
     return 0
 
