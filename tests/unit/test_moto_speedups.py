@@ -234,3 +234,26 @@ def test_patched_sqs_clock_keeps_delays_and_visibility():
     plain, patched = _plain_and_patched(lambda: _queue_traffic(boto3.client("sqs", region_name="us-east-1")))
     assert patched == plain == [{"ApproximateNumberOfMessages": "1", "ApproximateNumberOfMessagesDelayed": "1"},
                                 ["now"], ["now"], []]
+
+
+def test_item_requests_parse_as_moto_parses_them(monkeypatch):
+    """Every request of the exercise (binary keys, sets and nested values, conditions, transactions)
+    gives the same parameters plainly parsed as through moto's shape-walking parser."""
+    from moto.core.responses import BaseResponse
+    from moto.dynamodb.responses import DynamoHandler
+
+    compared = []
+    with mock_aws(), moto_speedups.installed():
+        plain = DynamoHandler.parse_parameters
+
+        def both(handler, request):
+            BaseResponse.parse_parameters(handler, request)
+            by_shape = handler.params
+            plain(handler, request)
+            assert handler.params == by_shape
+            compared.append(handler._get_action())
+
+        monkeypatch.setattr(DynamoHandler, "parse_parameters", both)
+        _exercise()
+    assert {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem",
+            "TransactWriteItems"} <= set(compared)
