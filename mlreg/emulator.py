@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import botocore
 
 from mlreg import migrations, moto_speedups, signatures
 from mlreg.journal import Journal
@@ -266,6 +267,14 @@ def save_s3_writes(files: ObjectFiles):
                     setattr(S3Response, "bucket_response", bucket_response))
 
 
+def unsigned_in_process(signature_version, **_):
+    """The signer of this process's DynamoDB calls: none, as moto answers them in-process and checks
+    no signature (SigV4 was a tenth of a write's CPU); the usual one for a presigned URL, which a
+    client follows to the moto server, which checks it (mlreg/signatures.py). S3 calls stay signed:
+    moto's S3 answers an unsigned request as an anonymous one (403 on a private bucket)."""
+    return None if str(signature_version).endswith(("-query", "-presign-post")) else botocore.UNSIGNED
+
+
 def _freeze_survivors(phase: str, info: dict) -> None:
     if phase == "stop" and info["generation"] == 2:
         gc.freeze()
@@ -328,6 +337,8 @@ class Emulator:
         os.environ.update(AWS_ACCESS_KEY_ID=signatures.KEY_ID, AWS_SECRET_ACCESS_KEY=self.secret)
         os.environ.pop("AWS_SESSION_TOKEN", None)
         moto_speedups.install()
+        boto3.setup_default_session()  # every DynamoDB client made from here on (the handlers'): unsigned
+        boto3.DEFAULT_SESSION.events.register("choose-signer.dynamodb", unsigned_in_process)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()

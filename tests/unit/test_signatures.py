@@ -61,3 +61,32 @@ def test_another_secret_is_refused():
     with pytest.raises(Refused) as refused:
         check(signed_environ("GET", "http://127.0.0.1:9000/bucket/key.txt", b"", secret="guessed"))
     assert refused.value.code == "SignatureDoesNotMatch"
+
+
+def test_the_emulators_dynamodb_calls_go_unsigned_and_presigned_urls_signed():
+    """moto answers the handlers' DynamoDB calls in-process and checks no signature: they skip
+    SigV4. A presigned URL (which a client follows to the moto server, which checks it) is signed."""
+    import boto3
+    import botocore
+
+    from mlreg.emulator import unsigned_in_process
+
+    session = boto3.session.Session(aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET, region_name="us-east-1")
+    session.events.register("choose-signer", unsigned_in_process)
+    assert unsigned_in_process(signature_version="s3v4-query") is None
+    ddb = session.client("dynamodb", endpoint_url="http://127.0.0.1:9000")
+    url = ddb.generate_presigned_url("describe_table", Params={"TableName": "t"}, ExpiresIn=60)
+    assert "X-Amz-Signature=" in url and f"X-Amz-Credential={KEY_ID}" in url
+    sent = []
+
+    class Captured(Exception):
+        """The request, stopped before it leaves."""
+
+    def capture(request, **_):
+        sent.append(request)
+        raise Captured
+
+    ddb.meta.events.register("before-send", capture)
+    with pytest.raises(Captured):
+        ddb.describe_table(TableName="t")
+    assert sent and "Authorization" not in sent[0].headers and unsigned_in_process(signature_version="v4") is botocore.UNSIGNED
