@@ -135,12 +135,17 @@ def _named_items(backend, transact_items: list[dict]) -> list[tuple]:
 
 
 def _restore(saved: list[tuple], stream_lengths: dict) -> None:
+    """The items a failed transaction named put back, and their index entries with them (a grouping
+    forgotten instead would cost the next GSI Query a walk of the whole table)."""
     for table, hash_value, range_value, item in saved:
+        grouped = "_mlreg_index_groups" in table.__dict__
+        before = _places(table, table.items.get(hash_value, {}).get(range_value)) if grouped else []
         if item is None:
             table.items.get(hash_value, {}).pop(range_value, None)
         else:
             table.items[hash_value][range_value] = item
-        forget_groupings(table)
+        if grouped:
+            _moved(table, (hash_value, range_value), before, item)
     for table, length in stream_lengths.items():
         del table.stream_shard.items[length:]
 
