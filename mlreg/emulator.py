@@ -366,8 +366,18 @@ class Emulator:
         guard_dynamodb(self.journal, self.table, self._credentials_written)
         save_s3_writes(self.files)
         freeze_survivors()
+        threading.Thread(target=self._group_indexes, name="emulator-index-groups", daemon=True).start()
         self._upkeep = threading.Thread(target=self._upkeep_loop, name="emulator-upkeep", daemon=True)
         self._upkeep.start()
+
+    def _group_indexes(self) -> None:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].tables[self.table]
+        for index in table.global_indexes:  # one at a time: a write waits for one index's walk at most
+            with DYNAMODB_LOCK.reading():  # then writes keep the grouping up to date
+                moto_speedups.group_index(table, index)
 
     def _credentials_written(self) -> None:
         self.credential_writes += 1

@@ -193,6 +193,12 @@ def _hash_values(item, names: tuple) -> tuple | None:
     return values if all(v is not None for v in values) else None
 
 
+def group_index(table, index) -> None:
+    """A GSI's grouping, built now (`mlreg serve` after a start, in the background): else the first
+    Query of the index walks the whole table (~550 ms at 7,000 runs) in a request."""
+    _index_partition(table, [(index.schema_key_attrs[0], None)])
+
+
 def _index_partition(table, hash_conditions) -> list:
     """The items whose index hash attributes equal the Query's (each index has its own hash
     attributes, so they name the grouping)."""

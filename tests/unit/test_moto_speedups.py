@@ -205,6 +205,30 @@ def test_a_failed_transaction_keeps_the_index_groupings():
         assert table.__dict__["_mlreg_index_groups"] is groupings  # kept, not built anew
 
 
+def test_index_groupings_built_ahead_answer_as_those_built_by_a_first_query():
+    """`mlreg serve` groups every GSI after a start, so no request walks the whole table."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    with mock_aws(), moto_speedups.installed():
+        _exercise()
+        table = dynamodb_backends["123456789012"][os.environ.get("AWS_DEFAULT_REGION", "us-east-1")].tables[
+            os.environ["MLREG_TABLE"]]
+        ddb = boto3.client("dynamodb")
+
+        def queries() -> list:
+            return [_query_all(ddb, IndexName=index, KeyConditionExpression=f"{name} = :v",
+                               ExpressionAttributeValues={":v": {"S": value}})
+                    for index, name, value in (("gsi1", "g1pk", "G#0"), ("gsi1", "g1pk", "G#2"), ("gsi3", "g3pk", "O#x"))]
+
+        moto_speedups.forget_groupings(table)
+        on_first_query = queries()
+        moto_speedups.forget_groupings(table)
+        for index in table.global_indexes:
+            moto_speedups.group_index(table, index)
+        assert {(index.schema_key_attrs[0],) for index in table.global_indexes} <= set(table.__dict__["_mlreg_index_groups"])
+        assert queries() == on_first_query and any(page for pages in on_first_query for page in pages)
+
+
 def _list_everything(s3) -> list:
     """Listings of a bucket whose keys change between them: prefixes that match nothing, one key, a
     folder and its look-alike (`a/b` beside `a/b-c`, `a/b/`), with and without a delimiter, paged."""
