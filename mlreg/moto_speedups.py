@@ -10,15 +10,16 @@ moto as it is (bench.emulator_cost measures both):
   Query page of 1 MB takes seconds (most of a 20,000-point metric history's 13 s).
 
 Patched, with the same results:
-- a transaction saves only the items it names, and on failure puts them back (and drops the stream
-  records it wrote);
+- a transaction saves only the items it names, and on failure puts them back with their index
+  entries (and drops the stream records it wrote);
 - a base-table Query reads its partition only;
 - a Query's results are not deep-copied (moto copies every item a Query returns; the response only
   reads them);
 - a GSI Query reads the items of its index partition, grouped once per index and then kept up to
   date by every write, as DynamoDB keeps its indexes (a keys-only index's grouping holds only the
   keys, so moto's copy of each result stays small); a search right after a write no longer regroups
-  the whole table;
+  the whole table, and `mlreg serve` groups every index right after a start (`group_index`), so no
+  request does;
 - reads (GetItem, BatchGetItem, Query, Scan) answer with plain JSON: their results already are
   DynamoDB JSON, with bytes for binary values (base64 on the wire);
 - an item's size (DynamoDB's 400 KB limit) is counted once per item, not once per attribute over the
