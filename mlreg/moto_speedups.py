@@ -547,8 +547,9 @@ def _parsed_conditions() -> list:
     def parsed(expression, names, values) -> tuple:
         """(tree, names found, values found), as moto's parser gives them."""
         key = (expression, repr(names), tuple((k, tuple(v)) for k, v in sorted((values or {}).items())))
-        if key in kept:
-            found, names_found, values_found = kept[key]
+        entry = kept.get(key)  # one lookup: readers run side by side, and a writer may clear `kept`
+        if entry is not None:
+            found, names_found, values_found = entry
             tree = filled(*found, values) if found else moto_parse(expression, names, values)[0]
             return tree, names_found, values_found
         tree, names_found, values_found = moto_parse(expression, names, values)  # moto's error for a bad one
