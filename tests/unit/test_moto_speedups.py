@@ -36,12 +36,16 @@ def _query_all(ddb, **kwargs) -> list[list[dict]]:
             return pages
 
 
-def _stream(ddb) -> list[tuple]:
+def _moto_table():
+    """The exercise's table as moto holds it."""
     from moto.dynamodb.models import dynamodb_backends
 
-    backend = dynamodb_backends["123456789012"][os.environ.get("AWS_DEFAULT_REGION", "us-east-1")]
-    records = backend.tables[os.environ["MLREG_TABLE"]].stream_shard.items
-    return [(r.record["eventName"], r.record["dynamodb"]["Keys"]["sk"]["S"]) for r in records]
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    return dynamodb_backends["123456789012"][region].tables[os.environ["MLREG_TABLE"]]
+
+
+def _stream(ddb) -> list[tuple]:
+    return [(r.record["eventName"], r.record["dynamodb"]["Keys"]["sk"]["S"]) for r in _moto_table().stream_shard.items]
 
 
 def _exercise() -> list:
@@ -186,12 +190,9 @@ def test_a_failed_transaction_leaves_no_item_and_no_stream_record():
 def test_a_failed_transaction_keeps_the_index_groupings():
     """Undone item by item, with its index entries: the next GSI Query reads its partition (equal
     answers: the exercise above), not a regrouping of the whole table."""
-    from moto.dynamodb.models import dynamodb_backends
-
     with mock_aws(), moto_speedups.installed():
         _exercise()
-        region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-        table = dynamodb_backends["123456789012"][region].tables[os.environ["MLREG_TABLE"]]
+        table = _moto_table()
         groupings = table.__dict__["_mlreg_index_groups"]
         ddb = boto3.client("dynamodb")
         with pytest.raises(ClientError):
@@ -207,12 +208,9 @@ def test_a_failed_transaction_keeps_the_index_groupings():
 
 def test_index_groupings_built_ahead_answer_as_those_built_by_a_first_query():
     """`mlreg serve` groups every GSI after a start, so no request walks the whole table."""
-    from moto.dynamodb.models import dynamodb_backends
-
     with mock_aws(), moto_speedups.installed():
         _exercise()
-        table = dynamodb_backends["123456789012"][os.environ.get("AWS_DEFAULT_REGION", "us-east-1")].tables[
-            os.environ["MLREG_TABLE"]]
+        table = _moto_table()
         ddb = boto3.client("dynamodb")
 
         def queries() -> list:
