@@ -99,6 +99,14 @@ class DurableReads:
         self.journal.wait(seen)
 
 
+def moto_table(region: str, name: str):
+    """The table as moto holds it in this process."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    return dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables[name]
+
+
 class StreamReader:
     """The table's stream, read in-process as a Lambda event source reads it: in order, after a
     sequence number, under the read lock (DurableReads). Records a consumer does not want are passed
@@ -110,10 +118,7 @@ class StreamReader:
         self.followers: list = []  # consumers whose `handled` position trim() respects
 
     def _shard(self):
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.dynamodb.models import dynamodb_backends
-
-        return dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].tables[self.table].stream_shard
+        return moto_table(self.region, self.table).stream_shard
 
     def latest(self) -> str | None:
         """The sequence number of the last record (None: the stream is empty)."""
@@ -325,8 +330,6 @@ class Emulator:
     # -- lifecycle --
     def start(self) -> None:
         from moto import mock_aws
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.dynamodb.models import dynamodb_backends
         from moto.server import ThreadedMotoServer
 
         os.environ.setdefault("AWS_DEFAULT_REGION", self.region)
@@ -355,7 +358,7 @@ class Emulator:
         os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(S3_MEMORY_BYTES))
         boto3.client("dynamodb", region_name=self.region).create_table(**table_def.create_table_kwargs(self.table))
         boto3.client("s3", region_name=self.region).create_bucket(Bucket=self.bucket)
-        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].tables[self.table]
+        table = moto_table(self.region, self.table)
         saved = self.journal.load()
         items, upgrades = migrations.upgrade_snapshot(saved)  # an older mlreg's data in today's shape
         moto_speedups.restore_items(table, items)
@@ -371,10 +374,7 @@ class Emulator:
         self._upkeep.start()
 
     def _group_indexes(self) -> None:
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.dynamodb.models import dynamodb_backends
-
-        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].tables[self.table]
+        table = moto_table(self.region, self.table)
         for index in table.global_indexes:  # one at a time: a write waits for one index's walk at most
             with DYNAMODB_LOCK.reading():  # then writes keep the grouping up to date
                 moto_speedups.group_index(table, index)
@@ -385,12 +385,9 @@ class Emulator:
     def model_items(self) -> list[dict]:
         """Every item of the registered models' partitions, read from moto's table in-process (at
         start, for the jobs a stopped `mlreg serve` left undone: shared/registry/local.py)."""
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.dynamodb.models import dynamodb_backends
-
         from shared import db
 
-        table = dynamodb_backends[DEFAULT_ACCOUNT_ID][self.region].tables[self.table]
+        table = moto_table(self.region, self.table)
         with self.durable_reads:
             return [db.from_item({name: _attribute(value) for name, value in item.attrs.items()})
                     for pk, partition in table.items.items() if keys.MODEL_PARTITION.match(pk.value)

@@ -210,8 +210,8 @@ class Journal:
         of CPU at 5,000 runs) take another core, at the lowest priority, instead of this process's
         GIL, which the requests need. The child dies with this process (the parent-death signal, set
         before it reads a file; it follows the thread that started it, which waits for it here), so
-        it cannot replace the snapshot under a service started after this one. Elsewhere, or if the child cannot run, the
-        fold runs here."""
+        it cannot replace the snapshot under a service started after this one. Elsewhere, or if the
+        child cannot run, the fold runs here."""
         if sys.platform == "linux":
             command = [sys.executable, "-m", "mlreg.journal", str(self.snapshot_path.parent), str(generation),
                        str(os.getpid()), *self.key_names]

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from mlreg import moto_speedups
+from mlreg.emulator import moto_table
 from shared import table as table_def
 
 
@@ -38,10 +39,7 @@ def _query_all(ddb, **kwargs) -> list[list[dict]]:
 
 def _moto_table():
     """The exercise's table as moto holds it."""
-    from moto.dynamodb.models import dynamodb_backends
-
-    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-    return dynamodb_backends["123456789012"][region].tables[os.environ["MLREG_TABLE"]]
+    return moto_table(os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), os.environ["MLREG_TABLE"])
 
 
 def _stream(ddb) -> list[tuple]:
