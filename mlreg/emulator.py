@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import botocore
 
-from mlreg import migrations, moto_speedups, signatures
+from mlreg import migrations, moto_speedups, s3_in_process, signatures
 from mlreg.journal import Journal
 from mlreg.objects import ObjectFiles, patch_moto_s3
 from shared import keys
@@ -368,6 +368,7 @@ class Emulator:
         self.files.load()
         guard_dynamodb(self.journal, self.table, self._credentials_written)
         save_s3_writes(self.files)
+        s3_in_process.install(boto3.DEFAULT_SESSION.events, self.endpoint, self.files)
         freeze_survivors()
         threading.Thread(target=self._group_indexes, name="emulator-index-groups", daemon=True).start()
         self._upkeep = threading.Thread(target=self._upkeep_loop, name="emulator-upkeep", daemon=True)
