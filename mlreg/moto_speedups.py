@@ -39,6 +39,11 @@ Patched, with the same results:
   values in their places (31 us against moto's 123 us for a three-clause condition): moto parsed
   each anew, 17 times in a create-registered-model (a seventh of its CPU), and values that change
   with every write (a counter, a timestamp) defeat a cache of whole parses;
+- an update expression is parsed once (moto parsed it twice per update, for its request's checks
+  and for the update), and an update that only sets top-level attributes to given values (`SET a =
+  :x, #b = :y`, none a key of the table or an index) on an existing item is applied as it reads,
+  without moto's validation pass (a copy of the tree, then ten walks of it): 0.74 -> 0.12 ms, where a
+  put takes 0.04; any other update, and every error, is moto's;
 - the item operations' requests are parsed as json.loads does, with binary values decoded: moto
   walked the API's shape model member by member for the same result (13% of a log-batch's time);
 - moto finds a request's handler among its response class's methods, listed anew with
@@ -56,6 +61,7 @@ import bisect
 import copy
 import functools
 import json
+import re
 import threading
 import time
 from collections import defaultdict
@@ -79,7 +85,7 @@ def install() -> None:
 def installed():
     """For a block (the bench, inside a test process whose other tests use moto as it is)."""
     patches = _patches()
-    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    originals = [(owner, name, vars(owner).get(name, getattr(owner, name))) for owner, name, _ in patches]  # as defined
     for owner, name, patched in patches:
         setattr(owner, name, patched)
     try:
@@ -95,7 +101,7 @@ def _patches() -> list[tuple[object, str, object]]:
 
     return [*_transactions(models, Table), *_queries(Table), *_writes(models.DynamoDBBackend, Table), *_responses(),
             *_point_reads(Table), *_items(), *_sqs_clock(), *_s3_listings(), *_handler_names(), *_parsed_conditions(),
-            *_plain_json_requests()]
+            *_parsed_updates(), *_plain_json_requests()]
 
 
 # ---- transactions: undo by item ------------------------------------------------------------------------
@@ -432,12 +438,102 @@ def _writes(backend_class, table_class) -> list:
                 forget_groupings(table)
             return update(self, table_name, key, *args, **kwargs)
         item = _keeping_indexes(table, DynamoType(key[table.hash_key_attr]), DynamoType(key[table.range_key_attr]),
-                                lambda: update(self, table_name, key, *args, **kwargs))
+                                lambda: _plain_sets(table, key, *args, **kwargs)
+                                or update(self, table_name, key, *args, **kwargs))
         item.__dict__.pop("_mlreg_size", None)
         return item
 
     return [(table_class, "put_item", put_item), (table_class, "delete_item", delete_item),
             (backend_class, "update_item", update_item)]
+
+
+# ---- updates: parsed once; plain SETs applied as they read -------------------------------------------
+
+UPDATES_KEPT = 4096
+_PLAIN_SET = re.compile(r"\s*(#[A-Za-z0-9_]+|[A-Za-z][A-Za-z0-9_]*)\s*=\s*(:[A-Za-z0-9_]+)\s*")
+
+
+def _parsed_updates() -> list:
+    """moto parses an update expression twice per update (its request's checks, then the update): the
+    tree of each expression is kept (nothing changes it: moto's validator works on a copy)."""
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    make, kept = UpdateExpressionParser.make.__func__, {}
+
+    def kept_make(cls, expression):
+        tree = kept.get(expression)
+        if tree is None:
+            tree = make(cls, expression)  # moto's error for a bad one
+            if len(kept) >= UPDATES_KEPT:
+                kept.clear()
+            kept[expression] = tree
+        return tree
+
+    return [(UpdateExpressionParser, "make", classmethod(kept_make))]
+
+
+@functools.cache
+def _reserved_words() -> frozenset[str]:
+    from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+
+    return frozenset(ReservedKeywords.get_reserved_keywords())
+
+
+def _set_pairs(table, expression: str, names: dict | None, values: dict | None) -> list[tuple[str, dict]] | None:
+    """(attribute, value) for each action of `SET a = :x, #b = :y` (top-level attributes set to given
+    values, each once, none a key of the table or an index), the update mlreg makes most; else None."""
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    UpdateExpressionParser.make(expression)  # moto's error for a syntax error
+    verb, _, actions = expression.strip().partition(" ")
+    if verb.upper() != "SET":
+        return None
+    pairs, keys = [], table.attribute_keys
+    for action in actions.split(","):
+        match = _PLAIN_SET.fullmatch(action)
+        if match is None:
+            return None
+        path, placeholder = match.groups()
+        name = (names or {}).get(path) if path.startswith("#") else path
+        value = (values or {}).get(placeholder)
+        if name is None or not isinstance(value, dict) or len(value) != 1 or name in keys \
+                or (path == name and name.upper() in _reserved_words()):
+            return None  # moto's way, and its error where there is one
+        pairs.append((name, value))
+    return pairs if len({name for name, _ in pairs}) == len(pairs) else None
+
+
+def _plain_sets(table, key: dict, update_expression: str | None, expression_attribute_names: dict | None,
+                expression_attribute_values: dict | None, attribute_updates=None, expected=None,
+                condition_expression: str | None = None, return_values_on_condition_check_failure: str | None = None):
+    """A plain SET update of an existing item (`_set_pairs`) as moto's update_item makes it, with no
+    validation pass over a copy of its tree (10 walks; 0.74 ms against 0.04 for a put), or None
+    (nothing done) for moto to make it."""
+    from moto.dynamodb import models
+    from moto.dynamodb.exceptions import ConditionalCheckFailed, ItemSizeTooLarge, ItemSizeToUpdateTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if not update_expression or attribute_updates or expected:
+        return None
+    pairs = _set_pairs(table, update_expression, expression_attribute_names, expression_attribute_values)
+    item = table.get_item(DynamoType(key[table.hash_key_attr]), DynamoType(key[table.range_key_attr]))
+    if pairs is None or item is None:
+        return None
+    before = copy.deepcopy(item)
+    condition = models.create_condition_expression_parser(condition_expression, expression_attribute_names,
+                                                          expression_attribute_values).parse()
+    if not condition.expr(item):
+        if return_values_on_condition_check_failure == "ALL_OLD":
+            raise ConditionalCheckFailed(item=item.to_json()["Attributes"])
+        raise ConditionalCheckFailed
+    try:
+        for name, value in pairs:
+            item.attrs[name] = DynamoType(value)
+    except ItemSizeTooLarge:
+        raise ItemSizeToUpdateTooLarge() from None
+    if table.stream_shard is not None:
+        table.stream_shard.add(before, item)
+    return item
 
 
 def _items() -> list:

@@ -131,6 +131,7 @@ def _exercise() -> list:
                 seen.append((condition, a, b, n, "written"))
             except ClientError as err:
                 seen.append((condition, a, b, n, err.response["Error"]["Code"]))
+    seen.extend(_plain_set_updates(ddb, name))
     look(("G#3",))
     failing = [{"Put": {"TableName": name, "Item": _item("P#1", "S#new", "G#1")}},
                {"Update": {"TableName": name, "Key": {"pk": {"S": "P#2"}, "sk": {"S": "S#2"}},
@@ -145,6 +146,46 @@ def _exercise() -> list:
     ddb.transact_write_items(TransactItems=failing[:3])
     look()
     seen.append(_stream_records(ddb))
+    return seen
+
+
+def _plain_set_updates(ddb, name: str) -> list:
+    """SET updates of the plain shape (taken without moto's validation pass) and their near misses
+    (moto's own way), each answered as moto answers it: names and values shared, spaced and
+    lowercase, what the update returns, a failed condition returning the old item, a reserved word, a
+    key attribute, a path set twice, a missing or unused placeholder, sets, an item too big, an index
+    key empty or of another type, an item that is not there yet."""
+    key = {"pk": {"S": "P#0"}, "sk": {"S": "S#7"}}
+    cases = [
+        ("SET #a = :v, w2 = :v", {"#a": "w1"}, {":v": {"S": "x"}}, {"ReturnValues": "ALL_NEW"}),
+        ("set  w3=:n ,w4 = :m", None, {":n": {"N": "7"}, ":m": {"M": {"k": {"L": [{"S": "a"}]}}}},
+         {"ReturnValues": "UPDATED_OLD"}),
+        ("SET w3 = :n", None, {":n": {"N": "8"}, ":old": {"N": "0"}},
+         {"ConditionExpression": "w3 = :old", "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}),
+        ("SET w3 = :n", None, {":n": {"N": "9"}, ":old": {"N": "7"}}, {"ConditionExpression": "w3 = :old"}),
+        ("SET name = :v", None, {":v": {"S": "x"}}, {}),
+        ("SET sk = :v", None, {":v": {"S": "x"}}, {}),
+        ("SET w5 = :v, w5 = :v", None, {":v": {"S": "x"}}, {}),
+        ("SET w5 = :missing", None, {":v": {"S": "x"}}, {}),
+        ("SET w5 = :v", {"#unused": "x"}, {":v": {"S": "x"}}, {}),
+        ("SET w6 = :s", None, {":s": {"SS": ["a", "b"]}}, {"ReturnValues": "ALL_NEW"}),
+        ("SET w6 = :s", None, {":s": {"SS": []}}, {}),
+        ("SET w7 = :big", None, {":big": {"S": "x" * 405_000}}, {}),
+        ("SET g1pk = :e", None, {":e": {"S": ""}}, {}),
+        ("SET g1pk = :n", None, {":n": {"N": "1"}}, {}),
+        ("SET w8 = :v", None, {":v": {"S": "x"}}, {"Key": {"pk": {"S": "P#9"}, "sk": {"S": "new"}},
+                                                   "ReturnValues": "ALL_NEW"}),
+    ]
+    seen = []
+    for expression, names, values, extra in cases:
+        request = {"TableName": name, "Key": key, "UpdateExpression": expression, "ExpressionAttributeValues": values,
+                   **({"ExpressionAttributeNames": names} if names else {}), **extra}
+        try:
+            answer = ddb.update_item(**request)
+            seen.append((expression, {k: v for k, v in answer.items() if k != "ResponseMetadata"}))
+        except ClientError as err:
+            seen.append((expression, err.response["Error"], err.response.get("Item")))
+    seen.append(ddb.get_item(TableName=name, Key=key)["Item"])
     return seen
 
 
