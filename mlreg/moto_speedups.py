@@ -85,7 +85,8 @@ def install() -> None:
 def installed():
     """For a block (the bench, inside a test process whose other tests use moto as it is)."""
     patches = _patches()
-    originals = [(owner, name, vars(owner).get(name, getattr(owner, name))) for owner, name, _ in patches]  # as defined
+    # each as its owner defines it (a classmethod itself, not the method it binds)
+    originals = [(owner, name, vars(owner).get(name, getattr(owner, name))) for owner, name, _ in patches]
     for owner, name, patched in patches:
         setattr(owner, name, patched)
     try:
@@ -437,9 +438,11 @@ def _writes(backend_class, table_class) -> list:
             if table is not None:
                 forget_groupings(table)
             return update(self, table_name, key, *args, **kwargs)
-        item = _keeping_indexes(table, DynamoType(key[table.hash_key_attr]), DynamoType(key[table.range_key_attr]),
-                                lambda: _plain_sets(table, key, *args, **kwargs)
-                                or update(self, table_name, key, *args, **kwargs))
+        def write():
+            done = _plain_sets(table, key, *args, **kwargs)
+            return update(self, table_name, key, *args, **kwargs) if done is None else done
+
+        item = _keeping_indexes(table, DynamoType(key[table.hash_key_attr]), DynamoType(key[table.range_key_attr]), write)
         item.__dict__.pop("_mlreg_size", None)
         return item
 
