@@ -139,14 +139,21 @@ class ObjectFiles:
         if method == "PUT" and upload_id and "partNumber" in query:
             self._save_part(bucket, upload_id, int(query["partNumber"][0]))
         elif method == "POST" and "uploads" in query:
-            self._save_upload(bucket, _upload_id_in(response_body))
-        elif method == "POST" and upload_id:  # completed: the object, then the upload is gone
-            self._save_completed(bucket, key, upload_id, _part_numbers_in(request_body))
-            self._drop_upload(upload_id)
+            self.upload_created(bucket, _upload_id_in(response_body))
+        elif method == "POST" and upload_id:
+            self.upload_completed(bucket, key, upload_id, _part_numbers_in(request_body))
         elif method == "DELETE" and upload_id:
             self._drop_upload(upload_id)
         elif method in ("PUT", "DELETE"):  # put, copy, delete (tags and ACLs are not kept)
             self.save_object(bucket, key)
+
+    def upload_created(self, bucket: str, upload_id: str) -> None:
+        self._save_upload(bucket, upload_id)
+
+    def upload_completed(self, bucket: str, key: str, upload_id: str, numbers: list[int]) -> None:
+        """The object a completion made (`numbers`: its parts, in the request's order), then the upload is gone."""
+        self._save_completed(bucket, key, upload_id, numbers)
+        self._drop_upload(upload_id)
 
     def bucket_request(self, method: str, bucket: str, query: dict, request_body) -> None:
         if method == "POST" and "delete" in query:
@@ -171,17 +178,22 @@ class ObjectFiles:
 
     def _save_completed(self, bucket: str, key: str, upload_id: str, numbers: list[int]) -> None:
         """The object a multipart upload completed: its part files linked beside a header naming them.
-        Falls back to writing the bytes when the upload's part files are not all there (cannot happen
-        unless a part came in before this process saved uploads)."""
+        Nothing when they are linked already: a retried completion (its first answer lost), which S3
+        and moto answer from the object the first one made. Falls back to writing the bytes when the
+        upload's part files are not all there (cannot happen unless a part came in before this process
+        saved uploads)."""
         path, folder = self._object_path(bucket, key), self.uploads / upload_id
         parts = [folder / f"part-{n}" for n in numbers]
+        names = [f"{path.name}.{upload_id}.{n}" for n in numbers]
         with self._lock(bucket, key):
             obj = self._backend().get_object(bucket, key) if bucket in self._backend().buckets else None
+            if obj is not None and getattr(obj.multipart, "id", None) == upload_id and names and not folder.exists() \
+                    and all((path.parent / name).exists() for name in names):
+                return  # saved by the first completion: rewriting it would drop the part files it reads
             if obj is None or not parts or not all(p.exists() for p in parts) or \
                     sum(p.stat().st_size for p in parts) != obj.size:
                 complete = False
             else:
-                names = [f"{path.name}.{upload_id}.{n}" for n in numbers]
                 for part, name in zip(parts, names):
                     if not (path.parent / name).exists():
                         os.link(part, path.parent / name)

@@ -73,6 +73,23 @@ def test_a_multipart_upload_in_flight_survives_and_completes(s3):
     assert (got["ETag"], got["ContentType"]) == (etag, "application/x-weights")
 
 
+def test_a_retried_completion_keeps_the_object(s3):
+    """A client whose completion's answer was lost completes again: S3 (and moto) answer it from the
+    object the first completion made, which stays readable, before and after a restart."""
+    client, files = s3
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="again.bin")
+    body = os.urandom(5 * MiB) + b"tail"
+    etags = [client.upload_part(Bucket=BUCKET, Key="again.bin", UploadId=upload["UploadId"], PartNumber=n,
+                                Body=part)["ETag"] for n, part in ((1, body[:5 * MiB]), (2, body[5 * MiB:]))]
+    parts = {"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, 1)]}
+    first, again = (client.complete_multipart_upload(Bucket=BUCKET, Key="again.bin", UploadId=upload["UploadId"],
+                                                     MultipartUpload=parts) for _ in range(2))
+    assert first["ETag"] == again["ETag"]
+    assert client.get_object(Bucket=BUCKET, Key="again.bin")["Body"].read() == body
+    restart(files)
+    assert client.get_object(Bucket=BUCKET, Key="again.bin")["Body"].read() == body
+
+
 def test_a_completed_upload_is_its_part_files_not_a_second_copy(s3):
     """Completing links the parts' files under the object (their bytes are written once, when each part
     is answered); the object loads back from them; a later write of the key, or a crash before the
