@@ -25,6 +25,8 @@ PARAMS = "mlreg_api_params"  # the call's parameters, kept in botocore's request
 LIST_PARAMS = {"Bucket", "Prefix", "MaxKeys", "ContinuationToken", "Delimiter", "EncodingType"}
 COPY_PARAMS = {"Bucket", "Key", "CopySource", "ChecksumAlgorithm"}
 PUT_PARAMS = {"Bucket", "Key", "Body", "ContentType"}
+CREATE_UPLOAD_PARAMS = {"Bucket", "Key"}
+COMPLETE_UPLOAD_PARAMS = {"Bucket", "Key", "UploadId", "MultipartUpload"}
 
 
 def _backend():
@@ -136,10 +138,45 @@ def _put_object(params: dict, context: dict, files: ObjectFiles) -> dict | None:
     return {"ETag": put.etag, **({f"Checksum{algorithm}": checksum} if algorithm else {})}
 
 
+def _create_multipart_upload(params: dict, context: dict, files: ObjectFiles) -> dict | None:
+    from moto.s3.utils import metadata_from_headers
+
+    bucket = _plain_bucket(params["Bucket"])
+    if bucket is None or context.get("checksum", {}).get("request_algorithm"):
+        return None
+    upload = _backend().create_multipart_upload(bucket.name, params["Key"], metadata_from_headers({}), "STANDARD", {},
+                                                None, None, None)
+    files.upload_created(bucket.name, upload.id)
+    return {"Bucket": bucket.name, "Key": params["Key"], "UploadId": upload.id}
+
+
+def _complete_multipart_upload(params: dict, context: dict, files: ObjectFiles) -> dict | None:
+    from moto.s3.exceptions import S3ClientError
+
+    bucket, upload_id = _plain_bucket(params["Bucket"]), params["UploadId"]
+    upload = bucket.multiparts.get(upload_id) if bucket is not None else None
+    parts = [(part["PartNumber"], part["ETag"]) for part in params["MultipartUpload"].get("Parts", [])
+             if part.keys() == {"PartNumber", "ETag"}]
+    if upload is None or upload.key_name != params["Key"] or len(parts) != len(params["MultipartUpload"].get("Parts", [])):
+        return None  # an upload gone (a retried completion) or never there, other part fields: moto's way
+    try:
+        key = _backend().complete_multipart_upload(bucket.name, upload_id, parts)
+    except S3ClientError:  # a part missing or out of order: refused before anything changed, so moto's
+        return None        # way gives the same refusal as S3 words it
+    if key is None:
+        return None
+    files.upload_completed(bucket.name, key.name, upload_id, [number for number, _ in parts])
+    done = {"Location": f"http://{bucket.name}.s3.amazonaws.com/{key.name}", "Bucket": bucket.name, "Key": key.name,
+            "ETag": key.etag}
+    return {**done, "VersionId": key.version_id} if key.version_id else done
+
+
 ANSWERS: dict[str, tuple[set[str], Callable[[dict, dict, ObjectFiles], dict | None]]] = {
     "ListObjectsV2": (LIST_PARAMS, _list_objects_v2),
     "CopyObject": (COPY_PARAMS, _copy_object),
     "PutObject": (PUT_PARAMS, _put_object),
+    "CreateMultipartUpload": (CREATE_UPLOAD_PARAMS, _create_multipart_upload),
+    "CompleteMultipartUpload": (COMPLETE_UPLOAD_PARAMS, _complete_multipart_upload),
 }
 
 

@@ -4,6 +4,8 @@ whatever they do not take (other parameters, errors) still gets moto's answer.""
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 from botocore.config import Config
@@ -12,10 +14,11 @@ from moto import mock_aws
 
 from mlreg import s3_in_process
 from mlreg.emulator import save_s3_writes
-from mlreg.objects import ObjectFiles
+from mlreg.objects import ObjectFiles, patch_moto_s3
 
 ENDPOINT = "https://s3.us-east-1.amazonaws.com"  # moto answers it in-process, as the emulator's own
 BUCKET = "in-process"
+MiB = 1024 * 1024
 NAMES = ["model/MLmodel", "model/a b/c%41.txt", "model/\u00e9\U0001F600", "model/sub/deep/x", "model-other/y"]
 
 
@@ -70,14 +73,26 @@ def _exercise(s3, files: ObjectFiles) -> list:
         seen.append(_stamp(s3.copy_object(Bucket=BUCKET, Key=target, CopySource={"Bucket": BUCKET, "Key": name},
                                           **checksum)))
         seen.append(_read_back(s3, files, target))
+    for n, key in enumerate(["big/a b.bin", "big/\u00e9.bin"]):  # multipart uploads, as the artifact routes make them
+        upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key)
+        seen.append((_stamp({k: v for k, v in upload.items() if k != "UploadId"}),
+                     sorted(p.name for p in (files.uploads / upload["UploadId"]).iterdir())))
+        etags = [s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], PartNumber=i + 1, Body=body)["ETag"]
+                 for i, body in enumerate([b"a" * 5 * MiB, b"b" * (n + 1)])]
+        seen.append(_stamp(s3.complete_multipart_upload(
+            Bucket=BUCKET, Key=key, UploadId=upload["UploadId"],
+            MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": etag} for i, etag in enumerate(etags)]})))
+        seen.append(((files.uploads / upload["UploadId"]).exists(), _read_back(s3, files, key)))
     return seen
 
 
 def _read_back(s3, files: ObjectFiles, key: str) -> tuple:
-    """An object as a client reads it, and as the data directory holds it (its bytes, after its header)."""
+    """An object as a client reads it, and as the data directory holds it: its bytes after its header,
+    and how many part files the header names (a completed multipart upload's)."""
     head = s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
-    return (_stamp(head), s3.get_object(Bucket=BUCKET, Key=key)["Body"].read(),
-            files._object_path(BUCKET, key).read_bytes().split(b"\n", 1)[1])
+    header, saved = files._object_path(BUCKET, key).read_bytes().split(b"\n", 1)
+    return (_stamp(head), s3.get_object(Bucket=BUCKET, Key=key)["Body"].read(), saved,
+            len(json.loads(header).get("parts", [])))
 
 
 def _moto_calls(monkeypatch) -> list[str]:
@@ -95,37 +110,50 @@ def _moto_calls(monkeypatch) -> list[str]:
 def test_answers_in_process_equal_motos(tmp_path, monkeypatch):
     with mock_aws():
         files = ObjectFiles(tmp_path / "plain")
-        undo = save_s3_writes(files)
+        undo, undo_uploads = save_s3_writes(files), patch_moto_s3()
         try:
             plain = _exercise(_client(boto3.session.Session()), files)
         finally:
+            undo_uploads()
             undo()
     with mock_aws():
         files, session = ObjectFiles(tmp_path / "answered"), boto3.session.Session()
-        undo, undo_answers = save_s3_writes(files), s3_in_process.install(session.events, ENDPOINT, files)
+        undo, undo_uploads = save_s3_writes(files), patch_moto_s3()
+        undo_answers = s3_in_process.install(session.events, ENDPOINT, files)
         try:
             calls = _moto_calls(monkeypatch)
             answered = _exercise(_client(session), files)
         finally:
             undo_answers()
+            undo_uploads()
             undo()
     assert answered == plain
     listed = plain[2 * len(NAMES):]
-    assert len(listed) == 9 + 2 * len(NAMES) and listed[2]["IsTruncated"] and listed[3]["CommonPrefixes"]
-    # moto's way: the bucket, the put with metadata and the reads back (head, get); no other put, no
-    # listing, no copy
-    assert [c for c in calls if c != "PUT"] == ["HEAD", "GET"] * 2 * len(NAMES)
-    assert calls.count("PUT") == 1 + len([i for i in range(len(NAMES)) if i % 3 == 2])
+    assert len(listed) == 9 + 2 * len(NAMES) + 6 and listed[2]["IsTruncated"] and listed[3]["CommonPrefixes"]
+    assert [upload[1] for upload in plain[-6::3]] == [["upload.json"]] * 2  # saved when created, gone when completed
+    assert plain[-1][0] is False and plain[-1][1][3] == 2
+    # moto's way: the bucket, the put with metadata, the parts and the reads back (head, get); no
+    # other put, no listing, no copy, no upload created or completed
+    assert [c for c in calls if c != "PUT"] == ["HEAD", "GET"] * (2 * len(NAMES) + 2)
+    assert calls.count("PUT") == 1 + len([i for i in range(len(NAMES)) if i % 3 == 2]) + 4
 
 
 def test_what_it_does_not_take_gets_motos_answer(tmp_path, monkeypatch):
     with mock_aws():
         files, session = ObjectFiles(tmp_path), boto3.session.Session()
-        undo, undo_answers = save_s3_writes(files), s3_in_process.install(session.events, ENDPOINT, files)
+        undo, undo_uploads = save_s3_writes(files), patch_moto_s3()
+        undo_answers = s3_in_process.install(session.events, ENDPOINT, files)
         try:
             s3 = _client(session)
             s3.create_bucket(Bucket=BUCKET)
             s3.put_object(Bucket=BUCKET, Key="a", Body=b"x")
+            upload = s3.create_multipart_upload(Bucket=BUCKET, Key="big")["UploadId"]
+            etag = s3.upload_part(Bucket=BUCKET, Key="big", UploadId=upload, PartNumber=1, Body=b"part")["ETag"]
+
+            def complete(upload_id: str, etag: str):
+                return s3.complete_multipart_upload(Bucket=BUCKET, Key="big", UploadId=upload_id,
+                                                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+
             calls = _moto_calls(monkeypatch)
             for call, code in [
                 (lambda: s3.copy_object(Bucket=BUCKET, Key="b", CopySource={"Bucket": BUCKET, "Key": "missing"}),
@@ -135,16 +163,22 @@ def test_what_it_does_not_take_gets_motos_answer(tmp_path, monkeypatch):
                 (lambda: s3.copy_object(Bucket=BUCKET, Key="a", CopySource={"Bucket": BUCKET, "Key": "a"}),
                  "InvalidRequest"),  # a copy onto itself that changes nothing
                 (lambda: s3.list_objects_v2(Bucket="no-bucket"), "NoSuchBucket"),
+                (lambda: complete(upload, '"0123456789abcdef0123456789abcdef"'), "InvalidPart"),
+                (lambda: complete("made-up", etag), "NoSuchUpload"),
             ]:
                 with pytest.raises(ClientError) as refused:
                     call()
                 assert refused.value.response["Error"]["Code"] == code
-            assert len(calls) == 4
+            assert len(calls) == 6
+            assert complete(upload, etag)["ETag"] == complete(upload, etag)["ETag"]  # a retried completion: moto's
+            assert s3.get_object(Bucket=BUCKET, Key="big")["Body"].read() == b"part"
+            assert len(calls) == 8
             s3.list_objects_v2(Bucket=BUCKET, StartAfter="a")  # a parameter it does not take
             s3.copy_object(Bucket=BUCKET, Key="c", CopySource={"Bucket": BUCKET, "Key": "a"}, MetadataDirective="COPY")
             elsewhere = session.client("s3", region_name="us-east-1")  # another endpoint (--s3-endpoint)
             elsewhere.list_objects_v2(Bucket=BUCKET)
-            assert len(calls) == 7
+            assert len(calls) == 11
         finally:
             undo_answers()
+            undo_uploads()
             undo()
