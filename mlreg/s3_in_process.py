@@ -5,10 +5,11 @@ moto rebuilds it as a werkzeug request, finds its handler, answers XML through a
 that walks the API's shape model, and botocore parses that XML and its timestamps back. For a small
 object that is ~1.5 ms of CPU around ~0.1 ms of work, and a model version's creation makes three
 such calls (the source's listing, its copy, the manifest). Here botocore's `before-call` event
-answers ListObjectsV2, CopyObject and PutObject, in the shapes mlreg's handlers send, from moto's
-backend with the answer botocore would have parsed (tests/unit/test_s3_in_process.py compares the
-two ways); anything else (another parameter, a missing key, a versioned bucket: every error) goes
-the usual way, so moto says what S3 would. Writes are saved as every S3 write is
+answers ListObjectsV2, CopyObject, PutObject and the artifact routes' CreateMultipartUpload and
+CompleteMultipartUpload, in the shapes mlreg's handlers send, from moto's backend with the answer
+botocore would have parsed (tests/unit/test_s3_in_process.py compares the two ways); anything else
+(another parameter, a missing key, a versioned bucket, a retried completion: every error) goes the
+usual way, so moto says what S3 would. Writes are saved as every S3 write is
 (mlreg.objects.ObjectFiles), before the answer. Local only (`mlreg serve`, the bench)."""
 
 from __future__ import annotations
