@@ -442,7 +442,8 @@ def _writes(backend_class, table_class) -> list:
             done = _plain_sets(table, key, *args, **kwargs)
             return update(self, table_name, key, *args, **kwargs) if done is None else done
 
-        item = _keeping_indexes(table, DynamoType(key[table.hash_key_attr]), DynamoType(key[table.range_key_attr]), write)
+        item = _keeping_indexes(table, DynamoType(key[table.hash_key_attr]), DynamoType(key[table.range_key_attr]),
+                                write)
         item.__dict__.pop("_mlreg_size", None)
         return item
 

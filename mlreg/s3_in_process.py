@@ -156,9 +156,9 @@ def _complete_multipart_upload(params: dict, context: dict, files: ObjectFiles) 
 
     bucket, upload_id = _plain_bucket(params["Bucket"]), params["UploadId"]
     upload = bucket.multiparts.get(upload_id) if bucket is not None else None
-    parts = [(part["PartNumber"], part["ETag"]) for part in params["MultipartUpload"].get("Parts", [])
-             if part.keys() == {"PartNumber", "ETag"}]
-    if upload is None or upload.key_name != params["Key"] or len(parts) != len(params["MultipartUpload"].get("Parts", [])):
+    named = params["MultipartUpload"].get("Parts", [])
+    parts = [(part["PartNumber"], part["ETag"]) for part in named if part.keys() == {"PartNumber", "ETag"}]
+    if upload is None or upload.key_name != params["Key"] or len(parts) != len(named):
         return None  # an upload gone (a retried completion) or never there, other part fields: moto's way
     try:
         key = _backend().complete_multipart_upload(bucket.name, upload_id, parts)

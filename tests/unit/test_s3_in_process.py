@@ -77,8 +77,8 @@ def _exercise(s3, files: ObjectFiles) -> list:
         upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key)
         seen.append((_stamp({k: v for k, v in upload.items() if k != "UploadId"}),
                      sorted(p.name for p in (files.uploads / upload["UploadId"]).iterdir())))
-        etags = [s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], PartNumber=i + 1, Body=body)["ETag"]
-                 for i, body in enumerate([b"a" * 5 * MiB, b"b" * (n + 1)])]
+        etags = [s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], PartNumber=i + 1,
+                                Body=body)["ETag"] for i, body in enumerate([b"a" * 5 * MiB, b"b" * (n + 1)])]
         seen.append(_stamp(s3.complete_multipart_upload(
             Bucket=BUCKET, Key=key, UploadId=upload["UploadId"],
             MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": etag} for i, etag in enumerate(etags)]})))
