@@ -17,7 +17,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from threading import Semaphore
 
-from shared.events.local import LocalConsumer, log
+from shared.events.local import QUEUE_WAIT_SECONDS, LocalConsumer, log
 from shared.registry import packages, worker
 
 JOBS_QUEUE, JOBS_DLQ = "mlreg-registry-jobs", "mlreg-registry-dead-letters"
@@ -50,6 +50,7 @@ class LocalWorker(LocalConsumer):
             try:
                 self._slots.acquire()
                 messages = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=1,
+                                                    WaitTimeSeconds=QUEUE_WAIT_SECONDS,
                                                     AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
                 if not messages:
                     self._slots.release()
