@@ -455,7 +455,8 @@ def _write_synced(path: Path, body: bytes) -> None:
         f.write(body)
         f.flush()
         os.fsync(f.fileno())
-        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        if hasattr(os, "posix_fadvise"):  # not on macOS
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _holds(fake_key, body: bytes) -> bool:
