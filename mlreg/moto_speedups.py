@@ -485,10 +485,8 @@ def _reserved_words() -> frozenset[str]:
 
 def _set_pairs(table, expression: str, names: dict | None, values: dict | None) -> list[tuple[str, dict]] | None:
     """(attribute, value) for each action of `SET a = :x, #b = :y` (top-level attributes set to given
-    values, each once, none a key of the table or an index), the update mlreg makes most; else None."""
-    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
-
-    UpdateExpressionParser.make(expression)  # moto's error for a syntax error
+    values, each once, none a key of the table or an index), the update mlreg makes most; else None.
+    Its syntax was checked by moto's request handling, which parsed the expression before."""
     verb, _, actions = expression.strip().partition(" ")
     if verb.upper() != "SET":
         return None
@@ -520,8 +518,10 @@ def _plain_sets(table, key: dict, update_expression: str | None, expression_attr
     if not update_expression or attribute_updates or expected:
         return None
     pairs = _set_pairs(table, update_expression, expression_attribute_names, expression_attribute_values)
+    if pairs is None:
+        return None
     item = table.get_item(DynamoType(key[table.hash_key_attr]), DynamoType(key[table.range_key_attr]))
-    if pairs is None or item is None:
+    if item is None:  # moto makes it
         return None
     before = copy.deepcopy(item)
     condition = models.create_condition_expression_parser(condition_expression, expression_attribute_names,

@@ -46,6 +46,14 @@ PART_WRITES = 8  # parts written at once while moto takes them (ObjectFiles.put_
 _PART_WRITES = ThreadPoolExecutor(max_workers=PART_WRITES, thread_name_prefix="part-writes")
 
 
+def moto_s3():
+    """moto's S3 backend in this process (the account and partition mlreg's buckets live in)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+
 class JoinedParts:
     """A completed multipart object's bytes where they already are, as S3 keeps them (a completion
     copies no byte): its parts' buffers, then, once saved, its part files. It is the file-like moto's
@@ -120,12 +128,6 @@ class ObjectFiles:
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._make_folders()
 
-    def _backend(self):
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.s3.models import s3_backends
-
-        return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-
     def _lock(self, *names: str) -> threading.Lock:
         return self._locks[hash(names) % LOCK_STRIPES]
 
@@ -147,9 +149,6 @@ class ObjectFiles:
         elif method in ("PUT", "DELETE"):  # put, copy, delete (tags and ACLs are not kept)
             self.save_object(bucket, key)
 
-    def upload_created(self, bucket: str, upload_id: str) -> None:
-        self._save_upload(bucket, upload_id)
-
     def upload_completed(self, bucket: str, key: str, upload_id: str, numbers: list[int]) -> None:
         """The object a completion made (`numbers`: its parts, in the request's order), then the upload is gone."""
         self._save_completed(bucket, key, upload_id, numbers)
@@ -166,7 +165,7 @@ class ObjectFiles:
         """The object as moto holds it now, or its absence."""
         path = self._object_path(bucket, key)
         with self._lock(bucket, key):
-            obj = self._backend().get_object(bucket, key) if bucket in self._backend().buckets else None
+            obj = moto_s3().get_object(bucket, key) if bucket in moto_s3().buckets else None
             if obj is None:
                 if path.exists():
                     path.unlink()
@@ -186,7 +185,7 @@ class ObjectFiles:
         parts = [folder / f"part-{n}" for n in numbers]
         names = [f"{path.name}.{upload_id}.{n}" for n in numbers]
         with self._lock(bucket, key):
-            obj = self._backend().get_object(bucket, key) if bucket in self._backend().buckets else None
+            obj = moto_s3().get_object(bucket, key) if bucket in moto_s3().buckets else None
             if obj is not None and getattr(obj.multipart, "id", None) == upload_id and names and not folder.exists() \
                     and all((path.parent / name).exists() for name in names):
                 return  # saved by the first completion: rewriting it would drop the part files it reads
@@ -214,8 +213,8 @@ class ObjectFiles:
         if stale:
             fsync_dir(path.parent)
 
-    def _save_upload(self, bucket: str, upload_id: str) -> None:
-        upload = self._backend().get_bucket(bucket).multiparts[upload_id]
+    def upload_created(self, bucket: str, upload_id: str) -> None:
+        upload = moto_s3().get_bucket(bucket).multiparts[upload_id]
         folder = self.uploads / upload_id
         ensure_dir(self.uploads)
         folder.mkdir(exist_ok=True)  # its entry is made durable last, with upload.json's (fewer disk commits)
@@ -244,7 +243,7 @@ class ObjectFiles:
             written.unlink(missing_ok=True)
             return response
         with self._lock(upload_id, str(number)):
-            upload = self._backend().get_bucket(bucket_of()).multiparts.get(upload_id)
+            upload = moto_s3().get_bucket(bucket_of()).multiparts.get(upload_id)
             part = upload.parts.get(number) if upload else None
             if part is not None and failed is None and _holds(part, body):
                 os.replace(written, folder / f"part-{number}")
@@ -256,7 +255,7 @@ class ObjectFiles:
 
     def _save_part(self, bucket: str, upload_id: str, number: int) -> None:
         with self._lock(upload_id, str(number)):
-            upload = self._backend().get_bucket(bucket).multiparts.get(upload_id)
+            upload = moto_s3().get_bucket(bucket).multiparts.get(upload_id)
             part = upload.parts.get(number) if upload else None
             if part is not None and (self.uploads / upload_id).exists():
                 atomic_write(self.uploads / upload_id / f"part-{number}", _chunks(part))
@@ -273,7 +272,7 @@ class ObjectFiles:
     def load(self) -> None:
         """Every saved object and upload back into moto, as it was answered (with patch_moto_s3 in
         place: a multipart object's value is its part files)."""
-        backend = self._backend()
+        backend = moto_s3()
         for path in sorted(self.objects.glob("*/*")) if self.objects.exists() else []:
             if path.name.endswith(".tmp"):
                 path.unlink()

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 from dateutil.tz import tzutc
 
-from mlreg.objects import ObjectFiles
+from mlreg.objects import ObjectFiles, moto_s3
 
 PARAMS = "mlreg_api_params"  # the call's parameters, kept in botocore's request context
 LIST_PARAMS = {"Bucket", "Prefix", "MaxKeys", "ContinuationToken", "Delimiter", "EncodingType"}
@@ -28,13 +28,6 @@ COPY_PARAMS = {"Bucket", "Key", "CopySource", "ChecksumAlgorithm"}
 PUT_PARAMS = {"Bucket", "Key", "Body", "ContentType"}
 CREATE_UPLOAD_PARAMS = {"Bucket", "Key"}
 COMPLETE_UPLOAD_PARAMS = {"Bucket", "Key", "UploadId", "MultipartUpload"}
-
-
-def _backend():
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-
-    return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
 
 
 def _timestamp(when) -> Any:
@@ -51,13 +44,13 @@ class _Answered:
 
 def _plain_bucket(name: str):
     """The bucket, if none of its settings (versions, locks, default encryption) changes an answer."""
-    bucket = _backend().buckets.get(name)
+    bucket = moto_s3().buckets.get(name)
     plain = bucket is not None and not (bucket.is_versioned or bucket.object_lock_enabled or bucket.encryption)
     return bucket if plain else None
 
 
 def _list_objects_v2(params: dict, context: dict, files: ObjectFiles) -> dict | None:
-    backend, bucket, token = _backend(), _plain_bucket(params["Bucket"]), params.get("ContinuationToken")
+    backend, bucket, token = moto_s3(), _plain_bucket(params["Bucket"]), params.get("ContinuationToken")
     if bucket is None or token == "" or (token and token not in backend._pagination_tokens):
         return None
     prefix, delimiter, max_keys = params.get("Prefix"), params.get("Delimiter"), params.get("MaxKeys", 1000)
@@ -95,7 +88,7 @@ def _copy_object(params: dict, context: dict, files: ObjectFiles) -> dict | None
     source = params["CopySource"]
     if not isinstance(source, str) or "?" in source:  # a version of the source: moto's way
         return None
-    backend = _backend()
+    backend = moto_s3()
     source_bucket, _, source_key = unquote(source).lstrip("/").partition("/")
     original = backend.get_object(source_bucket, source_key) if source_bucket in backend.buckets else None
     bucket = _plain_bucket(params["Bucket"])
@@ -128,13 +121,13 @@ def _put_object(params: dict, context: dict, files: ObjectFiles) -> dict | None:
     # the checksum botocore adds to every upload (CRC32 unless asked otherwise), which moto keeps
     algorithm = (context.get("checksum", {}).get("request_algorithm") or {}).get("algorithm", "").upper()
     checksum = compute_checksum(body, algorithm=algorithm).decode("utf-8") if algorithm else None
-    put = _backend().put_object(bucket.name, params["Key"], body, storage="STANDARD", checksum_value=checksum)
+    put = moto_s3().put_object(bucket.name, params["Key"], body, storage="STANDARD", checksum_value=checksum)
     put.set_metadata({"content-type": params["ContentType"]} if "ContentType" in params else {})
     put.set_acl(bucket.acl)
     put.website_redirect_location = None
     if algorithm:
         put.checksum_algorithm = algorithm
-    _backend().put_object_tagging(put, {})
+    moto_s3().put_object_tagging(put, {})
     files.save_object(bucket.name, put.name)
     return {"ETag": put.etag, **({f"Checksum{algorithm}": checksum} if algorithm else {})}
 
@@ -145,7 +138,7 @@ def _create_multipart_upload(params: dict, context: dict, files: ObjectFiles) ->
     bucket = _plain_bucket(params["Bucket"])
     if bucket is None or context.get("checksum", {}).get("request_algorithm"):
         return None
-    upload = _backend().create_multipart_upload(bucket.name, params["Key"], metadata_from_headers({}), "STANDARD", {},
+    upload = moto_s3().create_multipart_upload(bucket.name, params["Key"], metadata_from_headers({}), "STANDARD", {},
                                                 None, None, None)
     files.upload_created(bucket.name, upload.id)
     return {"Bucket": bucket.name, "Key": params["Key"], "UploadId": upload.id}
@@ -161,7 +154,7 @@ def _complete_multipart_upload(params: dict, context: dict, files: ObjectFiles) 
     if upload is None or upload.key_name != params["Key"] or len(parts) != len(named):
         return None  # an upload gone (a retried completion) or never there, other part fields: moto's way
     try:
-        key = _backend().complete_multipart_upload(bucket.name, upload_id, parts)
+        key = moto_s3().complete_multipart_upload(bucket.name, upload_id, parts)
     except S3ClientError:  # a part missing or out of order: refused before anything changed, so moto's
         return None        # way gives the same refusal as S3 words it
     if key is None:

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mlreg.emulator import save_s3_writes
-from mlreg.objects import JoinedParts, ObjectFiles, patch_moto_s3
+from mlreg.objects import JoinedParts, ObjectFiles, moto_s3, patch_moto_s3
 
 BUCKET = os.environ["MLREG_BUCKET"]
 MiB = 1024 * 1024
@@ -31,10 +31,7 @@ def s3(aws, tmp_path):
 
 def restart(files: ObjectFiles) -> None:
     """moto loses everything (as a killed process does); the bucket is created and the files loaded."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-
-    s3_backends[DEFAULT_ACCOUNT_ID]["aws"].reset()
+    moto_s3().reset()
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     files.load()
 
@@ -130,7 +127,7 @@ def test_a_completed_object_reads_its_part_files_and_keeps_no_copy(s3):
     client.complete_multipart_upload(Bucket=BUCKET, Key="j.bin", UploadId=upload["UploadId"], MultipartUpload={
         "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, 1)]})
     for _ in range(2):
-        value = files._backend().get_object(BUCKET, "j.bin")._value_buffer
+        value = moto_s3().get_object(BUCKET, "j.bin")._value_buffer
         assert isinstance(value, JoinedParts) and [p.stat().st_size for p in value._sources] == [5 * MiB, 1000]
         across = client.get_object(Bucket=BUCKET, Key="j.bin", Range=f"bytes={5 * MiB - 10}-{5 * MiB + 9}")
         assert across["Body"].read() == (first + second)[5 * MiB - 10:5 * MiB + 10]
@@ -143,7 +140,7 @@ def test_a_part_written_while_moto_takes_it_ends_as_what_moto_holds(s3):
     moto holds those very bytes after: when a concurrent PUT of the part won, its bytes are saved."""
     client, files = s3
     upload_id = client.create_multipart_upload(Bucket=BUCKET, Key="p.bin")["UploadId"]
-    backend, folder = files._backend(), files.uploads / upload_id
+    backend, folder = moto_s3(), files.uploads / upload_id
     ours, theirs = os.urandom(MiB), os.urandom(MiB)
 
     def answer(*winners: bytes):
@@ -179,7 +176,7 @@ def test_a_read_of_a_completed_object_deleted_meanwhile_is_no_such_key(s3):
                               Body=b"bytes")["ETag"]
     client.complete_multipart_upload(Bucket=BUCKET, Key="d.bin", UploadId=upload["UploadId"], MultipartUpload={
         "Parts": [{"PartNumber": 1, "ETag": etag}]})
-    value = files._backend().get_object(BUCKET, "d.bin")._value_buffer
+    value = moto_s3().get_object(BUCKET, "d.bin")._value_buffer
     client.delete_object(Bucket=BUCKET, Key="d.bin")  # its part files go; a read that began before fails as S3's
     from moto.s3.exceptions import MissingKey
 
