@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import botocore
 
-from mlreg import migrations, moto_speedups, s3_in_process, signatures
+from mlreg import dynamodb_in_process, migrations, moto_speedups, s3_in_process, signatures
 from mlreg.journal import Journal
 from mlreg.objects import ObjectFiles, patch_moto_s3
 from shared import keys
@@ -367,6 +367,7 @@ class Emulator:
         patch_moto_s3()
         self.files.load()
         guard_dynamodb(self.journal, self.table, self._credentials_written)
+        dynamodb_in_process.install(boto3.DEFAULT_SESSION.events, self.region)
         save_s3_writes(self.files)
         s3_in_process.install(boto3.DEFAULT_SESSION.events, self.endpoint, self.files)
         freeze_survivors()

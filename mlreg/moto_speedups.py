@@ -677,7 +677,7 @@ JSON_ACTIONS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", 
                 "DeleteItem", "BatchWriteItem", "TransactWriteItems"}  # the item operations mlreg makes
 
 
-def _blobs_decoded(value: dict) -> dict:
+def blobs_decoded(value: dict) -> dict:
     """A binary AttributeValue's base64 (B, BS) as the bytes it stands for: json.loads' object hook."""
     if len(value) == 1:
         if isinstance(value.get("B"), str):
@@ -695,7 +695,7 @@ def _plain_json_requests() -> list:
     def parse_parameters(self, request) -> None:
         if self._get_action() in JSON_ACTIONS:
             try:
-                params = json.loads(request.data or b"{}", object_hook=_blobs_decoded)
+                params = json.loads(request.data or b"{}", object_hook=blobs_decoded)
             except ValueError:
                 params = None
             if isinstance(params, dict):
