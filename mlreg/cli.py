@@ -155,7 +155,7 @@ def start_service(args):
     # -- end auth --
     cache = AuthorizerCache(args.authorizer_cache_seconds, emulator and (lambda: emulator.credential_writes))
     gateway = Gateway(args.host, args.port, verbose=args.verbose, idle_timeout=args.idle_timeout,
-                      authorizer_cache=cache)
+                      authorizer_cache=cache, before_answer=emulator.files.flush if emulator else lambda: None)
     return gateway, emulator, token
 
 

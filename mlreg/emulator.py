@@ -204,10 +204,11 @@ def _is_credential(key: dict) -> bool:
     return sort_key.startswith((keys.token_sk(""), keys.session_sk(""), keys.PROJECT_SK))
 
 
-def guard_dynamodb(journal: Journal, table_name: str, credentials_written=lambda: None):
+def guard_dynamodb(journal: Journal, table_name: str, credentials_written=lambda: None, before_journal=lambda: None):
     """Every DynamoDB request under DYNAMODB_LOCK (reads shared, anything else exclusive); every
     committed write journaled, and answered only once on disk; `credentials_written` called after a
-    write of a token, a session or a project. Returns the undo (tests)."""
+    write of a token, a session or a project; `before_journal` before a write is journaled (the
+    objects it may name made durable first). Returns the undo (tests)."""
     from moto.dynamodb.responses import DynamoHandler
 
     original = DynamoHandler.call_action
@@ -222,6 +223,8 @@ def guard_dynamodb(journal: Journal, table_name: str, credentials_written=lambda
             with DYNAMODB_LOCK.writing():
                 response = original(self, *args, **kwargs)
                 changes = _changes(self, action, journal, table_name) if action in WRITES and response[0] == 200 else []
+                if changes:
+                    before_journal()
                 seen = journal.append(changes) if changes else journal.appended
                 if any(_is_credential(key) for key, _ in changes):
                     credentials_written()
@@ -366,7 +369,7 @@ class Emulator:
             self.journal.wait(self.journal.append(upgrades))
         patch_moto_s3()
         self.files.load()
-        guard_dynamodb(self.journal, self.table, self._credentials_written)
+        guard_dynamodb(self.journal, self.table, self._credentials_written, self.files.flush)
         dynamodb_in_process.install(boto3.DEFAULT_SESSION.events, self.region)
         save_s3_writes(self.files)
         s3_in_process.install(boto3.DEFAULT_SESSION.events, self.endpoint, self.files)
@@ -400,6 +403,7 @@ class Emulator:
         self._stop.set()
         self._upkeep.join()
         self._server.stop()
+        self.files.flush()
         self.journal.close()
         self.journal.fold(self.journal.generation + 1)
         self._mock.stop()

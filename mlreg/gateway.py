@@ -15,6 +15,7 @@ import time
 import uuid
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from mlreg import ui_static
@@ -231,6 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             response = handle(self.command, self.path, headers, body, self.client_address[0], self.server.authorizer_cache)
+            self.server.before_answer()  # what the handler wrote is durable before anyone hears of it
         except Exception as exc:  # a bug in a handler: answer as Lambda + API Gateway would
             print(f"mlreg: unhandled error on {self.command} {self.path}: {exc!r}", file=sys.stderr)
             import traceback
@@ -311,7 +313,7 @@ class Gateway(ThreadingHTTPServer):
     request_queue_size = 128  # many clients connect at once (parallel uploads, concurrent writers)
 
     def __init__(self, host: str, port: int, verbose: bool = False, idle_timeout: float = IDLE_TIMEOUT_SECONDS,
-                 authorizer_cache: AuthorizerCache | None = None):
+                 authorizer_cache: AuthorizerCache | None = None, before_answer: Callable[[], None] = lambda: None):
         handler = type("Handler", (_Handler,), {"verbose": verbose, "timeout": idle_timeout})
-        self.authorizer_cache = authorizer_cache
+        self.authorizer_cache, self.before_answer = authorizer_cache, before_answer
         super().__init__((host, port), handler)

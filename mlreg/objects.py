@@ -44,6 +44,7 @@ GONE = ".gone"
 LOCK_STRIPES = 64
 PART_WRITES = 8  # parts written at once while moto takes them (ObjectFiles.put_part)
 _PART_WRITES = ThreadPoolExecutor(max_workers=PART_WRITES, thread_name_prefix="part-writes")
+_SYNCS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="object-syncs")  # side by side: one disk commit
 
 
 def moto_s3():
@@ -126,6 +127,8 @@ class ObjectFiles:
         # One write of a key (or a part) at a time: each saves what moto holds *after* its request,
         # so whichever saves last saves the latest state.
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._syncing: list = []  # deferred writes' fsyncs under way (save_object(deferred=True))
+        self._syncing_lock = threading.Lock()
         self._make_folders()
 
     def _lock(self, *names: str) -> threading.Lock:
@@ -161,8 +164,11 @@ class ObjectFiles:
         elif method == "POST" and "key" in query:  # a browser-style form upload
             self.save_object(bucket, query["key"][0])
 
-    def save_object(self, bucket: str, key: str) -> None:
-        """The object as moto holds it now, or its absence."""
+    def save_object(self, bucket: str, key: str, deferred: bool = False) -> None:
+        """The object as moto holds it now, or its absence. `deferred`: a new key's file is made
+        durable in the background, and `flush` waits for it (the handlers' in-process writes, whose
+        answer reaches only the handler: the table write that names the object, and the response,
+        flush first). Its fsyncs then run beside the handler's next steps instead of before them."""
         path = self._object_path(bucket, key)
         with self._lock(bucket, key):
             obj = moto_s3().get_object(bucket, key) if bucket in moto_s3().buckets else None
@@ -172,8 +178,42 @@ class ObjectFiles:
                     fsync_dir(path.parent)
                 self._drop_part_files(path)
                 return
-            atomic_write(path, _with_header(_header(bucket, key, obj), obj))  # its folder: _make_folders
+            chunks = _with_header(_header(bucket, key, obj), obj)
+            if deferred and not path.exists():  # no earlier version a crash could take with it
+                self._write_deferred(path, chunks)
+            else:
+                atomic_write(path, chunks)  # its folder: _make_folders
             self._drop_part_files(path)
+
+    def _write_deferred(self, path: Path, chunks: Iterator[bytes]) -> None:
+        """Written in place, fsync'ed by a background thread. A crash before that may leave the file
+        short (its header's size says so: `load` drops it); nothing named the object yet."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for chunk in chunks:
+                _write_all(fd, chunk)
+        except BaseException:
+            os.close(fd)
+            raise
+
+        def sync() -> None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            fsync_dir(path.parent)
+
+        with self._syncing_lock:
+            self._syncing.append(_SYNCS.submit(sync))
+
+    def flush(self) -> None:
+        """Every deferred write made so far is durable."""
+        with self._syncing_lock:
+            syncing = list(self._syncing)
+        for future in syncing:
+            future.result()
+        with self._syncing_lock:
+            self._syncing = [future for future in self._syncing if not future.done()]
 
     def _save_completed(self, bucket: str, key: str, upload_id: str, numbers: list[int]) -> None:
         """The object a multipart upload completed: its part files linked beside a header naming them.
@@ -280,9 +320,12 @@ class ObjectFiles:
             if "." in path.name:  # a part file: read with its object's header
                 continue
             with open(path, "rb") as f:
-                header = json.loads(f.readline())
+                header = _header_in(f.readline())
                 body = JoinedParts.of_files(header["key"], [path.parent / n for n in header["parts"]]) \
-                    if "parts" in header else f.read()
+                    if header and "parts" in header else f.read()
+            if header is None or ("parts" not in header and len(body) != header.get("size", len(body))):
+                path.unlink()  # a deferred write a crash cut short: nothing named its object yet
+                continue
             obj = backend.put_object(header["bucket"], header["key"], body, etag=header["etag"])
             obj.set_metadata(header["metadata"])
             obj.last_modified = datetime.fromisoformat(header["last_modified"])
@@ -432,7 +475,21 @@ def _chunks(fake_key) -> Iterator[bytes]:
 
 def _header(bucket: str, key: str, fake_key) -> dict:
     return {"bucket": bucket, "key": key, "etag": fake_key.etag.strip('"'), "metadata": dict(fake_key.metadata),
-            "last_modified": fake_key.last_modified.isoformat()}
+            "last_modified": fake_key.last_modified.isoformat(), "size": fake_key.size}
+
+
+def _header_in(line: bytes) -> dict | None:
+    """A saved object's header line; None for one a crash cut short."""
+    try:
+        return json.loads(line) if line.endswith(b"\n") else None
+    except ValueError:
+        return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _part_files(path: Path) -> list[Path]:

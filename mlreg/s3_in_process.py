@@ -103,7 +103,7 @@ def _copy_object(params: dict, context: dict, files: ObjectFiles) -> dict | None
     if algorithm:
         copied.checksum_algorithm = algorithm
         copied.checksum_value = compute_checksum(copied.value, algorithm=algorithm).decode("utf-8")
-    files.save_object(bucket.name, copied.name)
+    files.save_object(bucket.name, copied.name, deferred=True)
     result = {"ETag": copied.etag, "LastModified": _timestamp(copied.last_modified)}
     if copied.checksum_value:
         result[f"Checksum{copied.checksum_algorithm}"] = copied.checksum_value
@@ -128,7 +128,7 @@ def _put_object(params: dict, context: dict, files: ObjectFiles) -> dict | None:
     if algorithm:
         put.checksum_algorithm = algorithm
     moto_s3().put_object_tagging(put, {})
-    files.save_object(bucket.name, put.name)
+    files.save_object(bucket.name, put.name, deferred=True)
     return {"ETag": put.etag, **({f"Checksum{algorithm}": checksum} if algorithm else {})}
 
 

@@ -259,3 +259,26 @@ def test_a_cycle_that_dies_while_frozen_is_freed_by_the_next_reclaim():
         assert gone() is None
     finally:
         thaw_survivors()
+
+
+def test_a_write_is_journaled_only_after_the_objects_before_it_are_durable(aws, tmp_path):
+    """`before_journal` (the emulator's ObjectFiles.flush) runs for every write that changes an item,
+    before its journal record exists; never for reads or writes that changed nothing."""
+    journal = Journal(tmp_path, ("pk", "sk"))
+    journal.load()
+    flushed_at = []
+    with moto_speedups.installed():
+        undo = guard_dynamodb(journal, TABLE, before_journal=lambda: flushed_at.append(journal.appended))
+        try:
+            ddb = boto3.client("dynamodb")
+            ddb.put_item(TableName=TABLE, Item={"pk": {"S": "p"}, "sk": {"S": "s"}})
+            ddb.get_item(TableName=TABLE, Key={"pk": {"S": "p"}, "sk": {"S": "s"}})
+            with pytest.raises(ClientError):
+                ddb.put_item(TableName=TABLE, Item={"pk": {"S": "p"}, "sk": {"S": "s"}},
+                             ConditionExpression="attribute_not_exists(pk)")
+            ddb.transact_write_items(TransactItems=pair(1))
+            assert len(flushed_at) == 2 and flushed_at[1] > flushed_at[0]  # each before its own record
+            assert journal.appended > flushed_at[1]
+        finally:
+            undo()
+            journal.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 
 import boto3
 import pytest
@@ -231,3 +232,49 @@ def test_the_mirror_of_an_older_mlreg_is_read_once(s3, tmp_path):
     assert not (tmp_path / "objects.json").exists() and not (tmp_path / "objects").exists()
     restart(files)  # now from the new layout
     assert client.get_object(Bucket=BUCKET, Key="projects/p/model.json")["Body"].read() == b"{}"
+
+
+def _fsyncs(monkeypatch) -> list[str]:
+    """The paths os.fsync makes durable, in order, each as it returns (a slow disk's 50 ms later)."""
+    synced, real = [], os.fsync
+
+    def fsync(fd: int) -> None:
+        real(fd)
+        time.sleep(0.05)
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_a_deferred_write_is_durable_after_flush_and_never_replaces_in_place(s3, monkeypatch):
+    """The handlers' in-process writes of new keys: written at once, fsync'ed (file, then folder) in
+    the background, all of it done when flush returns; a key that has a file already is replaced
+    whole (write aside, rename), so a crash keeps its earlier version."""
+    client, files = s3
+    client.put_object(Bucket=BUCKET, Key="old", Body=b"v1")
+    synced = _fsyncs(monkeypatch)
+    for key, body in (("old", b"v2"), ("new", b"fresh")):
+        moto_s3().put_object(BUCKET, key, body)
+        files.save_object(BUCKET, key, deferred=True)
+    files.flush()
+    new, old = (str(files._object_path(BUCKET, key)) for key in ("new", "old"))
+    assert synced.index(new) < synced.index(os.path.dirname(new))
+    assert old + ".tmp" in synced and old not in synced  # the replacement: written aside, then renamed
+    assert files._syncing == []
+    restart(files)
+    assert [client.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in ("new", "old")] == [b"fresh", b"v2"]
+
+
+def test_a_deferred_write_a_crash_cut_short_is_dropped_at_load(s3):
+    """Nothing named such an object yet (the table write naming it, and the answer, flush first): a
+    file whose header or bytes are short is removed; complete ones load."""
+    client, files = s3
+    for key in ("whole", "short body", "short header", "empty"):
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"0123456789")
+    for key, keep in (("short body", -3), ("short header", 20), ("empty", 0)):
+        path = files._object_path(BUCKET, key)
+        path.write_bytes(path.read_bytes()[:keep])
+    restart(files)
+    assert [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]] == ["whole"]
+    assert not files._object_path(BUCKET, "empty").exists()

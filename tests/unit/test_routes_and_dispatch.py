@@ -111,3 +111,33 @@ def test_cors_origin_is_sent_when_configured(monkeypatch):
     assert "Access-Control-Allow-Origin" not in dispatch(event, None)["headers"]
     monkeypatch.setenv("MLREG_CORS_ORIGIN", "https://ui.example.com")
     assert dispatch(event, None)["headers"]["Access-Control-Allow-Origin"] == "https://ui.example.com"
+
+
+@pytest.mark.parametrize("flush_fails", [False, True])
+def test_the_local_gateway_answers_only_after_what_the_handler_wrote_is_durable(flush_fails):
+    """`before_answer` (the emulator's ObjectFiles.flush) runs once per request, before the answer
+    goes out; if it fails, the answer is an internal error, never the handler's success."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from mlreg.gateway import Gateway
+
+    calls = []
+
+    def before_answer():
+        calls.append(1)
+        if flush_fails:
+            raise OSError("disk gone")
+
+    gateway = Gateway("127.0.0.1", 0, before_answer=before_answer)
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as answered:
+            urllib.request.urlopen(f"http://127.0.0.1:{gateway.server_address[1]}/no/such/route", timeout=10)
+        assert json.loads(answered.value.read())["error_code"] == ("INTERNAL_ERROR" if flush_fails else
+                                                                    "ENDPOINT_NOT_FOUND")
+        assert calls == [1]
+    finally:
+        gateway.shutdown()
+        gateway.server_close()
