@@ -28,13 +28,14 @@ class _Answered:
         self.status_code, self.headers = status_code, headers
 
 
-def _parsed(model, status: int, headers: dict, body: str) -> dict:
+def _parsed(model, status: int, headers: dict, body: str | bytes) -> dict:
     """The answer as botocore parses it: JSON with binary values as bytes on success; an error
     through botocore's parser, with the fields its API models (a cancelled transaction's reasons)."""
     if status < 300:
         parsed = json.loads(body or "{}", object_hook=blobs_decoded)
     else:
-        parser, response = create_parser("json"), {"status_code": status, "headers": headers, "body": body.encode()}
+        raw = body if isinstance(body, bytes) else body.encode()
+        parser, response = create_parser("json"), {"status_code": status, "headers": headers, "body": raw}
         parsed = parser.parse(response, model.output_shape)
         error_shape = model.service_model.shape_for_error_code(parsed.get("Error", {}).get("Code"))
         if error_shape is not None:

@@ -1,12 +1,13 @@
 """Durability of the emulated bucket: every object and every part of a multipart upload is a file in
 the data directory, fsync'ed before S3's answer goes out, whichever way the request came (the
-handlers' in-process calls, or a client's presigned URL on the moto server). moto serves a plain
-object from memory, loaded back at start, and a multipart object from its part files (JoinedParts),
-as S3 keeps the parts a completion names.
+handlers' in-process calls, or a client's presigned URL on the moto server; a new key a handler
+writes in-process is fsync'ed in the background instead, before any table write or answer can name
+it: ObjectFiles.flush). moto serves a plain object from memory, loaded back at start, and a
+multipart object from its part files (JoinedParts), as S3 keeps the parts a completion names.
 
 In the data directory:
   s3/objects/<h[:2]>/<h>   one object (h: sha256 of bucket and key): a JSON line (bucket, key, etag,
-                           metadata, last modified), then the bytes; or, for an object a multipart
+                           metadata, last modified, size), then the bytes; or, for an object a multipart
                            upload completed, the JSON line alone, naming its part files (`parts`)
   s3/objects/<h[:2]>/<h>.<upload id>.<n>
                            those part files: hard links to the upload's, which were fsync'ed when
