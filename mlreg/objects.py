@@ -46,6 +46,7 @@ LOCK_STRIPES = 64
 PART_WRITES = 8  # parts written at once while moto takes them (ObjectFiles.put_part)
 _PART_WRITES = ThreadPoolExecutor(max_workers=PART_WRITES, thread_name_prefix="part-writes")
 _SYNCS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="object-syncs")  # side by side: one disk commit
+SYNCING_MAX = 256  # deferred writes awaiting their fsync (each holds its file open) before a writer waits
 
 
 def moto_s3():
@@ -189,6 +190,8 @@ class ObjectFiles:
     def _write_deferred(self, path: Path, chunks: Iterator[bytes]) -> None:
         """Written in place, fsync'ed by a background thread. A crash before that may leave the file
         short (its header's size says so: `load` drops it); nothing named the object yet."""
+        if len(self._syncing) >= SYNCING_MAX:  # a burst (a big package's copy): bounded open files
+            self.flush()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             for chunk in chunks:

@@ -278,3 +278,18 @@ def test_a_deferred_write_a_crash_cut_short_is_dropped_at_load(s3):
     restart(files)
     assert [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]] == ["whole"]
     assert not files._object_path(BUCKET, "empty").exists()
+
+
+def test_a_burst_of_deferred_writes_holds_a_bounded_number_of_files_open(s3, monkeypatch):
+    client, files = s3
+    monkeypatch.setattr("mlreg.objects.SYNCING_MAX", 3)
+    _fsyncs(monkeypatch)  # 50 ms each: the burst outruns them
+    most = 0
+    for i in range(8):
+        moto_s3().put_object(BUCKET, f"burst/{i}", b"x")
+        files.save_object(BUCKET, f"burst/{i}", deferred=True)
+        most = max(most, len(files._syncing))
+    files.flush()
+    assert most == 3 and files._syncing == []
+    restart(files)
+    assert len(client.list_objects_v2(Bucket=BUCKET, Prefix="burst/")["Contents"]) == 8
