@@ -181,10 +181,10 @@ class ObjectFiles:
                 self._drop_part_files(path)
                 return
             chunks = _with_header(_header(bucket, key, obj), obj)
-            if deferred and not path.exists():  # no earlier version a crash could take with it
+            if deferred and not path.exists():  # no earlier version a crash could take, nor its part files
                 self._write_deferred(path, chunks)
-            else:
-                atomic_write(path, chunks)  # its folder: _make_folders
+                return
+            atomic_write(path, chunks)  # its folder: _make_folders
             self._drop_part_files(path)
 
     def _write_deferred(self, path: Path, chunks: Iterator[bytes]) -> None:
