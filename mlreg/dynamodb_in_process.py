@@ -19,7 +19,7 @@ from typing import Callable
 
 from botocore.parsers import create_parser
 
-from mlreg.moto_speedups import JSON_ACTIONS, blobs_decoded
+from mlreg.moto_speedups import JSON_ACTIONS, answer_objects, blobs_decoded
 
 
 class _Answered:
@@ -28,10 +28,13 @@ class _Answered:
         self.status_code, self.headers = status_code, headers
 
 
-def _parsed(model, status: int, headers: dict, body: str | bytes) -> dict:
-    """The answer as botocore parses it: JSON with binary values as bytes on success; an error
-    through botocore's parser, with the fields its API models (a cancelled transaction's reasons)."""
-    if status < 300:
+def _parsed(model, status: int, headers: dict, body: str | bytes, result: dict | None = None) -> dict:
+    """The answer as botocore parses it: a read's result as moto made it (plain values, binaries as
+    bytes), other successes' JSON with binary values as bytes; an error through botocore's parser,
+    with the fields its API models (a cancelled transaction's reasons)."""
+    if result is not None:
+        parsed = result
+    elif status < 300:
         parsed = json.loads(body or "{}", object_hook=blobs_decoded)
     else:
         raw = body if isinstance(body, bytes) else body.encode()
@@ -62,9 +65,14 @@ def install(events, region: str) -> Callable[[], None]:
         handler.region, handler.current_account = region, DEFAULT_ACCOUNT_ID
         handler.response_headers = {"server": "amazon.com"}
         handler.params = json.loads(params["body"] or b"{}", object_hook=blobs_decoded)
-        status, headers, body = handler.call_action()
+        answer_objects.wanted, answer_objects.result = True, None  # a read's result, not its JSON
+        try:
+            status, headers, body = handler.call_action()
+            result = answer_objects.result
+        finally:
+            answer_objects.wanted, answer_objects.result = False, None
         headers = {name.lower(): value for name, value in headers.items()}  # as botocore gives them
-        return _Answered(status, headers), _parsed(model, status, headers, body)
+        return _Answered(status, headers), _parsed(model, status, headers, body, result)
 
     class EndpointKnown:
         """A client of that endpoint resolves no endpoint rules per call (a tenth of a GetItem's

@@ -844,14 +844,43 @@ def _binary(value):
     raise TypeError(type(value).__name__)
 
 
-def _responses() -> list:
-    from moto.dynamodb.responses import DynamoResult
+# A caller in this process that sets `.wanted` gets a read's result itself in `.result`, and an
+# empty body: no JSON written for it to parse back (mlreg.dynamodb_in_process).
+answer_objects = threading.local()
 
-    original = DynamoResult.execute_result
+
+def _responses() -> list:
+    from moto.dynamodb import responses
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+
+    original, original_to_dict = responses.DynamoResult.execute_result, responses.dynamo_to_dict
 
     def execute_result(self, context):
         if context.operation_model.name not in _READS or isinstance(self.result, Exception):
             return original(self, context)
-        return 200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(self.result, default=_binary)
+        if getattr(answer_objects, "wanted", False):
+            answer_objects.result, body = self.result, ""
+        else:
+            body = json.dumps(self.result, default=_binary)
+        return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
 
-    return [(DynamoResult, "execute_result", execute_result)]
+    def dynamo_to_dict(obj):
+        """moto's conversion of a result to plain values, with attribute values (most of a read's
+        items) taken straight; everything else as moto converts it."""
+        kind = type(obj)
+        if kind is DynamoType:
+            value = obj.value
+            if obj.type == "M":
+                return {"M": {k: dynamo_to_dict(v) for k, v in value.items()}}
+            if obj.type == "L":
+                return {"L": [dynamo_to_dict(v) for v in value]}
+            if obj.type in ("B", "BS") or type(value) not in (str, bool, list):
+                return original_to_dict(obj)
+            return {obj.type: list(value) if type(value) is list else value}
+        if kind is dict or kind is LimitedSizeDict:
+            return {k: dynamo_to_dict(v) for k, v in obj.items()}
+        if kind is list:
+            return [dynamo_to_dict(v) for v in obj]
+        return original_to_dict(obj)
+
+    return [(responses.DynamoResult, "execute_result", execute_result), (responses, "dynamo_to_dict", dynamo_to_dict)]
