@@ -9,7 +9,8 @@ several such calls (a model version's creation four). Here botocore's `before-ca
 the request botocore built (its JSON body, its target header) to moto's DynamoDB handler as that
 setup would, so the call runs the same code: the emulator's lock and journal
 (`mlreg.emulator.guard_dynamodb`), moto's checks, its errors. The answer is read as botocore reads
-it (tests/unit/test_dynamodb_in_process.py compares the two ways). Local only (`mlreg serve`, the
+it, a read's result taken as moto made it rather than written as JSON to be parsed back
+(tests/unit/test_dynamodb_in_process.py compares the two ways). Local only (`mlreg serve`, the
 bench); other operations (tables, streams) go the usual way."""
 
 from __future__ import annotations

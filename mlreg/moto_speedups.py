@@ -21,7 +21,9 @@ Patched, with the same results:
   the whole table, and `mlreg serve` groups every index right after a start (`group_index`), so no
   request does;
 - reads (GetItem, BatchGetItem, Query, Scan) answer with plain JSON: their results already are
-  DynamoDB JSON, with bytes for binary values (base64 on the wire);
+  DynamoDB JSON, with bytes for binary values (base64 on the wire); a caller in this process may
+  take the result itself (`answer_objects`), and moto turns attribute values into plain ones
+  directly, where its generic conversion probed every value (a third of a 200-item Query);
 - an item's size (DynamoDB's 400 KB limit) is counted once per item, not once per attribute over the
   attributes set so far (moto's check is quadratic: most of the time of a restore, and of every put),
   and kept until an update (a Query counts the size of each item it returns twice);
