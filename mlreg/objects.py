@@ -192,19 +192,17 @@ class ObjectFiles:
         short (its header's size says so: `load` drops it); nothing named the object yet."""
         if len(self._syncing) >= SYNCING_MAX:  # a burst (a big package's copy): bounded open files
             self.flush()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        f = open(path, "wb")  # kept open for its fsync, whatever becomes of the name meanwhile
         try:
-            for chunk in chunks:
-                _write_all(fd, chunk)
+            f.writelines(chunks)
+            f.flush()
         except BaseException:
-            os.close(fd)
+            f.close()
             raise
 
         def sync() -> None:
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            with f:
+                os.fsync(f.fileno())
             fsync_dir(path.parent)
 
         with self._syncing_lock:
@@ -488,12 +486,6 @@ def _header_in(line: bytes) -> dict | None:
         return json.loads(line) if line.endswith(b"\n") else None
     except ValueError:
         return None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _part_files(path: Path) -> list[Path]:

@@ -115,7 +115,7 @@ def _copy_object(params: dict, context: dict, files: ObjectFiles) -> dict | None
 def _put_object(params: dict, context: dict, files: ObjectFiles) -> dict | None:
     from moto.s3.utils import compute_checksum
 
-    body, bucket = params.get("Body", b""), _plain_bucket(params["Bucket"])
+    body, bucket, backend = params.get("Body", b""), _plain_bucket(params["Bucket"]), moto_s3()
     if type(body) is io.BytesIO and body.tell() == 0:  # bytes as botocore wraps them
         body = body.getvalue()
     if type(body) is not bytes or bucket is None:
@@ -123,13 +123,13 @@ def _put_object(params: dict, context: dict, files: ObjectFiles) -> dict | None:
     # the checksum botocore adds to every upload (CRC32 unless asked otherwise), which moto keeps
     algorithm = (context.get("checksum", {}).get("request_algorithm") or {}).get("algorithm", "").upper()
     checksum = compute_checksum(body, algorithm=algorithm).decode("utf-8") if algorithm else None
-    put = moto_s3().put_object(bucket.name, params["Key"], body, storage="STANDARD", checksum_value=checksum)
+    put = backend.put_object(bucket.name, params["Key"], body, storage="STANDARD", checksum_value=checksum)
     put.set_metadata({"content-type": params["ContentType"]} if "ContentType" in params else {})
     put.set_acl(bucket.acl)
     put.website_redirect_location = None
     if algorithm:
         put.checksum_algorithm = algorithm
-    moto_s3().put_object_tagging(put, {})
+    backend.put_object_tagging(put, {})
     files.save_object(bucket.name, put.name, deferred=True)
     return {"ETag": put.etag, **({f"Checksum{algorithm}": checksum} if algorithm else {})}
 
