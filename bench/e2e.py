@@ -1,7 +1,7 @@
 """End to end: one workload through the real MLflow client against `mlreg serve` and, in the same run,
 against the reference `mlflow server` (SQLite, --serve-artifacts), both on this machine.
 
-    python -m bench.e2e --sizes 2000,5000                 # issue 15's workload (~25 min on 2 cores)
+    python -m bench.e2e --sizes 2000,5000 --settle 30     # issue 15's workload (~5 min on 2 cores)
     python -m bench.e2e --sizes 50 --artifact-mb 0        # a quick look
 
 Reports the median of each step per server and the ratio mlreg / reference. Sizes are configurable;
@@ -187,17 +187,16 @@ def workload(server: Server, args, results: Results, work: Path) -> None:
     timed(results, "search_model_versions name=", name, lambda: client.search_model_versions(f"name='{model}'"),
           repeat=latency)
 
-    # 4. artifacts: upload and download one file
-    if args.artifact_mb:
-        blob = work / "blob.bin"
+    # 4. artifacts: upload and download a file of each size (the issue's 1 and 20 MB, and 10)
+    for mb in args.artifact_mb:
+        blob = work / f"blob-{mb}.bin"
         if not blob.exists():
-            blob.write_bytes(os.urandom(args.artifact_mb * 1024 * 1024))
+            blob.write_bytes(os.urandom(mb * 1024 * 1024))
         for i in range(max(3, args.repeat)):
-            timed(results, f"log_artifact {args.artifact_mb} MB", name,
-                  lambda: client.log_artifact(run_id, str(blob), f"up{i}"))
-            out = work / f"down-{name.replace(' ', '-')}-{i}"
-            timed(results, f"download_artifacts {args.artifact_mb} MB", name,
-                  lambda: client.download_artifacts(run_id, f"up{i}/blob.bin", str(out)))
+            timed(results, f"log_artifact {mb} MB", name, lambda: client.log_artifact(run_id, str(blob), f"up{mb}-{i}"))
+            out = work / f"down-{name.replace(' ', '-')}-{mb}-{i}"
+            timed(results, f"download_artifacts {mb} MB", name,
+                  lambda: client.download_artifacts(run_id, f"up{mb}-{i}/{blob.name}", str(out)))
 
     # 5. a metric history: log in batches of 1,000, read back whole (last: the emulator slows
     #    down as its table grows, and 20,000 points are most of it)
@@ -228,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="500,5000", help="experiment sizes for search_runs, comma-separated "
                         "(both servers build each experiment through the client: 500,5000 takes ~6 minutes)")
     parser.add_argument("--history", type=int, default=20000, help="metric history points")
-    parser.add_argument("--artifact-mb", type=int, default=10, help="artifact size (0: skip)")
+    parser.add_argument("--artifact-mb", default="1,10,20", help="artifact sizes, comma-separated (0: none)")
     parser.add_argument("--latency-runs", type=int, default=10,
                         help="runs created one at a time for latency (and registry calls of each kind, at least --repeat)")
     parser.add_argument("--threads", type=int, default=8, help="client threads that build the search experiments")
@@ -238,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
                         "workload (mlflow server's job-runner processes use the CPU for a while after it answers)")
     args = parser.parse_args(argv)
     args.sizes = [int(n) for n in args.sizes.split(",") if n]
+    args.artifact_mb = [int(mb) for mb in args.artifact_mb.split(",") if mb and int(mb)]
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     # Files over Lambda's 6 MB payload go to S3 in presigned parts (docs: artifacts); same settings for
     # both servers (the reference's local artifact store falls back to one PUT).
