@@ -130,7 +130,7 @@ def _put_object(params: dict, context: dict, files: ObjectFiles) -> dict | None:
     if algorithm:
         put.checksum_algorithm = algorithm
     backend.put_object_tagging(put, {})
-    files.save_object(bucket.name, put.name, deferred=True)
+    files.save_object(bucket.name, put.name, deferred=True)  # first: the ETag's MD5 then runs beside its fsync
     return {"ETag": put.etag, **({f"Checksum{algorithm}": checksum} if algorithm else {})}
 
 
