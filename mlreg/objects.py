@@ -39,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from mlreg.journal import atomic_write, ensure_dir, fsync_dir
+from mlreg.journal import atomic_write, drop_cached, ensure_dir, fsync_dir
 
 COPY_CHUNK = 1024 * 1024
 GONE = ".gone"
@@ -204,6 +204,7 @@ class ObjectFiles:
         def sync() -> None:
             with f:
                 os.fsync(f.fileno())
+                drop_cached(f.fileno())
             fsync_dir(path.parent)
 
         with self._syncing_lock:
@@ -503,17 +504,14 @@ def _part_files(path: Path) -> list[Path]:
 
 
 def _write_synced(path: Path, body: bytes) -> None:
-    """A part's file, durable, and then out of the page cache: moto holds the part's bytes until the
-    upload completes, and pages the kernel has just freed are cheap to write into again, where a
-    page never touched costs a fault on the host of a VM that hands freed memory back (ours do: 5 MB
-    took 13 ms into new pages, 1.2 into recycled ones). A download after completion reads the part
-    files from disk (10 MB: +8 ms, still ahead of mlflow server's)."""
+    """A part's file, durable, and then out of the page cache (moto holds the part's bytes until the
+    upload completes; journal.drop_cached). A download after completion reads the part files from
+    disk (10 MB: +8 ms, still ahead of mlflow server's)."""
     with open(path, "wb") as f:
         f.write(body)
         f.flush()
         os.fsync(f.fileno())
-        if hasattr(os, "posix_fadvise"):  # not on macOS
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        drop_cached(f.fileno())
 
 
 def _holds(fake_key, body: bytes) -> bool:
