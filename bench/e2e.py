@@ -2,6 +2,7 @@
 against the reference `mlflow server` (SQLite, --serve-artifacts), both on this machine.
 
     python -m bench.e2e --sizes 2000,5000 --settle 30     # issue 15's workload (~5 min on 2 cores)
+    python -m bench.e2e --sizes 2000,5000 --settle 30 --rounds 2   # twice, in turns (~11 min)
     python -m bench.e2e --sizes 50 --artifact-mb 0        # a quick look
 
 Reports the median of each step per server and the ratio mlreg / reference. Sizes are configurable;
@@ -218,7 +219,8 @@ def markdown(results: Results) -> str:
         out.append(f"| {step} | {a:,.1f} | {b:,.1f} | {a / b:.2f} | {len(by_server.get('mlreg', []))} |")
         if step in results.rates:  # throughput: higher is better, so the ratio is reference / mlreg
             n = results.rates[step]
-            out.append(f"| {step}: runs/s | {n / a * 1000:,.1f} | {n / b * 1000:,.1f} | {b / a:.2f} (higher: ahead) | 1 |")
+            out.append(f"| {step}: runs/s | {n / a * 1000:,.1f} | {n / b * 1000:,.1f} | {b / a:.2f} (higher: ahead) "
+                       f"| {len(by_server.get('mlreg', []))} |")
     return "\n".join(out)
 
 
@@ -232,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="runs created one at a time for latency (and registry calls of each kind, at least --repeat)")
     parser.add_argument("--threads", type=int, default=8, help="client threads that build the search experiments")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of both servers, each on fresh data, the "
+                        "first server alternating (2: mlreg, reference, reference, mlreg): a drift of the machine's "
+                        "speed meets both alike; medians pool the rounds")
     parser.add_argument("--only", choices=("mlreg", "reference"), help="run against one server only")
     parser.add_argument("--settle", type=float, default=0, help="seconds to wait after a server starts, before its "
                         "workload (mlflow server's job-runner processes use the CPU for a while after it answers)")
@@ -248,24 +253,27 @@ def main(argv: list[str] | None = None) -> None:
     results = Results()
     t0 = time.perf_counter()
     try:
-        for start in (start_mlreg, start_reference):
-            if args.only and (args.only == "mlreg") != (start is start_mlreg):
-                continue
-            server = start(work)
-            time.sleep(args.settle)
-            try:
-                t1 = time.perf_counter()
-                workload(server, args, results, work)
-                print(f"  {server.name}: {time.perf_counter() - t1:.0f} s", file=sys.stderr)
-            finally:
-                server.stop()
+        for round_ in range(args.rounds):  # in turns, each on fresh data: mlreg first, then the reference first
+            folder = work / f"round-{round_}"
+            folder.mkdir()
+            for start in (start_mlreg, start_reference)[::1 if round_ % 2 == 0 else -1]:
+                if args.only and (args.only == "mlreg") != (start is start_mlreg):
+                    continue
+                server = start(folder)
+                time.sleep(args.settle)
+                try:
+                    t1 = time.perf_counter()
+                    workload(server, args, results, folder)
+                    print(f"  {server.name}: {time.perf_counter() - t1:.0f} s", file=sys.stderr)
+                finally:
+                    server.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     import mlflow
 
     print(markdown(results))
     print(f"\n(mlflow client {mlflow.__version__}; sizes {args.sizes}, history {args.history:,}, artifact "
-          f"{args.artifact_mb} MB, {args.repeat} repeats, settle {args.settle:g} s; bench took "
+          f"{args.artifact_mb} MB, {args.repeat} repeats, {args.rounds} round(s), settle {args.settle:g} s; bench took "
           f"{time.perf_counter() - t0:.0f} s)")
 
 
