@@ -16,9 +16,7 @@ reaches only the handler, and every table write and every answer of the gateway 
 
 from __future__ import annotations
 
-import hashlib
 import io
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 from urllib.parse import unquote
 
@@ -32,8 +30,6 @@ COPY_PARAMS = {"Bucket", "Key", "CopySource", "ChecksumAlgorithm"}
 PUT_PARAMS = {"Bucket", "Key", "Body", "ContentType"}
 CREATE_UPLOAD_PARAMS = {"Bucket", "Key"}
 COMPLETE_UPLOAD_PARAMS = {"Bucket", "Key", "UploadId", "MultipartUpload"}
-HASHED_ASIDE = 256 * 1024  # a put's MD5 from this size on is taken by another thread (_put_object)
-_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s3-put-md5")
 
 
 def _timestamp(when) -> Any:
@@ -116,10 +112,6 @@ def _copy_object(params: dict, context: dict, files: ObjectFiles) -> dict | None
     return {"CopyObjectResult": result}
 
 
-def _md5(body: bytes) -> str:
-    return hashlib.md5(body, usedforsecurity=False).hexdigest()
-
-
 def _put_object(params: dict, context: dict, files: ObjectFiles) -> dict | None:
     from moto.s3.utils import compute_checksum
 
@@ -128,8 +120,6 @@ def _put_object(params: dict, context: dict, files: ObjectFiles) -> dict | None:
         body = body.getvalue()
     if type(body) is not bytes or bucket is None:
         return None
-    # S3's ETag for it, the MD5 of its bytes, taken on another core beside the put's other work
-    hashing = _HASHING.submit(_md5, body) if len(body) >= HASHED_ASIDE else None
     # the checksum botocore adds to every upload (CRC32 unless asked otherwise), which moto keeps
     algorithm = (context.get("checksum", {}).get("request_algorithm") or {}).get("algorithm", "").upper()
     checksum = compute_checksum(body, algorithm=algorithm).decode("utf-8") if algorithm else None
@@ -141,8 +131,6 @@ def _put_object(params: dict, context: dict, files: ObjectFiles) -> dict | None:
         put.checksum_algorithm = algorithm
     backend.put_object_tagging(put, {})
     files.save_object(bucket.name, put.name, deferred=True)  # before the ETag: its fsync runs beside the MD5
-    if hashing is not None and put._etag is None:
-        put._etag = hashing.result()  # what moto's `etag` would compute and keep
     return {"ETag": put.etag, **({f"Checksum{algorithm}": checksum} if algorithm else {})}
 
 

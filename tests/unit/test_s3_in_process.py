@@ -51,15 +51,15 @@ def _stamp(found: dict) -> dict:
 
 
 def _exercise(s3, files: ObjectFiles) -> list:
-    """Puts (with and without a content type; with metadata, which goes moto's way; one big enough for
-    its MD5 to be taken aside), listings (pages, folders, prefixes that match nothing, names that
-    need encoding) and copies (with and without a checksum asked for, from a source with its own),
-    each object as read back, and what the data directory holds for it."""
+    """Puts (with and without a content type; with metadata, which goes moto's way; one of 400 KB,
+    whose file is written before its ETag is asked), listings (pages, folders, prefixes that match
+    nothing, names that need encoding) and copies (with and without a checksum asked for, from a
+    source with its own), each object as read back, and what the data directory holds for it."""
     seen = []
     s3.create_bucket(Bucket=BUCKET)
     for i, name in enumerate(NAMES):
         kind = [{"ContentType": "text/plain"}, {}, {"Metadata": {"k": "v"}}][i % 3]
-        body = name.encode() * i * (8000 if i == len(NAMES) - 1 else 1)  # the last past HASHED_ASIDE
+        body = name.encode() * i * (8000 if i == len(NAMES) - 1 else 1)  # the last 400 KB
         seen.append(_stamp(s3.put_object(Bucket=BUCKET, Key=name, Body=body, **kind)))
         seen.append(_read_back(s3, files, name))
     for kwargs in [{"Prefix": "model/"}, {"Prefix": "model"}, {"Prefix": "model/", "MaxKeys": 2},
