@@ -208,7 +208,8 @@ def guard_dynamodb(journal: Journal, table_name: str, credentials_written=lambda
     """Every DynamoDB request under DYNAMODB_LOCK (reads shared, anything else exclusive); every
     committed write journaled, and answered only once on disk; `credentials_written` called after a
     write of a token, a session or a project; `before_journal` before a write is journaled (the
-    objects it may name made durable first). Returns the undo (tests)."""
+    objects' files it may name made durable first; objects logged are in the log before it).
+    Returns the undo (tests)."""
     from moto.dynamodb.responses import DynamoHandler
 
     original = DynamoHandler.call_action
@@ -323,7 +324,7 @@ class Emulator:
     def __init__(self, data_dir: Path, table: str, bucket: str, region: str, secret: str):
         self.data_dir, self.table, self.bucket, self.region, self.secret = data_dir, table, bucket, region, secret
         self.journal = Journal(data_dir, (table_def.PARTITION_KEY, table_def.SORT_KEY))
-        self.files = ObjectFiles(data_dir)
+        self.files = ObjectFiles(data_dir, self.journal)
         self.durable_reads = DurableReads(self.journal)
         self.stream = StreamReader(self.durable_reads, table, region)
         self._stop = threading.Event()
@@ -369,7 +370,7 @@ class Emulator:
             self.journal.wait(self.journal.append(upgrades))
         patch_moto_s3()
         self.files.load()
-        guard_dynamodb(self.journal, self.table, self._credentials_written, self.files.flush)
+        guard_dynamodb(self.journal, self.table, self._credentials_written, self.files.files_synced)
         dynamodb_in_process.install(boto3.DEFAULT_SESSION.events, self.region)
         save_s3_writes(self.files)
         s3_in_process.install(boto3.DEFAULT_SESSION.events, self.endpoint, self.files)
@@ -405,6 +406,7 @@ class Emulator:
         self._server.stop()
         self.files.flush()
         self.journal.close()
+        self.files.file_logged()
         self.journal.fold(self.journal.generation + 1)
         self._mock.stop()
         thaw_survivors()
@@ -413,7 +415,9 @@ class Emulator:
     def fold(self) -> None:
         with DYNAMODB_LOCK.writing():
             generation = self.journal.rotate()
+        self.files.file_logged(before=generation)  # the logs it drops are the only copy of some objects
         self.journal.fold_aside(generation)
+        self.files.forget_filed(before=generation)
 
     def _upkeep_loop(self) -> None:
         """Every few seconds: fold the logs once they outgrow the snapshot, drop the stream records every

@@ -5,7 +5,10 @@ In the data directory:
   table.json       the snapshot: {"generation": G, "items": [...]} (items in DynamoDB's JSON wire
                    format, binary values base64; an older mlreg wrote a bare list: generation 0)
   wal/<G>.log      one record per committed write after that snapshot began: `<crc32> <json>\\n`,
-                   json = [[key, item or null], ...] (null: the item is gone)
+                   json = [[key, item or null], ...] (null: the item is gone); or an object's
+                   record (mlreg/objects.py): {"object": header, "body": bytes} for a small object a
+                   handler wrote, whose log record is its only copy until a fold writes its file, or
+                   {"object": {"bucket", "key"}} once its file holds its state again
 
 Loading takes the snapshot, then every log from its generation on, in order. A record cut short by
 a crash (no newline, or a checksum that does not match) ends its log: its write was never answered,
@@ -109,6 +112,9 @@ class Journal:
         self._durable = 0  # records an fsync has covered
         self._fd: int | None = None
         self._sync = threading.Lock()
+        self._append = threading.Lock()  # objects' records come from S3 requests, outside the table's lock
+        # After load: the objects whose last record is one with bytes, (bucket, key) -> (log generation, record)
+        self.logged_objects: dict[tuple[str, str], tuple[int, dict]] = {}
 
     def key(self, item: dict) -> tuple:
         return tuple(next(iter(item[name].values())) for name in self.key_names)
@@ -121,7 +127,7 @@ class Journal:
         last = generation
         for log_generation, path in self._logs():
             if log_generation >= generation:
-                self._replay(path, by_key)
+                self._replay(path, by_key, log_generation)
                 last = log_generation
         self._open(last + 1)
         return list(by_key.values())
@@ -141,8 +147,19 @@ class Journal:
         found = ((_LOG_NAME.match(p.name), p) for p in self.log_dir.iterdir())
         return sorted((int(m.group(1)), p) for m, p in found if m)
 
-    def _replay(self, path: Path, by_key: dict) -> None:
+    def _replay(self, path: Path, by_key: dict, generation: int | None = None) -> None:
+        """The table's records into `by_key`; objects' records into `logged_objects` when loading
+        (`generation`: the log's), skipped by a fold (the objects' files were written before it)."""
         for record in records(path):
+            if isinstance(record, dict):
+                if generation is not None:
+                    header = record["object"]
+                    name = (header["bucket"], header["key"])
+                    if "body" in record:
+                        self.logged_objects[name] = (generation, record)
+                    else:
+                        self.logged_objects.pop(name, None)
+                continue
             for key, item in record:
                 if item is None:
                     by_key.pop(self.key(key), None)
@@ -158,12 +175,19 @@ class Journal:
 
     def append(self, changes: list[tuple[dict, dict | None]]) -> int:
         """Called under the table's write lock, in commit order; returns the record's number."""
-        line = dumps(changes).encode()
+        return self._write(dumps(changes).encode())[0]
+
+    def append_object(self, record: dict) -> tuple[int, int]:
+        """An object's record (mlreg/objects.py); returns its number and its log's generation."""
+        return self._write(dumps(record).encode())
+
+    def _write(self, line: bytes) -> tuple[int, int]:
         data = b"%08x %s\n" % (zlib.crc32(line), line)
-        while data:
-            data = data[os.write(self._fd, data):]
-        self.appended += 1
-        return self.appended
+        with self._append:
+            while data:
+                data = data[os.write(self._fd, data):]
+            self.appended += 1
+            return self.appended, self.generation
 
     def wait(self, record: int) -> None:
         """Returns once an fsync covers `record` and everything before it (one fsync for all waiting)."""
@@ -177,7 +201,7 @@ class Journal:
             self._durable = covered
 
     def close(self) -> None:
-        with self._sync:
+        with self._sync, self._append:
             if self._fd is not None:
                 os.fsync(self._fd)
                 os.close(self._fd)
@@ -193,7 +217,7 @@ class Journal:
     def rotate(self) -> int:
         """Start the next log; call under the table's write lock. Returns the new generation: every
         record before it is in an older log, fsync'ed."""
-        with self._sync:
+        with self._sync, self._append:
             os.fsync(self._fd)
             os.close(self._fd)
             self._durable = self.appended

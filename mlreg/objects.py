@@ -1,9 +1,18 @@
 """Durability of the emulated bucket: every object and every part of a multipart upload is a file in
 the data directory, fsync'ed before S3's answer goes out, whichever way the request came (the
-handlers' in-process calls, or a client's presigned URL on the moto server; a new key a handler
-writes in-process is fsync'ed in the background instead, before any table write or answer can name
-it: ObjectFiles.flush). moto serves a plain object from memory, loaded back at start, and a
-multipart object from its part files (JoinedParts), as S3 keeps the parts a completion names.
+handlers' in-process calls, or a client's presigned URL on the moto server). A new key a handler
+writes in-process is made durable before any table write or answer can name it (ObjectFiles.flush),
+not before its own answer, which reaches only the handler: up to LOGGED_MAX bytes as a record in the
+table's write-ahead log (mlreg/journal.py), which the table write naming it follows, so one fsync
+covers both (a model version's package copy and manifest, then its transaction: one disk commit,
+not five); a bigger one as its file, fsync'ed in the background. moto serves a plain object from
+memory, loaded back at start, and a multipart object from its part files (JoinedParts), as S3 keeps
+the parts a completion names.
+
+A logged object's record is its only copy until the log is folded: a fold first writes the files of
+the objects logged before it (ObjectFiles.file_logged). Any other save of such a key (overwrite,
+delete) writes its file, then logs that the file holds the key's state again, before it is answered:
+a restart replays a key's last record, so an older record can never bring back what a delete took.
 
 In the data directory:
   s3/objects/<h[:2]>/<h>   one object (h: sha256 of bucket and key): a JSON line (bucket, key, etag
@@ -24,6 +33,7 @@ that layout is read once and rewritten in this one."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -35,11 +45,12 @@ import threading
 import uuid
 import xml.etree.ElementTree as ElementTree
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from mlreg.journal import atomic_write, drop_cached, ensure_dir, fsync_dir
+from mlreg.journal import Journal, atomic_write, drop_cached, ensure_dir, fsync_dir
 
 COPY_CHUNK = 1024 * 1024
 GONE = ".gone"
@@ -48,6 +59,7 @@ PART_WRITES = 8  # parts written at once while moto takes them (ObjectFiles.put_
 _PART_WRITES = ThreadPoolExecutor(max_workers=PART_WRITES, thread_name_prefix="part-writes")
 _SYNCS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="object-syncs")  # side by side: one disk commit
 SYNCING_MAX = 256  # deferred writes awaiting their fsync (each holds its file open) before a writer waits
+LOGGED_MAX = 64 * 1024  # a handler's new key this small goes through the table's log (its manifests, small files)
 
 
 def moto_s3():
@@ -123,9 +135,21 @@ class JoinedParts:
         self.use_files(None)
 
 
+@dataclass
+class Logged:
+    """An object whose last saved state is its record in the table's log (not its file, or not yet)."""
+    generation: int  # of the log it is in
+    header: dict
+    body: bytes
+    filed: bool = False  # its file was written since (a fold is under way)
+
+
 class ObjectFiles:
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
+    def __init__(self, data_dir: Path, journal: Journal | None = None):
+        """`journal`: the table's log, for small objects (none: every object is a file)."""
+        self.data_dir, self.journal = data_dir, journal
+        self._logged: dict[tuple[str, str], Logged] = {}
+        self._last_logged = 0  # the last object's record: flush waits for the log to cover it
         self.objects, self.uploads = data_dir / "s3" / "objects", data_dir / "s3" / "uploads"
         # One write of a key (or a part) at a time: each saves what moto holds *after* its request,
         # so whichever saves last saves the latest state.
@@ -168,10 +192,11 @@ class ObjectFiles:
             self.save_object(bucket, query["key"][0])
 
     def save_object(self, bucket: str, key: str, deferred: bool = False) -> None:
-        """The object as moto holds it now, or its absence. `deferred`: a new key's file is made
-        durable in the background, and `flush` waits for it (the handlers' in-process writes, whose
-        answer reaches only the handler: the table write that names the object, and the response,
-        flush first). Its fsyncs then run beside the handler's next steps instead of before them."""
+        """The object as moto holds it now, or its absence. `deferred`: a new key is made durable in
+        the background, and `flush` waits for it (the handlers' in-process writes, whose answer
+        reaches only the handler: the table write that names the object, and the response, flush
+        first): a small one as a record in the table's log, another as its file, whose fsyncs then
+        run beside the handler's next steps instead of before them."""
         path = self._object_path(bucket, key)
         with self._lock(bucket, key):
             obj = moto_s3().get_object(bucket, key) if bucket in moto_s3().buckets else None
@@ -180,13 +205,31 @@ class ObjectFiles:
                     path.unlink()
                     fsync_dir(path.parent)
                 self._drop_part_files(path)
+                self._filed(bucket, key)
                 return
-            chunks = _with_header(_header(bucket, key, obj), obj)
+            header = _header(bucket, key, obj)
             if deferred and not path.exists():  # no earlier version a crash could take, nor its part files
-                self._write_deferred(path, chunks)
-                return
-            atomic_write(path, chunks)  # its folder: _make_folders
+                if self.journal is not None and obj.size <= LOGGED_MAX:
+                    self._log(header, b"".join(_chunks(obj)))
+                    return
+                if (bucket, key) not in self._logged:  # else its file must be durable before the log says so
+                    self._write_deferred(path, _with_header(header, obj))
+                    return
+            atomic_write(path, _with_header(header, obj))  # its folder: _make_folders
             self._drop_part_files(path)
+            self._filed(bucket, key)
+
+    def _log(self, header: dict, body: bytes) -> None:
+        """A small object's record in the table's log (under its key's lock)."""
+        number, generation = self.journal.append_object({"object": header, "body": body})
+        self._logged[header["bucket"], header["key"]] = Logged(generation, header, body)
+        self._last_logged = max(self._last_logged, number)
+
+    def _filed(self, bucket: str, key: str) -> None:
+        """After a key's file (or its absence) was made durable: if the log held its last state, the
+        log now says the file does, before the write is answered (under the key's lock)."""
+        if self._logged.pop((bucket, key), None) is not None:
+            self.journal.wait(self.journal.append_object({"object": {"bucket": bucket, "key": key}})[0])
 
     def _write_deferred(self, path: Path, chunks: Iterator[bytes]) -> None:
         """Written in place, fsync'ed by a background thread. A crash before that may leave the file
@@ -212,12 +255,44 @@ class ObjectFiles:
 
     def flush(self) -> None:
         """Every deferred write made so far is durable."""
+        self.files_synced()
+        if self._last_logged:
+            self.journal.wait(self._last_logged)
+
+    def files_synced(self) -> None:
+        """Every deferred write made so far as a file is durable (what a table write waits for before
+        its record follows the objects' records in the log)."""
         with self._syncing_lock:
             syncing = list(self._syncing)
         for future in syncing:
             future.result()
         with self._syncing_lock:
             self._syncing = [future for future in self._syncing if not future.done()]
+
+    # -- folds of the table's log --
+    def file_logged(self, before: int | None = None) -> None:
+        """The file of every object whose last state is a record in a log older than generation
+        `before` (every log: None), written and made durable, so a fold can drop those logs. Each
+        stays logged (another save of it logs that its file holds it) until `forget_filed`."""
+        for lock in self._locks:  # a record appended before the log turned, and not in _logged yet
+            with lock:
+                pass
+        for name, logged in list(self._logged.items()):
+            if before is None or logged.generation < before:
+                with self._lock(*name):
+                    if self._logged.get(name) is logged:
+                        path = self._object_path(*name)
+                        atomic_write(path, [_header_line(logged.header), logged.body])
+                        self._drop_part_files(path)
+                        logged.filed = True
+
+    def forget_filed(self, before: int | None = None) -> None:
+        """The fold dropped the logs before generation `before`: their objects are their files."""
+        for name, logged in list(self._logged.items()):
+            if logged.filed and (before is None or logged.generation < before):
+                with self._lock(*name):
+                    if self._logged.get(name) is logged:
+                        del self._logged[name]
 
     def _save_completed(self, bucket: str, key: str, upload_id: str, numbers: list[int]) -> None:
         """The object a multipart upload completed: its part files linked beside a header naming them.
@@ -245,6 +320,7 @@ class ObjectFiles:
                 self._drop_part_files(path, keep=set(names))
                 if isinstance(obj._value_buffer, JoinedParts) and getattr(obj.multipart, "id", None) == upload_id:
                     obj._value_buffer.use_files([path.parent / name for name in names])
+                self._filed(bucket, key)
                 complete = True
         if not complete:
             self.save_object(bucket, key)
@@ -330,13 +406,17 @@ class ObjectFiles:
             if header is None or ("parts" not in header and len(body) != header.get("size", len(body))):
                 path.unlink()  # a deferred write a crash cut short: nothing named its object yet
                 continue
-            obj = backend.put_object(header["bucket"], header["key"], body, etag=header.get("etag"))
-            obj.set_metadata(header["metadata"])
-            obj.last_modified = datetime.fromisoformat(header["last_modified"])
+            _loaded(backend, header, body)
             self._drop_part_files(path, keep=set(header.get("parts", ())))
         for part in self.objects.glob("*/*.*.*") if self.objects.exists() else []:
             if not part.with_name(part.name.split(".", 1)[0]).exists():  # a crash before its header
                 part.unlink()
+        for (bucket, key), (generation, record) in (self.journal.logged_objects if self.journal else {}).items():
+            body = base64.b64decode(record["body"])  # the log's last state of the key: newer than its file
+            _loaded(backend, record["object"], body)
+            self._logged[bucket, key] = Logged(generation, record["object"], body)
+        if self.journal:
+            self.journal.logged_objects = {}
         for folder in sorted(self.uploads.iterdir()) if self.uploads.exists() else []:
             self._load_upload(backend, folder)
         self._upgrade_mirror(backend)
@@ -486,6 +566,17 @@ def _header(bucket: str, key: str, fake_key) -> dict:
     return {**header, "etag": fake_key._etag.strip('"')} if fake_key._etag is not None else header
 
 
+def _header_line(header: dict) -> bytes:
+    return json.dumps(header).encode() + b"\n"
+
+
+def _loaded(backend, header: dict, body) -> None:
+    """A saved object back into moto, as it was answered."""
+    obj = backend.put_object(header["bucket"], header["key"], body, etag=header.get("etag"))
+    obj.set_metadata(header["metadata"])
+    obj.last_modified = datetime.fromisoformat(header["last_modified"])
+
+
 def _header_in(line: bytes) -> dict | None:
     """A saved object's header line; None for one a crash cut short."""
     try:
@@ -529,7 +620,7 @@ def _part_numbers_in(request_body) -> list[int]:
 
 
 def _with_header(header: dict, fake_key) -> Iterator[bytes]:
-    yield json.dumps(header).encode() + b"\n"
+    yield _header_line(header)
     yield from _chunks(fake_key)
 
 

@@ -10,9 +10,10 @@ CompleteMultipartUpload, in the shapes mlreg's handlers send, from moto's backen
 botocore would have parsed (tests/unit/test_s3_in_process.py compares the two ways); anything else
 (another parameter, a missing key, a versioned bucket, a retried completion: every error) goes the
 usual way, so moto says what S3 would. Writes are saved as every S3 write is
-(mlreg.objects.ObjectFiles) before the answer, a new key's fsync in the background: the answer
-reaches only the handler, and every table write and every answer of the gateway waits for it
-(ObjectFiles.flush). Local only (`mlreg serve`, the bench)."""
+(mlreg.objects.ObjectFiles) before the answer, a new key's durability deferred (a small one as a
+record in the table's log, another's fsync in the background): the answer reaches only the handler,
+and every table write and every answer of the gateway waits for it (ObjectFiles.flush). Local only
+(`mlreg serve`, the bench)."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.client_free  # kill -9 and raw HTTP, no MLflow client: 
 
 ROUNDS = 3
 PART_BYTES = [5 * 1024 * 1024, 64 * 1024]  # S3's smallest first part, and a short last one
+MODEL_FILE = b"flavors: {}"  # each version's package is a copy of it, with a manifest
 
 
 @dataclass
@@ -140,6 +141,17 @@ def history(api: Api, run_id: str, key: str) -> dict[int, float]:
             return points
 
 
+def assert_package(api: Api, model: str, version: int, seed: int) -> None:
+    """The version's package: its copy of the model's file, and its manifest beside it."""
+    uri = api.ok("GET", "mlflow/model-versions/get-download-uri", params={"name": model, "version": version})
+    package = uri["artifact_uri"].split(":/", 1)[1]
+    copied = api.call("GET", f"mlflow-artifacts/artifacts/{package}/MLmodel")
+    assert (copied.status_code, copied.content) == (200, MODEL_FILE), f"seed {seed}: v{version}'s package lost"
+    manifest = api.call("GET", f"mlflow-artifacts/artifacts/{package}.files.json")
+    assert manifest.status_code == 200, f"seed {seed}: v{version}'s manifest lost"
+    assert manifest.json()["files"][0]["sha256"] == hashlib.sha256(MODEL_FILE).hexdigest(), f"seed {seed}"
+
+
 def verify(api: Api, ledger: Ledger, model: str, run_id: str, seed: int) -> None:
     assert not ledger.errors, f"seed {seed}: {ledger.errors[:3]}"
     for key, points in ledger.metrics.items():
@@ -150,6 +162,7 @@ def verify(api: Api, ledger: Ledger, model: str, run_id: str, seed: int) -> None
         mv = api.ok("GET", "mlflow/model-versions/get", params={"name": model, "version": version})["model_version"]
         tags = {t["key"]: t["value"] for t in mv.get("tags", [])}
         assert (mv.get("description"), tags.get("mlreg.version")) == (description, semver), f"seed {seed}: v{version}"
+        assert_package(api, model, version, seed)
     for path, content in {**ledger.files, **ledger.completed}.items():
         got = api.call("GET", f"mlflow-artifacts/artifacts/{path}")
         assert got.status_code == 200 and hashlib.sha256(got.content).digest() == hashlib.sha256(content).digest(), \
@@ -183,7 +196,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path):
     experiment = api.ok("POST", "mlflow/experiments/create", json={"name": "crash"})["experiment_id"]
     run = api.ok("POST", "mlflow/runs/create", json={"experiment_id": experiment})["run"]["info"]
     run_id, root = run["run_id"], run["artifact_uri"].split(":/", 1)[1]
-    api.ok("PUT", f"mlflow-artifacts/artifacts/{root}/model/MLmodel", data=b"flavors: {}")
+    api.ok("PUT", f"mlflow-artifacts/artifacts/{root}/model/MLmodel", data=MODEL_FILE)
     model = "crash-model"
     api.ok("POST", "mlflow/registered-models/create", json={"name": model})
     ledger = Ledger()
@@ -207,5 +220,31 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path):
             api = Api(service)
             verify(api, ledger, model, run_id, seed)
         assert ledger.versions and ledger.files and any(ledger.metrics.values()), f"seed {seed}: nothing written"
+    finally:
+        stop_service(service)
+
+
+def test_a_clean_stop_writes_the_files_of_objects_only_the_log_held(tmp_path):
+    """A version's package copy and manifest go through the table's log (one disk commit with the
+    version); a stop folds the log away, after writing their files."""
+    data_dir = tmp_path / "data"
+    service = start_service(data_dir)
+    try:
+        api = Api(service)
+        experiment = api.ok("POST", "mlflow/experiments/create", json={"name": "stop"})["experiment_id"]
+        run = api.ok("POST", "mlflow/runs/create", json={"experiment_id": experiment})["run"]["info"]
+        root = run["artifact_uri"].split(":/", 1)[1]
+        api.ok("PUT", f"mlflow-artifacts/artifacts/{root}/model/MLmodel", data=MODEL_FILE)
+        api.ok("POST", "mlflow/registered-models/create", json={"name": "stop-model"})
+        for _ in range(3):
+            api.ok("POST", "mlflow/model-versions/create", json={
+                "name": "stop-model", "source": f"runs:/{run['run_id']}/model", "run_id": run["run_id"]})
+    finally:
+        stop_service(service)
+    assert not any(b'{"object"' in log.read_bytes() for log in (data_dir / "wal").glob("*.log"))
+    service = start_service(data_dir, port=service.port)
+    try:
+        for version in (1, 2, 3):
+            assert_package(Api(service), "stop-model", version, seed=0)
     finally:
         stop_service(service)

@@ -13,7 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mlreg.emulator import save_s3_writes
-from mlreg.objects import JoinedParts, ObjectFiles, moto_s3, patch_moto_s3
+from mlreg.journal import Journal, records
+from mlreg.objects import LOGGED_MAX, JoinedParts, ObjectFiles, moto_s3, patch_moto_s3
 
 BUCKET = os.environ["MLREG_BUCKET"]
 MiB = 1024 * 1024
@@ -312,3 +313,76 @@ def test_a_burst_of_deferred_writes_holds_a_bounded_number_of_files_open(s3, mon
     assert most == 3 and files._syncing == []
     restart(files)
     assert len(client.list_objects_v2(Bucket=BUCKET, Prefix="burst/")["Contents"]) == 8
+
+
+# ---- small objects through the table's log (the emulator's ObjectFiles) ---------------------------------
+
+@pytest.fixture
+def logged(aws, tmp_path):
+    """Objects saved as the emulator saves them: a handler's small new key as a record in the log."""
+    journal = Journal(tmp_path, ("pk", "sk"))
+    journal.load()
+    files = ObjectFiles(tmp_path, journal)
+    undo_saves, undo_uploads = save_s3_writes(files), patch_moto_s3()
+    try:
+        yield boto3.client("s3"), files
+    finally:
+        undo_saves()
+        undo_uploads()
+
+
+def handler_put(files: ObjectFiles, key: str, body: bytes) -> None:
+    moto_s3().put_object(BUCKET, key, body).set_metadata({"content-type": "text/plain"})
+    files.save_object(BUCKET, key, deferred=True)
+
+
+def crashed(files: ObjectFiles) -> ObjectFiles:
+    """A kill -9 after everything was written: moto's state and this process's are gone; the next
+    start loads the table's log, then the objects."""
+    files.flush()
+    journal = Journal(files.data_dir, files.journal.key_names)
+    journal.load()
+    again = ObjectFiles(files.data_dir, journal)
+    restart(again)
+    return again
+
+
+def test_a_small_new_key_is_its_log_record_until_a_fold_writes_its_file(logged):
+    client, files = logged
+    handler_put(files, "small", b"flavors: {}")
+    handler_put(files, "big", b"x" * (LOGGED_MAX + 1))
+    files.flush()
+    assert not files._object_path(BUCKET, "small").exists() and files._object_path(BUCKET, "big").exists()
+    assert files.journal._durable >= files._last_logged > 0  # flush waited for the log to cover it
+    files = crashed(files)
+    small = client.get_object(Bucket=BUCKET, Key="small")
+    assert (small["Body"].read(), small["ContentType"]) == (b"flavors: {}", "text/plain")
+    assert small["ETag"] == f'"{hashlib.md5(b"flavors: {}").hexdigest()}"'
+    assert client.get_object(Bucket=BUCKET, Key="big")["Body"].read() == b"x" * (LOGGED_MAX + 1)
+
+    generation = files.journal.rotate()  # the emulator's fold
+    files.file_logged(before=generation)
+    files.journal.fold(generation)
+    files.forget_filed(before=generation)
+    assert files._logged == {} and files._object_path(BUCKET, "small").exists()
+    assert not any("object" in json.dumps(r) for _, log in files.journal._logs() for r in records(log))
+    crashed(files)
+    assert client.get_object(Bucket=BUCKET, Key="small")["Body"].read() == b"flavors: {}"
+
+
+def test_a_logged_key_overwritten_or_deleted_stays_so_after_a_restart(logged):
+    """The log holds a logged key's last state; a save that writes its file (or takes it away)
+    logs that the file holds it again, or a restart would replay the older record."""
+    client, files = logged
+    for key in ("overwritten", "deleted", "filed then deleted", "logged twice"):
+        handler_put(files, key, b"first")
+    client.put_object(Bucket=BUCKET, Key="overwritten", Body=b"second")  # a presigned PUT: its file
+    client.delete_object(Bucket=BUCKET, Key="deleted")
+    handler_put(files, "logged twice", b"second")
+    generation = files.journal.rotate()  # a fold that wrote the files, not yet done dropping the log
+    files.file_logged(before=generation)
+    client.delete_object(Bucket=BUCKET, Key="filed then deleted")
+    files = crashed(files)
+    assert [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]] == ["logged twice", "overwritten"]
+    assert [client.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in ("logged twice", "overwritten")] == \
+        [b"second", b"second"]
