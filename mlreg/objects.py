@@ -223,7 +223,8 @@ class ObjectFiles:
         """A small object's record in the table's log (under its key's lock)."""
         number, generation = self.journal.append_object({"object": header, "body": body})
         self._logged[header["bucket"], header["key"]] = Logged(generation, header, body)
-        self._last_logged = max(self._last_logged, number)
+        with self._syncing_lock:  # writers of other keys race here: the highest number stays
+            self._last_logged = max(self._last_logged, number)
 
     def _filed(self, bucket: str, key: str) -> None:
         """After a key's file (or its absence) was made durable: if the log held its last state, the
