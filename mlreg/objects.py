@@ -236,7 +236,7 @@ class ObjectFiles:
         """Written in place, fsync'ed by a background thread. A crash before that may leave the file
         short (its header's size says so: `load` drops it); nothing named the object yet."""
         if len(self._syncing) >= SYNCING_MAX:  # a burst (a big package's copy): bounded open files
-            self.flush()
+            self.files_synced()
         f = open(path, "wb")  # kept open for its fsync, whatever becomes of the name meanwhile
         try:
             f.writelines(chunks)
