@@ -224,6 +224,11 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path):
         stop_service(service)
 
 
+def logged_objects(data_dir) -> int:
+    """Objects' records in the table's log files (mlreg/journal.py)."""
+    return sum(log.read_bytes().count(b'{"object"') for log in (data_dir / "wal").glob("*.log"))
+
+
 def test_a_clean_stop_writes_the_files_of_objects_only_the_log_held(tmp_path):
     """A version's package copy and manifest go through the table's log (one disk commit with the
     version); a stop folds the log away, after writing their files."""
@@ -239,9 +244,10 @@ def test_a_clean_stop_writes_the_files_of_objects_only_the_log_held(tmp_path):
         for _ in range(3):
             api.ok("POST", "mlflow/model-versions/create", json={
                 "name": "stop-model", "source": f"runs:/{run['run_id']}/model", "run_id": run["run_id"]})
+        assert logged_objects(data_dir) >= 6  # each version's copy and manifest
     finally:
         stop_service(service)
-    assert not any(b'{"object"' in log.read_bytes() for log in (data_dir / "wal").glob("*.log"))
+    assert logged_objects(data_dir) == 0
     service = start_service(data_dir, port=service.port)
     try:
         for version in (1, 2, 3):
