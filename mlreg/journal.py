@@ -113,8 +113,7 @@ class Journal:
         self._fd: int | None = None
         self._sync = threading.Lock()
         self._append = threading.Lock()  # objects' records come from S3 requests, outside the table's lock
-        # After load: the objects whose last record is one with bytes, (bucket, key) -> (log generation, record)
-        self.logged_objects: dict[tuple[str, str], tuple[int, dict]] = {}
+        self.object_records: list[tuple[int, dict]] = []  # after load: (log generation, record), in order
 
     def key(self, item: dict) -> tuple:
         return tuple(next(iter(item[name].values())) for name in self.key_names)
@@ -148,17 +147,12 @@ class Journal:
         return sorted((int(m.group(1)), p) for m, p in found if m)
 
     def _replay(self, path: Path, by_key: dict, generation: int | None = None) -> None:
-        """The table's records into `by_key`; objects' records into `logged_objects` when loading
+        """The table's records into `by_key`; objects' records into `object_records` when loading
         (`generation`: the log's), skipped by a fold (the objects' files were written before it)."""
         for record in records(path):
             if isinstance(record, dict):
                 if generation is not None:
-                    header = record["object"]
-                    name = (header["bucket"], header["key"])
-                    if "body" in record:
-                        self.logged_objects[name] = (generation, record)
-                    else:
-                        self.logged_objects.pop(name, None)
+                    self.object_records.append((generation, record))
                 continue
             for key, item in record:
                 if item is None:

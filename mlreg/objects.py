@@ -412,15 +412,26 @@ class ObjectFiles:
         for part in self.objects.glob("*/*.*.*") if self.objects.exists() else []:
             if not part.with_name(part.name.split(".", 1)[0]).exists():  # a crash before its header
                 part.unlink()
-        for (bucket, key), (generation, record) in (self.journal.logged_objects if self.journal else {}).items():
+        for (bucket, key), (generation, record) in self._last_logged_states().items():
             body = base64.b64decode(record["body"])  # the log's last state of the key: newer than its file
             _loaded(backend, record["object"], body)
             self._logged[bucket, key] = Logged(generation, record["object"], body)
-        if self.journal:
-            self.journal.logged_objects = {}
         for folder in sorted(self.uploads.iterdir()) if self.uploads.exists() else []:
             self._load_upload(backend, folder)
         self._upgrade_mirror(backend)
+
+    def _last_logged_states(self) -> dict[tuple[str, str], tuple[int, dict]]:
+        """The keys whose last record in the loaded logs holds bytes (a later one says its file holds
+        it); the records are let go."""
+        states: dict[tuple[str, str], tuple[int, dict]] = {}
+        for generation, record in self.journal.object_records if self.journal else []:
+            name = (record["object"]["bucket"], record["object"]["key"])
+            states.pop(name, None)
+            if "body" in record:
+                states[name] = (generation, record)
+        if self.journal:
+            self.journal.object_records = []
+        return states
 
     def _make_folders(self) -> None:
         """All 256 object folders and the uploads folder, made durable once, at start, rather than by

@@ -20,15 +20,19 @@ BUCKET = os.environ["MLREG_BUCKET"]
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def s3(aws, tmp_path):
-    files = ObjectFiles(tmp_path)
+def saving(files: ObjectFiles):
+    """Every S3 write saved through `files`, moto patched as the emulator patches it."""
     undo_saves, undo_uploads = save_s3_writes(files), patch_moto_s3()
     try:
         yield boto3.client("s3"), files
     finally:
         undo_saves()
         undo_uploads()
+
+
+@pytest.fixture
+def s3(aws, tmp_path):
+    yield from saving(ObjectFiles(tmp_path))
 
 
 def restart(files: ObjectFiles) -> None:
@@ -320,15 +324,13 @@ def test_a_burst_of_deferred_writes_holds_a_bounded_number_of_files_open(s3, mon
 @pytest.fixture
 def logged(aws, tmp_path):
     """Objects saved as the emulator saves them: a handler's small new key as a record in the log."""
-    journal = Journal(tmp_path, ("pk", "sk"))
+    yield from saving(ObjectFiles(tmp_path, loaded_journal(tmp_path)))
+
+
+def loaded_journal(data_dir) -> Journal:
+    journal = Journal(data_dir, ("pk", "sk"))
     journal.load()
-    files = ObjectFiles(tmp_path, journal)
-    undo_saves, undo_uploads = save_s3_writes(files), patch_moto_s3()
-    try:
-        yield boto3.client("s3"), files
-    finally:
-        undo_saves()
-        undo_uploads()
+    return journal
 
 
 def handler_put(files: ObjectFiles, key: str, body: bytes) -> None:
@@ -340,9 +342,7 @@ def crashed(files: ObjectFiles) -> ObjectFiles:
     """A kill -9 after everything was written: moto's state and this process's are gone; the next
     start loads the table's log, then the objects."""
     files.flush()
-    journal = Journal(files.data_dir, files.journal.key_names)
-    journal.load()
-    again = ObjectFiles(files.data_dir, journal)
+    again = ObjectFiles(files.data_dir, loaded_journal(files.data_dir))
     restart(again)
     return again
 
