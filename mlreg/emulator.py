@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import botocore
 
-from mlreg import dynamodb_in_process, migrations, moto_speedups, s3_in_process, signatures
+from mlreg import dynamodb_in_process, migrations, moto_speedups, part_puts, s3_in_process, signatures
 from mlreg.journal import Journal
 from mlreg.objects import ObjectFiles, patch_moto_s3
 from shared import keys
@@ -350,7 +350,8 @@ class Emulator:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         wsgi = self._server._server  # the werkzeug server behind ThreadedMotoServer
-        wsgi.app = signatures.checked(wsgi.app, signatures.KEY_ID, self.secret)
+        app = part_puts.answering_parts(wsgi.app, self.files)
+        wsgi.app = signatures.checked(app, signatures.KEY_ID, self.secret)
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         # The handlers' S3 calls to this endpoint are answered in-process, as moto answers AWS's own
@@ -404,7 +405,7 @@ class Emulator:
         self._stop.set()
         self._upkeep.join()
         self._server.stop()
-        self.files.flush()
+        self.files.drain()
         self.journal.close()
         self.files.file_logged()
         self.journal.fold(self.journal.generation + 1)

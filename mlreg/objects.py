@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from mlreg.journal import Journal, atomic_write, drop_cached, ensure_dir, fsync_dir
 
@@ -156,6 +156,7 @@ class ObjectFiles:
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._syncing: list = []  # deferred writes' fsyncs under way (save_object(deferred=True))
         self._syncing_lock = threading.Lock()
+        self._dropping: list = []  # completed uploads' folders being dropped (upload_completed(deferred=True))
         self._make_folders()
 
     def _lock(self, *names: str) -> threading.Lock:
@@ -179,10 +180,18 @@ class ObjectFiles:
         elif method in ("PUT", "DELETE"):  # put, copy, delete (tags and ACLs are not kept)
             self.save_object(bucket, key)
 
-    def upload_completed(self, bucket: str, key: str, upload_id: str, numbers: list[int]) -> None:
-        """The object a completion made (`numbers`: its parts, in the request's order), then the upload is gone."""
+    def upload_completed(self, bucket: str, key: str, upload_id: str, numbers: list[int],
+                         deferred: bool = False) -> None:
+        """The object a completion made (`numbers`: its parts, in the request's order), then the upload
+        is gone: dropped now, or `deferred`: in the background (once the object's header names its
+        parts, a start drops the upload's folder anyway: load)."""
         self._save_completed(bucket, key, upload_id, numbers)
-        self._drop_upload(upload_id)
+        if not deferred:
+            self._drop_upload(upload_id)
+            return
+        dropping = _SYNCS.submit(self._drop_upload, upload_id)
+        with self._syncing_lock:
+            self._dropping = [future for future in self._dropping if not future.done()] + [dropping]
 
     def bucket_request(self, method: str, bucket: str, query: dict, request_body) -> None:
         if method == "POST" and "delete" in query:
@@ -251,14 +260,27 @@ class ObjectFiles:
                 drop_cached(f.fileno())
             fsync_dir(path.parent)
 
+        self._in_background(sync)
+
+    def _in_background(self, commit: Callable[[], None]) -> None:
+        """A disk commit run beside what follows; `flush` waits for it."""
         with self._syncing_lock:
-            self._syncing.append(_SYNCS.submit(sync))
+            self._syncing.append(_SYNCS.submit(commit))
 
     def flush(self) -> None:
         """Every deferred write made so far is durable."""
         self.files_synced()
         if self._last_logged:
             self.journal.wait(self._last_logged)
+
+    def drain(self) -> None:
+        """Everything begun in the background is done: the deferred commits, and the completed uploads'
+        folders dropped (a clean stop leaves none behind)."""
+        self.flush()
+        with self._syncing_lock:
+            dropping, self._dropping = self._dropping, []
+        for future in dropping:
+            future.result()
 
     def files_synced(self) -> None:
         """Every deferred write made so far as a file is durable (what a table write waits for before
@@ -334,14 +356,23 @@ class ObjectFiles:
         if stale:
             fsync_dir(path.parent)
 
-    def upload_created(self, bucket: str, upload_id: str) -> None:
+    def upload_created(self, bucket: str, upload_id: str, deferred: bool = False) -> None:
+        """The upload's folder (its parts' PUTs look for it) and its upload.json, made durable now, or
+        `deferred`: in the background, and `flush` waits for it (save_object)."""
         upload = moto_s3().get_bucket(bucket).multiparts[upload_id]
         folder = self.uploads / upload_id
         ensure_dir(self.uploads)
         folder.mkdir(exist_ok=True)  # its entry is made durable last, with upload.json's (fewer disk commits)
-        atomic_write(folder / "upload.json", json.dumps({"bucket": bucket, "key": upload.key_name,
-                                                         "metadata": dict(upload.metadata)}).encode())
-        fsync_dir(self.uploads)
+        saved = json.dumps({"bucket": bucket, "key": upload.key_name, "metadata": dict(upload.metadata)}).encode()
+
+        def save() -> None:
+            atomic_write(folder / "upload.json", saved)
+            fsync_dir(self.uploads)
+
+        if deferred:
+            self._in_background(save)
+        else:
+            save()
 
     def put_part(self, answer, bucket_of, upload_id: str, number: int, body: bytes):
         """A part's PUT as moto answers it (`answer()`), with the part's bytes written and fsync'ed
@@ -393,7 +424,7 @@ class ObjectFiles:
     def load(self) -> None:
         """Every saved object and upload back into moto, as it was answered (with patch_moto_s3 in
         place: a multipart object's value is its part files)."""
-        backend = moto_s3()
+        backend, completed = moto_s3(), set()  # the uploads whose parts an object's header names
         for path in sorted(self.objects.glob("*/*")) if self.objects.exists() else []:
             if path.name.endswith(".tmp"):
                 path.unlink()
@@ -409,6 +440,7 @@ class ObjectFiles:
                 continue
             _loaded(backend, header, body)
             self._drop_part_files(path, keep=set(header.get("parts", ())))
+            completed.update(name[len(path.name) + 1:].rsplit(".", 1)[0] for name in header.get("parts", ()))
         for part in self.objects.glob("*/*.*.*") if self.objects.exists() else []:
             if not part.with_name(part.name.split(".", 1)[0]).exists():  # a crash before its header
                 part.unlink()
@@ -417,7 +449,10 @@ class ObjectFiles:
             _loaded(backend, record["object"], body)
             self._logged[bucket, key] = Logged(generation, record["object"], body)
         for folder in sorted(self.uploads.iterdir()) if self.uploads.exists() else []:
-            self._load_upload(backend, folder)
+            if folder.name in completed:  # a crash before its drop (upload_completed)
+                self._drop_upload(folder.name)
+            else:
+                self._load_upload(backend, folder)
         self._upgrade_mirror(backend)
 
     def _last_logged_states(self) -> dict[tuple[str, str], tuple[int, dict]]:

@@ -143,7 +143,7 @@ def _create_multipart_upload(params: dict, context: dict, files: ObjectFiles) ->
         return None
     upload = moto_s3().create_multipart_upload(bucket.name, params["Key"], metadata_from_headers({}), "STANDARD", {},
                                                 None, None, None)
-    files.upload_created(bucket.name, upload.id)
+    files.upload_created(bucket.name, upload.id, deferred=True)
     return {"Bucket": bucket.name, "Key": params["Key"], "UploadId": upload.id}
 
 
@@ -162,7 +162,7 @@ def _complete_multipart_upload(params: dict, context: dict, files: ObjectFiles) 
         return None        # way gives the same refusal as S3 words it
     if key is None:
         return None
-    files.upload_completed(bucket.name, key.name, upload_id, [number for number, _ in parts])
+    files.upload_completed(bucket.name, key.name, upload_id, [number for number, _ in parts], deferred=True)
     done = {"Location": f"http://{bucket.name}.s3.amazonaws.com/{key.name}", "Bucket": bucket.name, "Key": key.name,
             "ETag": key.etag}
     return {**done, "VersionId": key.version_id} if key.version_id else done

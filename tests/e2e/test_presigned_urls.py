@@ -6,6 +6,8 @@ in test_artifacts.py.)"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -14,6 +16,7 @@ import pytest
 import requests
 from botocore.config import Config
 
+MiB = 1024 * 1024
 pytestmark = pytest.mark.client_free  # raw HTTP to the URLs (the client only makes their run): once is enough
 
 
@@ -134,6 +137,27 @@ def test_a_part_url_is_bound_to_its_upload_and_part(api, stored):
     assert refused(requests.put(edited(first, partNumber="2"), data=b"x", timeout=30), "SignatureDoesNotMatch")
     assert refused(requests.put(edited(first, uploadId="other"), data=b"x", timeout=30), "SignatureDoesNotMatch")
     assert requests.put(first, data=b"x", timeout=30).status_code == 200
+
+
+def test_a_part_put_answers_as_s3_whichever_way_it_is_served(api, stored):
+    """A plain part PUT (answered beside moto's app: mlreg/part_puts.py) and one with a header it leaves
+    to moto (CORS's Origin) both give S3's ETag, the part's MD5, with the same headers; the completed
+    object is both parts; a part of an upload that is gone is NoSuchUpload."""
+    _, root, _ = stored
+    created = api("POST", f"mlflow-artifacts/mpu/create/{root}", json={"path": "both.bin", "num_parts": 2}).json()
+    (first, second), parts = (c["url"] for c in created["credentials"]), (os.urandom(5 * MiB), os.urandom(1000))
+    plain = requests.put(first, data=parts[0], timeout=30)
+    by_moto = requests.put(second, data=parts[1], headers={"Origin": "http://localhost:3000"}, timeout=30)
+    for answer, part in zip((plain, by_moto), parts):
+        assert answer.status_code == 200 and answer.content == b""
+        assert answer.headers["ETag"] == f'"{hashlib.md5(part).hexdigest()}"'
+    assert {"etag", "last-modified", "x-amzn-requestid"} <= {name.lower() for name in plain.headers}
+    completed = api("POST", f"mlflow-artifacts/mpu/complete/{root}", json={
+        "path": "both.bin", "upload_id": created["upload_id"],
+        "parts": [{"part_number": n, "etag": a.headers["ETag"]} for n, a in enumerate((plain, by_moto), 1)]})
+    assert completed.status_code == 200
+    assert api("GET", f"mlflow-artifacts/artifacts/{root}/both.bin").content == b"".join(parts)
+    assert refused(requests.put(first, data=b"late", timeout=30), "NoSuchUpload", 404)
 
 
 def test_motos_control_routes_are_not_served(stored):

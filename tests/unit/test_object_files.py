@@ -226,6 +226,27 @@ def test_a_crash_while_dropping_an_upload_leaves_no_half_upload(s3):
     assert list(files.uploads.iterdir()) == []
 
 
+def test_an_upload_whose_object_is_complete_is_dropped_at_start(s3):
+    """A handler's completion drops the upload's folder in the background (upload_completed): a crash
+    before that leaves it beside the object whose header names its parts, and a start drops it."""
+    client, files = s3
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="z.bin")
+    body = os.urandom(5 * MiB)
+    etag = client.upload_part(Bucket=BUCKET, Key="z.bin", UploadId=upload["UploadId"], PartNumber=1,
+                              Body=body)["ETag"]
+    drop, files._drop_upload = files._drop_upload, lambda upload_id: None  # the "crash" before it
+    try:
+        client.complete_multipart_upload(Bucket=BUCKET, Key="z.bin", UploadId=upload["UploadId"],
+                                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    finally:
+        files._drop_upload = drop
+    assert [p.name for p in files.uploads.iterdir()] == [upload["UploadId"]]
+    restart(files)
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert list(files.uploads.iterdir()) == []
+    assert client.get_object(Bucket=BUCKET, Key="z.bin")["Body"].read() == body
+
+
 def test_the_mirror_of_an_older_mlreg_is_read_once(s3, tmp_path):
     client, files = s3
     (tmp_path / "objects" / "projects" / "p").mkdir(parents=True)

@@ -76,6 +76,7 @@ def _exercise(s3, files: ObjectFiles) -> list:
         seen.append(_read_back(s3, files, target))
     for n, key in enumerate(["big/a b.bin", "big/\u00e9.bin"]):  # multipart uploads, as the artifact routes make them
         upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key)
+        files.flush()  # as the gateway before it answers: the upload's file is durable
         seen.append((_stamp({k: v for k, v in upload.items() if k != "UploadId"}),
                      sorted(p.name for p in (files.uploads / upload["UploadId"]).iterdir())))
         etags = [s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], PartNumber=i + 1,
@@ -83,6 +84,7 @@ def _exercise(s3, files: ObjectFiles) -> list:
         seen.append(_stamp(s3.complete_multipart_upload(
             Bucket=BUCKET, Key=key, UploadId=upload["UploadId"],
             MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": etag} for i, etag in enumerate(etags)]})))
+        files.drain()  # the upload's folder dropped in the background
         seen.append(((files.uploads / upload["UploadId"]).exists(), _read_back(s3, files, key)))
     return seen
 
