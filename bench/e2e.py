@@ -11,6 +11,7 @@ the command prints what it ran."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -85,6 +86,7 @@ def start_reference(work: Path) -> Server:
 class Results:
     steps: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # step -> server -> seconds
     rates: dict[str, int] = field(default_factory=dict)  # step -> items done, for a throughput row
+    written: dict[tuple[str, str], int] = field(default_factory=dict)  # samples already in --samples' file
 
     def add(self, step: str, server: str, seconds: float, rate: int | None = None) -> None:
         self.steps.setdefault(step, {}).setdefault(server, []).append(seconds)
@@ -211,6 +213,17 @@ def workload(server: Server, args, results: Results, work: Path) -> None:
     assert len(got) == args.history, (name, len(got))
 
 
+def _write_samples(path: Path, results: Results, server: str, round_: int) -> None:
+    """The server's samples taken since the last call, appended as JSON lines."""
+    with open(path, "a") as out:
+        for step, by_server in results.steps.items():
+            samples = by_server.get(server, [])
+            written = results.written.get((step, server), 0)
+            for seconds in samples[written:]:
+                out.write(json.dumps({"step": step, "server": server, "round": round_, "ms": seconds * 1000}) + "\n")
+            results.written[(step, server)] = len(samples)
+
+
 def markdown(results: Results) -> str:
     out = ["| step | mlreg serve (ms, median) | mlflow server (ms, median) | ratio mlreg / reference | n |",
            "|---|---:|---:|---:|---:|"]
@@ -238,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
                         "first server alternating (2: mlreg, reference, reference, mlreg): a drift of the machine's "
                         "speed meets both alike; medians pool the rounds")
     parser.add_argument("--only", choices=("mlreg", "reference"), help="run against one server only")
+    parser.add_argument("--samples", type=Path, help="also write every sample (step, server, round, ms) to this "
+                        "file, one JSON object a line: a close row's spread and its rounds")
     parser.add_argument("--settle", type=float, default=0, help="seconds to wait after a server starts, before its "
                         "workload (mlflow server's job-runner processes use the CPU for a while after it answers)")
     args = parser.parse_args(argv)
@@ -267,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  {server.name}: {time.perf_counter() - t1:.0f} s", file=sys.stderr)
                 finally:
                     server.stop()
+                if args.samples:
+                    _write_samples(args.samples, results, server.name, round_)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     import mlflow

@@ -3,6 +3,7 @@ docs/performance.md; bench.request_budget is exercised by test_request_budget.py
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -63,11 +64,15 @@ def test_uploads_times_transfers():
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="starts two servers")
-def test_e2e_runs_the_workload_against_both_servers():
+def test_e2e_runs_the_workload_against_both_servers(tmp_path):
     found = rows(bench("bench.e2e", "--sizes", "5", "--history", "200", "--artifact-mb", "0", "--latency-runs", "1",
-                       "--repeat", "1", "--threads", "2"))
+                       "--repeat", "1", "--threads", "2", "--samples", str(tmp_path / "samples.jsonl")))
     mlreg_ms, reference_ms, ratio = (float(x.replace(",", "")) for x in found["get_model_version_by_alias"][:3])
     assert mlreg_ms > 0 and reference_ms > 0 and ratio == pytest.approx(mlreg_ms / reference_ms, abs=0.01)
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    by_alias = {s["server"]: s["ms"] for s in samples if s["step"] == "get_model_version_by_alias"}
+    assert by_alias.keys() == {"mlreg", "mlflow server"} and {s["round"] for s in samples} == {0}
+    assert by_alias["mlreg"] == pytest.approx(mlreg_ms, abs=0.05)  # one sample: the median is it
     assert "search_runs 5 runs: filter tags.team = 'x', page of 100" in found
     assert float(found["2 threads logging runs (create_run + log_batch), 5 runs: runs/s"][0]) > 0
 
