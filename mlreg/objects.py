@@ -38,6 +38,7 @@ import hashlib
 import io
 import json
 import mimetypes
+import mmap
 import os
 import shutil
 import tempfile
@@ -57,6 +58,9 @@ GONE = ".gone"
 LOCK_STRIPES = 64
 PART_WRITES = 8  # parts written at once while moto takes them (ObjectFiles.put_part)
 _PART_WRITES = ThreadPoolExecutor(max_workers=PART_WRITES, thread_name_prefix="part-writes")
+DIRECT_CHUNK = 8 * 1024 * 1024  # a part is written with O_DIRECT through a buffer this big (each part-writes thread's)
+DIRECT_BLOCK = 4096  # what O_DIRECT writes are aligned to (the largest logical block size of common disks)
+_DIRECT_BUFFERS = threading.local()
 _SYNCS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="object-syncs")  # side by side: one disk commit
 SYNCING_MAX = 256  # deferred writes awaiting their fsync (each holds its file open) before a writer waits
 LOGGED_MAX = 64 * 1024  # a handler's new key this small goes through the table's log (its manifests, small files)
@@ -642,14 +646,51 @@ def _part_files(path: Path) -> list[Path]:
 
 
 def _write_synced(path: Path, body: bytes) -> None:
-    """A part's file, durable, and then out of the page cache (moto holds the part's bytes until the
-    upload completes; journal.drop_cached). A download after completion reads the part files from
-    disk (10 MB: +8 ms, still ahead of mlflow server's)."""
+    """A part's file, durable, and not in the page cache (moto holds the part's bytes until the
+    upload completes; a download after completion reads the part files from disk: 10 MB, +8 ms).
+    Written around the page cache where the filesystem allows it (`_write_direct`), else through it
+    and dropped from it once `fsync`'ed (journal.drop_cached)."""
+    if _write_direct(path, body):
+        return
     with open(path, "wb") as f:
         f.write(body)
         f.flush()
         os.fsync(f.fileno())
         drop_cached(f.fileno())
+
+
+def _write_direct(path: Path, body: bytes) -> bool:
+    """`body` written to `path` with O_DIRECT and `fsync`'ed; False where the filesystem (tmpfs) or
+    the system (macOS) has no direct I/O. The bytes go to disk from a buffer this thread keeps, not
+    through new page-cache pages: on the team's VMs one part write in ten took 7-12 ms of CPU faulting
+    in pages the host had taken back (1.5 ms otherwise), on the cores the part's MD5 needs."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+    except (AttributeError, OSError):  # no os.O_DIRECT here; EINVAL: not on this filesystem
+        return False
+    try:
+        buffer = _direct_buffer()
+        for start in range(0, len(body), DIRECT_CHUNK):
+            piece = memoryview(body)[start:start + DIRECT_CHUNK]
+            padded = -(-len(piece) // DIRECT_BLOCK) * DIRECT_BLOCK  # whole blocks; the file is cut to size below
+            buffer[:len(piece)] = piece
+            buffer[len(piece):padded] = bytes(padded - len(piece))
+            with memoryview(buffer)[:padded] as aligned:
+                written = 0
+                while written < padded:
+                    written += os.write(fd, aligned[written:])
+        os.ftruncate(fd, len(body))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _direct_buffer() -> mmap.mmap:
+    """This thread's page-aligned buffer for direct writes, kept (its pages stay in place)."""
+    if not hasattr(_DIRECT_BUFFERS, "buffer"):
+        _DIRECT_BUFFERS.buffer = mmap.mmap(-1, DIRECT_CHUNK)
+    return _DIRECT_BUFFERS.buffer
 
 
 def _holds(fake_key, body: bytes) -> bool:

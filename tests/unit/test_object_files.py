@@ -3,6 +3,7 @@ answers, and loads back as it was answered (bytes, content type, ETag, multipart
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from mlreg.emulator import save_s3_writes
 from mlreg.journal import Journal, records
-from mlreg.objects import LOGGED_MAX, JoinedParts, ObjectFiles, moto_s3, patch_moto_s3
+from mlreg.objects import LOGGED_MAX, JoinedParts, ObjectFiles, _write_synced, moto_s3, patch_moto_s3
 
 BUCKET = os.environ["MLREG_BUCKET"]
 MiB = 1024 * 1024
@@ -160,6 +161,24 @@ def test_a_part_written_while_moto_takes_it_ends_as_what_moto_holds(s3):
         assert files.put_part(lambda: answer(*winners), lambda: BUCKET, upload_id, 1, ours)[0] == 200
         assert (folder / "part-1").read_bytes() == saved and rewrites == rewritten
         assert sorted(p.name for p in folder.iterdir()) == ["part-1", "upload.json"]  # no .tmp left
+
+
+@pytest.mark.parametrize("size", [0, 1, 4097, 8 * MiB + 1])
+def test_a_part_file_is_exactly_its_bytes_with_direct_io_or_without(tmp_path, monkeypatch, size):
+    """A part is written around the page cache in whole blocks and cut to its size, or, on a
+    filesystem without direct I/O, through the page cache: either way the file is the part's bytes."""
+    body = os.urandom(size)
+    _write_synced(tmp_path / "direct", body)
+    real_open = os.open
+
+    def no_direct_io(path, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", no_direct_io)
+    _write_synced(tmp_path / "buffered", body)
+    assert (tmp_path / "direct").read_bytes() == (tmp_path / "buffered").read_bytes() == body
 
 
 def test_a_completion_naming_parts_out_of_order_is_refused_as_by_s3(s3):
