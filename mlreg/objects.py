@@ -26,7 +26,9 @@ In the data directory:
                            the JSON line leaves unnamed part files, removed at the next start.
   s3/uploads/<upload id>/  a multipart upload in progress: upload.json, and part-<n> per part (a
                            part's PUT writes part-<n>.<random>.tmp while moto takes the part, and
-                           renames it once both are done: ObjectFiles.put_part)
+                           renames it once both are done: ObjectFiles.put_part). A start drops the
+                           folder of an upload an object's JSON line names parts of (completed; a
+                           handler's completion drops it in the background)
 
 An older mlreg mirrored objects every few seconds into objects/<key> with an objects.json manifest:
 that layout is read once and rewritten in this one."""
