@@ -20,7 +20,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import boto3
 import botocore
@@ -238,12 +238,9 @@ def guard_dynamodb(journal: Journal, table_name: str, credentials_written=lambda
 
 def _part_put(request, full_url: str) -> tuple[str, int] | None:
     """(upload id, part number) of a part's PUT whose body is at hand as bytes (a presigned part)."""
-    if request.method != "PUT" or "partNumber=" not in full_url:
+    if request.method != "PUT" or "partNumber=" not in full_url or type(request.data) is not bytes:
         return None
-    query = parse_qs(urlsplit(full_url).query)
-    if "uploadId" not in query or not query["partNumber"][0].isdigit() or type(request.data) is not bytes:
-        return None
-    return query["uploadId"][0], int(query["partNumber"][0])
+    return part_puts.part_in(urlsplit(full_url).query)
 
 
 def save_s3_writes(files: ObjectFiles):

@@ -331,7 +331,7 @@ class ObjectFiles:
         saved uploads)."""
         path, folder = self._object_path(bucket, key), self.uploads / upload_id
         parts = [folder / f"part-{n}" for n in numbers]
-        names = [f"{path.name}.{upload_id}.{n}" for n in numbers]
+        names = [_linked_part_name(path.name, upload_id, n) for n in numbers]
         with self._lock(bucket, key):
             obj = moto_s3().get_object(bucket, key) if bucket in moto_s3().buckets else None
             if obj is not None and getattr(obj.multipart, "id", None) == upload_id and names and not folder.exists() \
@@ -446,7 +446,7 @@ class ObjectFiles:
                 continue
             _loaded(backend, header, body)
             self._drop_part_files(path, keep=set(header.get("parts", ())))
-            completed.update(name[len(path.name) + 1:].rsplit(".", 1)[0] for name in header.get("parts", ()))
+            completed.update(_upload_id_of(path.name, name) for name in header.get("parts", ()))
         for part in self.objects.glob("*/*.*.*") if self.objects.exists() else []:
             if not part.with_name(part.name.split(".", 1)[0]).exists():  # a crash before its header
                 part.unlink()
@@ -645,6 +645,16 @@ def _part_files(path: Path) -> list[Path]:
     prefix = path.name + "."
     return [path.parent / name for name in os.listdir(path.parent)
             if name.startswith(prefix) and not name.endswith(".tmp")]
+
+
+def _linked_part_name(object_name: str, upload_id: str, number: int) -> str:
+    """The name of a completed object's part file, beside the object's own file."""
+    return f"{object_name}.{upload_id}.{number}"
+
+
+def _upload_id_of(object_name: str, part_name: str) -> str:
+    """The upload a completed object's part file came from (_linked_part_name, read back)."""
+    return part_name.removeprefix(f"{object_name}.").rsplit(".", 1)[0]
 
 
 def _write_synced(path: Path, body: bytes) -> None:

@@ -50,15 +50,20 @@ def _plain_part(environ: dict) -> tuple[str, str, int] | None:
         return None
     if not hasattr(environ["wsgi.input"], "getvalue") or not _path_style(environ.get("HTTP_HOST", "")):
         return None  # the body was not read whole by the signature check (chunked), or a bucket's host name
-    query = parse_qs(environ["QUERY_STRING"])
-    number, upload_id = query.get("partNumber", [""])[0], query.get("uploadId", [""])[0]
-    bucket = environ.get("PATH_INFO", "").lstrip("/").split("/", 1)[0]
-    if "X-Amz-Signature" not in query or not number.isdigit() or not 1 <= int(number) <= MAX_PART_NUMBER:
+    part, bucket = part_in(environ["QUERY_STRING"]), environ.get("PATH_INFO", "").lstrip("/").split("/", 1)[0]
+    if part is None or "X-Amz-Signature=" not in environ["QUERY_STRING"] or not 1 <= part[1] <= MAX_PART_NUMBER:
         return None
     backend = moto_s3()
-    if bucket not in backend.buckets or upload_id not in backend.buckets[bucket].multiparts:
+    if bucket not in backend.buckets or part[0] not in backend.buckets[bucket].multiparts:
         return None  # moto's NoSuchBucket, NoSuchUpload
-    return bucket, upload_id, int(number)
+    return bucket, *part
+
+
+def part_in(query: str) -> tuple[str, int] | None:
+    """(upload id, part number) a part's PUT names in its query; None for any other query."""
+    params = parse_qs(query)
+    upload_id, number = params.get("uploadId", [""])[0], params.get("partNumber", [""])[0]
+    return (upload_id, int(number)) if upload_id and number.isdigit() else None
 
 
 def _path_style(host: str) -> bool:
